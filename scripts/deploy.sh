@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Deploys the operator from config/default into the cluster KUBECONFIG points at, with the images the
+# local cluster built (CASEFILE_OPERATOR_IMAGE, CASEFILE_DEBUG_IMAGE from `e2e/cluster/env`), and
+# waits until it is ready. Extra `KEY=VALUE` arguments become environment variables of the operator
+# (the e2e tests use CASEFILE_EXIT_AFTER_PHASE for fault injection).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${CASEFILE_OPERATOR_IMAGE:?run eval \"\$(e2e/cluster/env)\" first}"
+: "${CASEFILE_DEBUG_IMAGE:?run eval \"\$(e2e/cluster/env)\" first}"
+extra_env=$(for kv in "$@"; do printf '            - { name: %s, value: "%s" }\n' "${kv%%=*}" "${kv#*=}"; done)
+kubectl kustomize config/default |
+  sed -e "s#image: localhost/casefile/operator:0.1.0#image: $CASEFILE_OPERATOR_IMAGE#" \
+      -e "s#value: localhost/casefile/debug-tools:0.1.0#value: $CASEFILE_DEBUG_IMAGE#" \
+      -e 's#imagePullPolicy: IfNotPresent#imagePullPolicy: Never#' |
+  awk -v extra="$extra_env" '{print} /^        env:$/ && extra != "" {print extra}' |
+  kubectl apply --server-side --force-conflicts -f - >/dev/null
+kubectl wait --for=condition=Established crd/investigations.casefile.dev --timeout=60s >/dev/null
+kubectl -n casefile-system rollout status deployment/casefile-operator --timeout=180s >/dev/null
+echo "casefile operator ready: $CASEFILE_OPERATOR_IMAGE"

@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+// casefile's command line: `operator` runs the controller; `verify` checks a case directory
+// independently (custody chain + manifest); `show` prints a case's report from the evidence volume.
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { conditionTypes } from '../api/investigation.js';
+import { defaultIdentity, operatorConfigSchema } from '../config.js';
+import { runOperator } from '../engine/controller.js';
+import { sanitizeSegment } from '../evidence/paths.js';
+import { verifyCaseDir } from '../evidence/store.js';
+
+const int = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
+  return n;
+};
+
+const program = new Command('casefile').description('Kubernetes incident response: Investigations that capture, contain and seal evidence.');
+
+program
+  .command('operator')
+  .description('run the Investigation controller')
+  .option('--evidence-dir <dir>', 'where case files are written (the evidence PVC in-cluster)', process.env.CASEFILE_EVIDENCE_DIR ?? '/evidence')
+  .option('--kubeconfig <file>', 'kubeconfig to use outside the cluster (default: in-cluster or $KUBECONFIG)')
+  .option('--workers <n>', 'concurrent reconciles', int('--workers'), Number(process.env.CASEFILE_WORKERS ?? 4))
+  .option('--http-port <port>', 'port for /healthz, /readyz and /metrics (0: any free port)', int('--http-port'), 8080)
+  .option('--no-leader-election', 'run without a Lease (a single replica outside the cluster)')
+  .option('--lease-namespace <ns>', 'namespace of the leader-election Lease', process.env.POD_NAMESPACE ?? 'casefile-system')
+  .option('--lease-name <name>', 'name of the leader-election Lease', 'casefile-operator')
+  .option('--debug-image <image>', 'default image of ephemeral debug containers', process.env.CASEFILE_DEBUG_IMAGE)
+  .action(async (opts) => {
+    const exitAfter = process.env.CASEFILE_EXIT_AFTER_PHASE;
+    const parsed = operatorConfigSchema.safeParse({
+      evidenceDir: opts.evidenceDir,
+      kubeconfig: opts.kubeconfig,
+      workers: opts.workers,
+      httpPort: opts.httpPort,
+      leaderElection: opts.leaderElection,
+      leaseNamespace: opts.leaseNamespace,
+      leaseName: opts.leaseName,
+      identity: defaultIdentity(),
+      debugImage: opts.debugImage,
+      exitAfterPhase: exitAfter || undefined,
+    });
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+      return program.error(`invalid configuration: ${problems}${exitAfter && !conditionTypes.includes(exitAfter as never) ? ` (CASEFILE_EXIT_AFTER_PHASE must be one of ${conditionTypes.join(', ')})` : ''}`);
+    }
+    await runOperator(parsed.data);
+  });
+
+program
+  .command('verify')
+  .description('verify a case directory: custody chain and MANIFEST.sha256 against the files')
+  .argument('<case-dir>')
+  .action(async (dir: string) => {
+    const result = await verifyCaseDir(dir);
+    for (const problem of result.problems) console.error(`FAIL ${problem}`);
+    console.log(result.ok ? `OK ${result.artifacts} artifact(s) verified in ${dir}` : `FAILED ${result.problems.length} problem(s) in ${dir}`);
+    process.exitCode = result.ok ? 0 : 1;
+  });
+
+program
+  .command('show')
+  .description("print a case's report.md from the evidence directory")
+  .argument('<namespace/name>')
+  .option('--evidence-dir <dir>', 'evidence root', process.env.CASEFILE_EVIDENCE_DIR ?? '/evidence')
+  .option('--file <artifact>', 'artifact to print instead of report.md', 'report.md')
+  .action(async (ref: string, opts: { evidenceDir: string; file: string }) => {
+    const [namespace, name] = ref.split('/');
+    if (!namespace || !name) return program.error('expected <namespace/name>');
+    const nsDir = path.join(opts.evidenceDir, sanitizeSegment(namespace!));
+    const prefix = `${sanitizeSegment(name!)}-`;
+    const matches = (await readdir(nsDir).catch(() => [] as string[])).filter((d) => d.startsWith(prefix) && d.length === prefix.length + 8);
+    if (matches.length === 0) return program.error(`no case file for ${ref} under ${opts.evidenceDir}`);
+    for (const dir of matches) {
+      if (matches.length > 1) console.log(`==> ${dir}`);
+      process.stdout.write(await readFile(path.join(nsDir, dir, opts.file), 'utf8'));
+    }
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,25 @@
+// Operator configuration, from CLI flags (with environment fallbacks for the Deployment),
+// validated once at start so a bad value stops the operator with a message naming the flag.
+import os from 'node:os';
+import { z } from 'zod';
+import { conditionTypes } from './api/investigation.js';
+
+export const operatorConfigSchema = z.object({
+  evidenceDir: z.string().min(1),
+  kubeconfig: z.string().optional(),
+  workers: z.number().int().min(1).max(64),
+  httpPort: z.number().int().min(0).max(65535),
+  leaderElection: z.boolean(),
+  leaseNamespace: z.string().min(1),
+  leaseName: z.string().min(1),
+  identity: z.string().min(1),
+  debugImage: z.string().min(1).optional(),
+  /** Fault injection for the restart tests: exit right after this phase's condition is written. */
+  exitAfterPhase: z.enum(conditionTypes).optional(),
+});
+
+export type OperatorConfig = z.infer<typeof operatorConfigSchema>;
+
+export function defaultIdentity(): string {
+  return process.env.POD_NAME ?? `${os.hostname()}-${process.pid}`;
+}

@@ -1,0 +1,86 @@
+// Wires the operator together: leader election gates an informer (list+watch of Investigations) that
+// feeds keys into a rate-limited work queue, whose workers run the reconciler.
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { GROUP, INVESTIGATION_PLURAL, VERSION } from '../api/investigation.js';
+import type { OperatorConfig } from '../config.js';
+import { logger } from '../log.js';
+import { EventRecorder } from './events.js';
+import { startHealthServer } from './http.js';
+import { Informer, kubeWatchAdapter } from './informer.js';
+import { Kube } from './kube.js';
+import { LeaderElector } from './leader.js';
+import { Metrics } from './metrics.js';
+import { WorkQueue } from './queue.js';
+import { InvestigationReconciler } from './reconciler.js';
+
+export async function runOperator(config: OperatorConfig): Promise<void> {
+  const log = logger.child({ component: 'operator' });
+  const kube = Kube.fromEnvironment(config.kubeconfig);
+  const metrics = new Metrics();
+  const reconciler = new InvestigationReconciler({
+    kube,
+    config,
+    log,
+    metrics,
+    events: new EventRecorder(kube, config.identity, log),
+  });
+  const queue = new WorkQueue((key) => reconciler.reconcile(key), {
+    name: 'investigations',
+    workers: config.workers,
+    log: log.child({ component: 'queue' }),
+    onMetrics: metrics.queueHooks(),
+  });
+  const informer = new Informer<KubernetesObject>({
+    name: 'investigations',
+    list: async () => {
+      const list = (await kube.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: INVESTIGATION_PLURAL })) as {
+        items: KubernetesObject[];
+        metadata: { resourceVersion: string };
+      };
+      return { items: list.items, resourceVersion: list.metadata.resourceVersion };
+    },
+    watch: kubeWatchAdapter(kube.kc, `/apis/${GROUP}/${VERSION}/${INVESTIGATION_PLURAL}`),
+    onChange: (key, _obj, type) => {
+      if (type === 'DELETED') metrics.observeInvestigationPhase(key, undefined);
+      queue.add(key);
+    },
+    resyncMs: 60_000,
+    log: log.child({ component: 'informer' }),
+  });
+  const server = startHealthServer(config.httpPort, metrics, () => informer.hasSynced());
+
+  const start = () => {
+    log.info({ workers: config.workers, evidenceDir: config.evidenceDir }, 'leading: starting the Investigation controller');
+    queue.start();
+    void informer.start();
+  };
+  const elector = config.leaderElection
+    ? new LeaderElector({
+        api: kube.coordination,
+        namespace: config.leaseNamespace,
+        name: config.leaseName,
+        identity: config.identity,
+        onStartedLeading: start,
+        onStoppedLeading: () => {
+          // Another replica may already be acting: stop at once rather than race it (as controller-runtime does).
+          log.error('lost leadership; exiting so a fresh process can re-acquire');
+          process.exit(1);
+        },
+        log: log.child({ component: 'leader' }),
+      })
+    : undefined;
+
+  const shutdown = async (signal: string) => {
+    log.info({ signal }, 'shutting down: draining in-flight reconciles');
+    informer.stop();
+    await queue.stop();
+    await elector?.stop();
+    server.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+
+  if (elector) await elector.run();
+  else start();
+}

@@ -1,0 +1,113 @@
+// One place that knows how to talk to the API server: typed clients, merge-patch options,
+// a streaming GET for logs, and error helpers that keep the server's own message.
+import https from 'node:https';
+import http from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import {
+  ApiException,
+  AppsV1Api,
+  AuthorizationV1Api,
+  BatchV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  NetworkingV1Api,
+  PatchStrategy,
+  RbacAuthorizationV1Api,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+
+export class Kube {
+  readonly core: CoreV1Api;
+  readonly apps: AppsV1Api;
+  readonly batch: BatchV1Api;
+  readonly rbac: RbacAuthorizationV1Api;
+  readonly networking: NetworkingV1Api;
+  readonly authz: AuthorizationV1Api;
+  readonly coordination: CoordinationV1Api;
+  readonly custom: CustomObjectsApi;
+  /** Pass as the last argument of a patch call to send a JSON merge patch. */
+  readonly mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+  constructor(readonly kc: KubeConfig) {
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.apps = kc.makeApiClient(AppsV1Api);
+    this.batch = kc.makeApiClient(BatchV1Api);
+    this.rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+    this.networking = kc.makeApiClient(NetworkingV1Api);
+    this.authz = kc.makeApiClient(AuthorizationV1Api);
+    this.coordination = kc.makeApiClient(CoordinationV1Api);
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  static fromEnvironment(kubeconfigPath?: string): Kube {
+    const kc = new KubeConfig();
+    if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
+    else kc.loadFromDefault();
+    return new Kube(kc);
+  }
+
+  /**
+   * GET a path and hand back the response stream once the server answered 200.
+   * Unlike client-node's Log helper this keeps the server's error message
+   * (e.g. "previous terminated container not found"), which the case file records.
+   */
+  async streamGet(path: string, query: Record<string, string | number | boolean | undefined>): Promise<IncomingMessage> {
+    const cluster = this.kc.getCurrentCluster();
+    if (!cluster) throw new Error('kubeconfig has no current cluster');
+    const url = new URL(cluster.server + path);
+    for (const [key, value] of Object.entries(query)) {
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    }
+    const options: https.RequestOptions = { method: 'GET', headers: {} };
+    await this.kc.applyToHTTPSOptions(options);
+    const transport = url.protocol === 'http:' ? http : https;
+    return new Promise((resolve, reject) => {
+      const request = transport.request(url, options, (response) => {
+        if (response.statusCode === 200) return resolve(response);
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => {
+          if (body.length < 4096) body += chunk;
+        });
+        response.on('end', () => reject(new ApiException(response.statusCode ?? 0, statusMessage(body), body, {})));
+        response.on('error', reject);
+      });
+      request.on('error', reject);
+      request.end();
+    });
+  }
+}
+
+function statusMessage(body: string): string {
+  try {
+    const status = JSON.parse(body) as { message?: string };
+    if (status.message) return status.message;
+  } catch {
+    // not a Status object: fall through to the raw text
+  }
+  return body.slice(0, 512) || 'no response body';
+}
+
+export function errorCode(err: unknown): number | undefined {
+  if (err instanceof ApiException) return err.code;
+  const code = (err as { code?: unknown; statusCode?: unknown } | null)?.statusCode ?? (err as { code?: unknown } | null)?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+export const isNotFound = (err: unknown): boolean => errorCode(err) === 404;
+export const isConflict = (err: unknown): boolean => errorCode(err) === 409;
+export const isForbidden = (err: unknown): boolean => errorCode(err) === 403;
+
+/** The API server's own explanation when there is one, else the error's message. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof ApiException) {
+    const body = err.body as unknown;
+    if (typeof body === 'string') return `${err.code}: ${statusMessage(body)}`;
+    const message = (body as { message?: string } | undefined)?.message;
+    if (message) return `${err.code}: ${message}`;
+    return `${err.code}: ${err.message.split('\n')[0]}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}

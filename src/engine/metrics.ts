@@ -1,0 +1,56 @@
+// Prometheus metrics on the operator's /metrics: reconcile and phase durations, queue depth,
+// investigations by phase and evidence bytes written.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { WorkQueueMetrics } from './queue.js';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly reconcileDuration = new Histogram({
+    name: 'casefile_reconcile_duration_seconds',
+    help: 'Time to reconcile one Investigation key, by outcome.',
+    labelNames: ['outcome'],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+    registers: [this.registry],
+  });
+  readonly phaseDuration = new Histogram({
+    name: 'casefile_phase_duration_seconds',
+    help: 'Time one phase took, by phase and resulting condition status.',
+    labelNames: ['phase', 'status'],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({ name: 'casefile_workqueue_depth', help: 'Keys waiting in the work queue.', registers: [this.registry] });
+  readonly retries = new Counter({ name: 'casefile_workqueue_retries_total', help: 'Keys requeued after a failed reconcile.', registers: [this.registry] });
+  readonly evidenceBytes = new Counter({ name: 'casefile_evidence_bytes_written_total', help: 'Bytes of evidence written to case files.', registers: [this.registry] });
+  private readonly phases = new Map<string, string>();
+
+  constructor() {
+    const phases = this.phases;
+    new Gauge({
+      name: 'casefile_investigations',
+      help: 'Investigations seen by this operator, by status.phase.',
+      labelNames: ['phase'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const counts = new Map<string, number>();
+        for (const phase of phases.values()) counts.set(phase, (counts.get(phase) ?? 0) + 1);
+        for (const [phase, n] of counts) this.set({ phase }, n);
+      },
+    });
+    collectDefaultMetrics({ register: this.registry, prefix: 'casefile_' });
+  }
+
+  observeInvestigationPhase(key: string, phase: string | undefined): void {
+    if (phase) this.phases.set(key, phase);
+    else this.phases.delete(key);
+  }
+
+  queueHooks(): WorkQueueMetrics {
+    return {
+      depth: (n) => this.queueDepth.set(n),
+      reconciled: (seconds, outcome) => this.reconcileDuration.observe({ outcome }, seconds),
+      retry: () => this.retries.inc(),
+    };
+  }
+}

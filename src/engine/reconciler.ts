@@ -1,0 +1,335 @@
+// The Investigation reconciler. Level-based: a key comes in, the latest object is read from the API
+// server (never the event), and the phases that are not yet done run in order. Everything a phase
+// learns is persisted in status (conditions, target) or the case file, so a restart resumes where it
+// stopped. Status is written only when it changed, with the resourceVersion it was computed from.
+import type { V1Pod } from '@kubernetes/client-node';
+import { getCondition, isTrue, setCondition, statusChanged } from '../api/conditions.js';
+import {
+  API_VERSION,
+  FINALIZER,
+  GROUP,
+  INVESTIGATION_PLURAL,
+  parseSpec,
+  VERSION,
+  type Condition,
+  type ConditionType,
+  type Investigation,
+  type InvestigationPhase,
+  type InvestigationSpec,
+  type InvestigationStatus,
+} from '../api/investigation.js';
+import type { OperatorConfig } from '../config.js';
+import { CaseFile, evidenceErrorReason } from '../evidence/store.js';
+import type { Logger } from '../log.js';
+import { phasesInOrder } from '../phases/index.js';
+import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome } from '../phases/phase.js';
+import { EventRecorder } from './events.js';
+import { errorMessage, isConflict, isNotFound, type Kube } from './kube.js';
+import type { Metrics } from './metrics.js';
+import type { ReconcileResult } from './queue.js';
+
+export interface ReconcilerDeps {
+  kube: Kube;
+  config: OperatorConfig;
+  log: Logger;
+  metrics: Metrics;
+  events: EventRecorder;
+  phases?: readonly Phase[];
+}
+
+/** Status was changed by someone else since we read it: re-read and try again (not a failure to report). */
+class StaleObjectError extends Error {}
+
+export class InvestigationReconciler {
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  async reconcile(key: string): Promise<ReconcileResult | void> {
+    const [namespace, name] = key.split('/') as [string, string];
+    let inv: Investigation;
+    try {
+      inv = (await this.deps.kube.custom.getNamespacedCustomObject({
+        group: GROUP, version: VERSION, namespace, plural: INVESTIGATION_PLURAL, name,
+      })) as Investigation;
+    } catch (err) {
+      if (isNotFound(err)) return; // deleted and finalized: nothing left to do
+      throw err;
+    }
+    const log = this.deps.log.child({ investigation: key });
+    if (inv.metadata.deletionTimestamp) return this.finalize(inv, log);
+    if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) {
+      inv = await this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] });
+    }
+    try {
+      return await this.run(inv, log);
+    } catch (err) {
+      if (err instanceof StaleObjectError || isConflict(err)) return { requeueAfterMs: 100 };
+      throw err;
+    }
+  }
+
+  private async run(inv: Investigation, log: Logger): Promise<ReconcileResult | void> {
+    const generation = inv.metadata.generation ?? 1;
+    const writer = new StatusWriter(this.deps.kube, inv);
+    const status: InvestigationStatus = structuredClone(inv.status ?? {});
+    const set = (type: ConditionType, outcome: PhaseOutcome | { status: 'Unknown'; reason: string; message: string }) => {
+      status.conditions = setCondition(status.conditions, { type, ...outcome }, generation);
+    };
+
+    const parsed = parseSpec(inv.spec);
+    if (!parsed.ok) {
+      set('Ready', { status: 'False', reason: 'InvalidSpec', message: `${parsed.message}; fix the spec and apply it again` });
+      status.phase = 'Failed';
+      status.observedGeneration = generation;
+      if (await writer.write(status)) this.deps.events.emit(inv, 'Warning', 'InvalidSpec', parsed.message);
+      return;
+    }
+    const spec = parsed.spec;
+
+    let caseFile: CaseFile;
+    try {
+      caseFile = await CaseFile.open({
+        root: this.deps.config.evidenceDir,
+        namespace: inv.metadata.namespace,
+        name: inv.metadata.name,
+        uid: inv.metadata.uid,
+        actor: `casefile/${this.deps.config.identity}`,
+        onBytesWritten: (n) => this.deps.metrics.evidenceBytes.inc(n),
+      });
+    } catch (err) {
+      const reason = evidenceErrorReason(err) ?? 'EvidenceStoreUnavailable';
+      set('Ready', { status: 'Unknown', reason, message: `cannot open the case directory: ${errorMessage(err)}; retrying` });
+      await writer.write(status);
+      throw err;
+    }
+
+    try {
+      await openCase(caseFile, inv, spec);
+      const ctx = this.context(inv, spec, status, caseFile, log);
+      for (const phase of phasesInOrder(spec, this.deps.phases)) {
+        const existing = getCondition(status.conditions, phase.condition);
+        if (existing && existing.status !== 'Unknown') continue; // done, or failed for good
+        const outcome = await this.runPhase(phase, ctx, spec, status, set, writer, inv, log);
+        if (!outcome) continue;
+        if (this.deps.config.exitAfterPhase === phase.condition) {
+          log.warn({ phase: phase.condition }, 'fault injection: exiting after phase (CASEFILE_EXIT_AFTER_PHASE)');
+          process.kill(process.pid, 'SIGKILL');
+        }
+      }
+      const ready = readiness(status.conditions ?? [], phasesInOrder(spec, this.deps.phases));
+      set('Ready', ready);
+      status.phase = overallPhase(status.conditions ?? [], spec);
+      status.observedGeneration = generation;
+      if (await writer.write(status)) {
+        this.deps.events.emit(inv, ready.status === 'True' ? 'Normal' : 'Warning', ready.reason, ready.message);
+      }
+      this.deps.metrics.observeInvestigationPhase(`${inv.metadata.namespace}/${inv.metadata.name}`, status.phase);
+    } finally {
+      await caseFile.close();
+    }
+  }
+
+  /** Runs one phase and records its outcome; returns undefined when the phase was not run (disabled, no target). */
+  private async runPhase(
+    phase: Phase,
+    ctx: PhaseContext,
+    spec: InvestigationSpec,
+    status: InvestigationStatus,
+    set: (type: ConditionType, o: PhaseOutcome | { status: 'Unknown'; reason: string; message: string }) => void,
+    writer: StatusWriter,
+    inv: Investigation,
+    log: Logger,
+  ): Promise<PhaseOutcome | undefined> {
+    const type = phase.condition;
+    if (phase.enabled && !phase.enabled(spec)) {
+      set(type, { status: 'True', reason: 'Disabled', message: 'turned off by the spec' });
+      await writer.write(status);
+      return undefined;
+    }
+    if (phase.needsTarget && !isTrue(status.conditions, 'TargetResolved')) {
+      const target = getCondition(status.conditions, 'TargetResolved');
+      set(type, {
+        status: 'False',
+        reason: 'TargetUnavailable',
+        message: `not run: TargetResolved is ${target?.status ?? 'missing'} (${target?.reason ?? 'not run'})`,
+      });
+      await ctx.caseFile.record('negative-finding', { finding: `${type} not run: the target pod could not be resolved (${target?.reason})` }, type);
+      await writer.write(status);
+      return undefined;
+    }
+    set(type, { status: 'Unknown', reason: 'InProgress', message: 'running' });
+    status.phase = phase.containment ? 'Containing' : 'Capturing';
+    await writer.write(status);
+
+    const started = performance.now();
+    let outcome: PhaseOutcome;
+    try {
+      outcome = await phase.run(ctx);
+    } catch (err) {
+      const storeReason = evidenceErrorReason(err);
+      if (!storeReason) {
+        // Transient (API unavailable, conflict): stay Unknown and let the queue back off.
+        const reason = err instanceof RetryableError ? err.reason : 'Retrying';
+        set(type, { status: 'Unknown', reason, message: `${errorMessage(err)}; will retry` });
+        await writer.write(status).catch(() => undefined);
+        this.deps.metrics.phaseDuration.observe({ phase: type, status: 'Unknown' }, (performance.now() - started) / 1000);
+        log.warn({ phase: type, err: errorMessage(err) }, 'phase failed, will retry');
+        throw err;
+      }
+      outcome = { status: 'False', reason: storeReason, message: `writing evidence failed: ${errorMessage(err)}` };
+    }
+    this.deps.metrics.phaseDuration.observe({ phase: type, status: outcome.status }, (performance.now() - started) / 1000);
+    set(type, outcome);
+    await ctx.caseFile
+      .record('phase-finished', { condition: type, status: outcome.status, reason: outcome.reason, message: outcome.message }, type)
+      .catch((err) => log.error({ err: errorMessage(err) }, 'custody record failed'));
+    await writer.write(status);
+    this.deps.events.emit(inv, outcome.status === 'True' ? 'Normal' : 'Warning', outcome.reason, `${type}: ${outcome.message}`);
+    log.info({ phase: type, status: outcome.status, reason: outcome.reason }, outcome.message);
+    return outcome;
+  }
+
+  private context(inv: Investigation, spec: InvestigationSpec, status: InvestigationStatus, caseFile: CaseFile, log: Logger): PhaseContext {
+    const kube = this.deps.kube;
+    let cached: V1Pod | undefined;
+    return {
+      investigation: inv,
+      spec,
+      kube,
+      caseFile,
+      config: this.deps.config,
+      log,
+      status,
+      async livePod() {
+        if (cached) return cached;
+        const uid = status.target?.podUID;
+        if (!uid) return undefined;
+        try {
+          const pod = await kube.core.readNamespacedPod({ name: spec.target.pod, namespace: inv.metadata.namespace });
+          if (pod.metadata?.uid !== uid) return undefined; // replaced: not our evidence
+          cached = pod;
+          return pod;
+        } catch (err) {
+          if (isNotFound(err)) return undefined;
+          throw new RetryableError(`reading pod ${spec.target.pod}: ${errorMessage(err)}`);
+        }
+      },
+    };
+  }
+
+  /** Deletion (e.g. removed from git): lift containment, keep every byte of evidence, drop the finalizer. */
+  private async finalize(inv: Investigation, log: Logger): Promise<void> {
+    if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) return;
+    try {
+      const caseFile = await CaseFile.open({
+        root: this.deps.config.evidenceDir,
+        namespace: inv.metadata.namespace,
+        name: inv.metadata.name,
+        uid: inv.metadata.uid,
+        actor: `casefile/${this.deps.config.identity}`,
+      });
+      try {
+        await caseFile.record('investigation-deleted', { note: 'the Investigation was deleted; the case file is retained' });
+      } finally {
+        await caseFile.close();
+      }
+    } catch (err) {
+      // The custody note is best effort; a broken evidence volume must not block deletion forever.
+      log.warn({ err: errorMessage(err) }, 'could not record the deletion in the custody log');
+    }
+    await this.patchMetadata(inv, { finalizers: (inv.metadata.finalizers ?? []).filter((f) => f !== FINALIZER) });
+    log.info('finalized: evidence retained');
+  }
+
+  private async patchMetadata(inv: Investigation, metadata: { finalizers: string[] }): Promise<Investigation> {
+    return (await this.deps.kube.custom.patchNamespacedCustomObject(
+      {
+        group: GROUP, version: VERSION, namespace: inv.metadata.namespace, plural: INVESTIGATION_PLURAL, name: inv.metadata.name,
+        body: { metadata: { ...metadata, resourceVersion: inv.metadata.resourceVersion } },
+      },
+      this.deps.kube.mergePatch,
+    )) as Investigation;
+  }
+}
+
+/** Writes status through the status subresource, only when it changed, guarded by resourceVersion. */
+class StatusWriter {
+  private written: InvestigationStatus | undefined;
+  private resourceVersion: string | undefined;
+
+  constructor(
+    private readonly kube: Kube,
+    private readonly inv: Investigation,
+  ) {
+    this.written = inv.status;
+    this.resourceVersion = inv.metadata.resourceVersion;
+  }
+
+  async write(status: InvestigationStatus): Promise<boolean> {
+    if (!statusChanged(this.written ?? {}, status)) return false;
+    try {
+      const updated = (await this.kube.custom.patchNamespacedCustomObjectStatus(
+        {
+          group: GROUP, version: VERSION, namespace: this.inv.metadata.namespace, plural: INVESTIGATION_PLURAL, name: this.inv.metadata.name,
+          body: { apiVersion: API_VERSION, kind: 'Investigation', metadata: { resourceVersion: this.resourceVersion }, status },
+        },
+        this.kube.mergePatch,
+      )) as Investigation;
+      this.resourceVersion = updated.metadata.resourceVersion;
+      this.written = structuredClone(status);
+      return true;
+    } catch (err) {
+      if (isConflict(err)) throw new StaleObjectError(`status of ${this.inv.metadata.name} changed meanwhile`);
+      throw err;
+    }
+  }
+}
+
+/** First reconcile of a case: the opening custody record and the raw signal, before anything else. */
+async function openCase(caseFile: CaseFile, inv: Investigation, spec: InvestigationSpec): Promise<void> {
+  if (caseFile.has('alert.json')) return;
+  await caseFile.record('case-opened', {
+    investigation: `${inv.metadata.namespace}/${inv.metadata.name}`,
+    uid: inv.metadata.uid,
+    generation: inv.metadata.generation,
+    spec,
+  });
+  const alert = spec.alert;
+  let raw: unknown = null;
+  if (alert?.raw) {
+    try {
+      raw = JSON.parse(alert.raw);
+    } catch {
+      raw = alert.raw; // not JSON (e.g. Falco's plain-text output): kept verbatim as a string
+    }
+  }
+  await caseFile.writeJSON('alert.json', {
+    source: alert?.source ?? 'manual',
+    rule: alert?.rule ?? null,
+    priority: alert?.priority ?? null,
+    time: alert?.time ?? null,
+    raw,
+    note: alert ? undefined : 'no alert attached: the case was opened by hand or by GitOps',
+  });
+}
+
+export function readiness(conditions: readonly Condition[], phases: readonly Phase[]): PhaseOutcome | { status: 'Unknown'; reason: string; message: string } {
+  for (const phase of phases) {
+    const c = getCondition(conditions, phase.condition);
+    if (c?.status === 'False') return { status: 'False', reason: c.reason, message: `${c.type} failed: ${c.message}` };
+  }
+  const pending = phases.filter((p) => getCondition(conditions, p.condition)?.status !== 'True');
+  if (pending.length > 0) {
+    return { status: 'Unknown', reason: 'InProgress', message: `waiting for ${pending.map((p) => p.condition).join(', ')}` };
+  }
+  return { status: 'True', reason: 'CaseSealed', message: 'every phase the spec asks for is done and the case file is sealed' };
+}
+
+export function overallPhase(conditions: readonly Condition[], spec: InvestigationSpec): InvestigationPhase {
+  const ready = getCondition(conditions, 'Ready');
+  if (ready?.status === 'False') return 'Failed';
+  if (isTrue(conditions, 'Released')) return 'Released';
+  if (ready?.status === 'True') {
+    return isTrue(conditions, 'NetworkIsolated') && spec.containment.network.isolate ? 'Contained' : 'Completed';
+  }
+  return conditions.length > 1 ? 'Capturing' : 'Pending';
+}

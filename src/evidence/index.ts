@@ -1,0 +1,14 @@
+export { ArtifactPathError, caseDirName, isSanitizedSegment, mirrorPath, resolveInside, sanitizeSegment } from './paths.js';
+export { CustodyLog, verifyCustodyChain, type CustodyEntry, type CustodyRecord, type CustodyVerification } from './custody.js';
+export {
+  CaseFile,
+  EvidenceStoreFullError,
+  EvidenceWriteError,
+  evidenceErrorReason,
+  verifyCaseDir,
+  type ArtifactRecord,
+  type ArtifactSource,
+  type CaptureOptions,
+  type CaseFileOptions,
+  type SealResult,
+} from './store.js';

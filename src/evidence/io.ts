@@ -1,0 +1,60 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+
+export function sha256Hex(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export function errnoCode(err: unknown): string | undefined {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** UTC time using only [0-9TZ], safe inside a sanitised file name. */
+export function fileStamp(date = new Date()): string {
+  return date.toISOString().replace(/[-:.]/g, '');
+}
+
+/** Streams the file through SHA-256; never holds it whole. */
+export async function hashFile(file: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+/** A new or renamed directory entry is only durable once its directory is fsynced. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** mkdir -p, then fsync the parent of every directory it created. */
+export async function mkdirDurable(dir: string): Promise<void> {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  for (let d = dir; d !== path.dirname(d); d = path.dirname(d)) {
+    await fsyncDir(path.dirname(d));
+    if (d === first) return;
+  }
+}
+
+/** fh.write may write less than asked (e.g. volume filling up); loop so the errno surfaces. */
+export async function writeFully(fh: FileHandle, buf: Buffer): Promise<void> {
+  for (let off = 0; off < buf.length; ) {
+    off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+  }
+}

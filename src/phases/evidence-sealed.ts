@@ -1,0 +1,67 @@
+// EvidenceSealed: write report.md, then MANIFEST.sha256 over every artifact (re-hashed from disk and
+// compared with the custody log), then the custody 'sealed' record. A case with a failed write is
+// never sealed: a manifest would make an incomplete record look complete.
+
+import type { Condition } from '../api/investigation.js';
+import { renderReport, type ReportInput } from '../report/render.js';
+import type { Phase, PhaseOutcome } from './phase.js';
+
+const STORE_FAILURES = new Set(['EvidenceStoreFull', 'EvidenceWriteFailed']);
+const NOTE_ACTIONS = new Set(['negative-finding', 'limitation', 'refused']);
+
+export const evidenceSealed: Phase = {
+  condition: 'EvidenceSealed',
+  async run(ctx): Promise<PhaseOutcome> {
+    const conditions = ctx.status.conditions ?? [];
+    const storeFailure = conditions.find((c) => c.status === 'False' && STORE_FAILURES.has(c.reason));
+    if (storeFailure) {
+      return {
+        status: 'False',
+        reason: 'EvidenceIncomplete',
+        message: `not sealed: ${storeFailure.type} could not write its evidence (${storeFailure.reason}: ${storeFailure.message}); free or fix the evidence volume and open a new Investigation`,
+      };
+    }
+    if (!ctx.caseFile.has('report.md')) {
+      await ctx.caseFile.writeText('report.md', renderReport(reportInput(ctx, conditions)), { phase: 'EvidenceSealed' });
+    }
+    const sealed = await ctx.caseFile.seal();
+    ctx.status.evidence = {
+      path: ctx.caseFile.relativeDir,
+      artifacts: sealed.artifacts,
+      bytes: sealed.bytes,
+      manifestSHA256: sealed.manifestSHA256,
+      sealedAt: sealed.sealedAt,
+    };
+    return {
+      status: 'True',
+      reason: 'Sealed',
+      message: `${sealed.artifacts} artifact(s), ${sealed.bytes} bytes; MANIFEST.sha256 ${sealed.manifestSHA256}`,
+    };
+  },
+};
+
+function reportInput(ctx: Parameters<Phase['run']>[0], conditions: Condition[]): ReportInput {
+  const meta = ctx.investigation.metadata;
+  return {
+    namespace: meta.namespace,
+    name: meta.name,
+    uid: meta.uid,
+    caseDir: ctx.caseFile.relativeDir,
+    spec: ctx.spec,
+    target: ctx.status.target,
+    // The report describes the case as sealed; this phase's own condition is not final yet.
+    conditions: conditions.filter((c) => c.type !== 'EvidenceSealed' && c.type !== 'Ready'),
+    findings: ctx.status.findings ?? [],
+    artifacts: ctx.caseFile.artifacts(),
+    notes: ctx.caseFile
+      .custodyRecords()
+      .filter((r) => NOTE_ACTIONS.has(r.action))
+      .map((r) => ({
+        phase: r.phase,
+        kind: r.action as ReportInput['notes'][number]['kind'],
+        text: String(r.detail?.finding ?? r.detail?.reason ?? JSON.stringify(r.detail ?? {})),
+      })),
+    generatedAt: new Date().toISOString(),
+  };
+}
+

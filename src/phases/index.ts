@@ -1,0 +1,25 @@
+// The runbook, in the order of volatility (EvidenceFirst). Adding a phase is a module and a line here.
+// ContainFirst moves the phases marked `containment` to right after TargetResolved.
+import type { InvestigationSpec } from '../api/investigation.js';
+import { eventsCaptured } from './events-captured.js';
+import { evidenceSealed } from './evidence-sealed.js';
+import { logsCaptured } from './logs-captured.js';
+import { manifestCaptured } from './manifest-captured.js';
+import type { Phase } from './phase.js';
+import { scopeMapped } from './scope-mapped.js';
+import { targetResolved } from './target-resolved.js';
+
+export const phases: readonly Phase[] = [
+  targetResolved,
+  manifestCaptured,
+  eventsCaptured,
+  logsCaptured,
+  scopeMapped,
+  evidenceSealed,
+];
+
+export function phasesInOrder(spec: InvestigationSpec, all: readonly Phase[] = phases): Phase[] {
+  if (spec.containment.order !== 'ContainFirst') return [...all];
+  const [first, ...rest] = all;
+  return [first!, ...rest.filter((p) => p.containment), ...rest.filter((p) => !p.containment)];
+}

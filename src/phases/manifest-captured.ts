@@ -1,0 +1,98 @@
+// ManifestCaptured: the pod as the API server serves it, its owners up to the top controller, its
+// ServiceAccount, the node, and every NetworkPolicy that selects it (what governs its traffic now).
+import { stringify } from 'yaml';
+import { errorMessage, isNotFound } from '../engine/kube.js';
+import { selectorMatches } from '../engine/selectors.js';
+import { sanitizeSegment } from '../evidence/paths.js';
+import { RetryableError, type Phase, type PhaseOutcome } from './phase.js';
+import { ownerReader } from './target-resolved.js';
+
+const yamlOf = (value: unknown) => stringify(value, { aliasDuplicateObjects: false });
+
+export const manifestCaptured: Phase = {
+  condition: 'ManifestCaptured',
+  needsTarget: true,
+  async run(ctx): Promise<PhaseOutcome> {
+    const { namespace } = ctx.investigation.metadata;
+    const phase = 'ManifestCaptured';
+    const pod = await ctx.livePod();
+    if (!pod) return podGone(ctx.spec.target.pod);
+    await ctx.caseFile.writeText('k8s/pod.yaml', yamlOf(pod), { phase });
+
+    const missing: string[] = [];
+    for (const owner of ctx.status.target?.owners ?? []) {
+      const artifact = `k8s/owners/${sanitizeSegment(`${owner.kind}-${owner.name}`)}.yaml`;
+      const read = ownerReader(owner.kind);
+      if (!read) {
+        missing.push(`${owner.kind}/${owner.name} (a kind casefile does not read)`);
+        continue;
+      }
+      await ctx.caseFile.captureOnce(artifact, async () => {
+        try {
+          return yamlOf(await read(ctx.kube, owner.name, namespace));
+        } catch (err) {
+          if (isNotFound(err)) return `# ${owner.kind}/${owner.name} (uid ${owner.uid}) no longer exists\n`;
+          throw new RetryableError(`reading ${owner.kind}/${owner.name}: ${errorMessage(err)}`);
+        }
+      }, { phase });
+    }
+
+    const saName = pod.spec?.serviceAccountName ?? 'default';
+    await ctx.caseFile.captureOnce('k8s/serviceaccount.yaml', async () => {
+      try {
+        return yamlOf(await ctx.kube.core.readNamespacedServiceAccount({ name: saName, namespace }));
+      } catch (err) {
+        if (isNotFound(err)) {
+          missing.push(`ServiceAccount ${saName}`);
+          return `# ServiceAccount ${namespace}/${saName} does not exist\n`;
+        }
+        throw new RetryableError(`reading ServiceAccount ${saName}: ${errorMessage(err)}`);
+      }
+    }, { phase });
+
+    if (pod.spec?.nodeName) {
+      const nodeName = pod.spec.nodeName;
+      await ctx.caseFile.captureOnce('k8s/node.yaml', async () => {
+        try {
+          return yamlOf(await ctx.kube.core.readNode({ name: nodeName }));
+        } catch (err) {
+          if (isNotFound(err)) {
+            missing.push(`Node ${nodeName}`);
+            return `# Node ${nodeName} no longer exists\n`;
+          }
+          throw new RetryableError(`reading node ${nodeName}: ${errorMessage(err)}`);
+        }
+      }, { phase });
+    }
+
+    let selecting = 0;
+    const policiesRecord = await ctx.caseFile.captureOnce('k8s/networkpolicies.yaml', async () => {
+      const policies = await ctx.kube.networking.listNamespacedNetworkPolicy({ namespace });
+      const items = policies.items.filter((p) => selectorMatches(p.spec?.podSelector, pod.metadata?.labels));
+      selecting = items.length;
+      const header = items.length === 0 ? `# no NetworkPolicy in ${namespace} selects this pod: its traffic was unrestricted when captured\n` : '';
+      return header + yamlOf({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicyList', items });
+    }, { phase });
+    if (selecting === 0 && !policiesRecord.reused) {
+      await ctx.caseFile.record('negative-finding', { finding: 'no NetworkPolicy selected the pod when captured: its traffic was unrestricted' }, phase);
+    }
+    for (const what of missing) {
+      await ctx.caseFile.record('negative-finding', { finding: `${what} could not be captured: it no longer exists` }, phase);
+    }
+
+    const owners = ctx.status.target?.owners?.length ?? 0;
+    return {
+      status: 'True',
+      reason: 'Captured',
+      message: `pod, ${owners} owner(s), ServiceAccount ${saName}, node and NetworkPolicies captured${missing.length ? `; missing: ${missing.join(', ')}` : ''}`,
+    };
+  },
+};
+
+export function podGone(name: string): PhaseOutcome {
+  return {
+    status: 'False',
+    reason: 'TargetGone',
+    message: `pod ${name} disappeared (or was replaced) after it was resolved; what was captured before is kept`,
+  };
+}

@@ -1,0 +1,49 @@
+// What a phase is: one step of the runbook that owns one condition. The engine runs phases in the
+// order of src/phases/index.ts; each is idempotent and resumable (artifacts are captured once, so a
+// phase interrupted by a restart simply runs again and reuses what it already wrote).
+import type { V1Pod } from '@kubernetes/client-node';
+import type { ConditionType, Investigation, InvestigationSpec, InvestigationStatus } from '../api/investigation.js';
+import type { OperatorConfig } from '../config.js';
+import type { Kube } from '../engine/kube.js';
+import type { CaseFile } from '../evidence/store.js';
+import type { Logger } from '../log.js';
+
+export interface PhaseOutcome {
+  status: 'True' | 'False';
+  reason: string;
+  message: string;
+}
+
+/** Thrown by a phase for a transient failure: the condition stays Unknown and the key is retried with backoff. */
+export class RetryableError extends Error {
+  constructor(
+    message: string,
+    readonly reason = 'Retrying',
+  ) {
+    super(message);
+  }
+}
+
+export interface PhaseContext {
+  readonly investigation: Investigation;
+  readonly spec: InvestigationSpec;
+  readonly kube: Kube;
+  readonly caseFile: CaseFile;
+  readonly config: OperatorConfig;
+  readonly log: Logger;
+  /** Working copy of the status; phases record what they resolved (target, evidence) here. */
+  readonly status: InvestigationStatus;
+  /** The live target pod if it exists and is still the pod TargetResolved resolved (same UID). */
+  livePod(): Promise<V1Pod | undefined>;
+}
+
+export interface Phase {
+  readonly condition: ConditionType;
+  /** Containment phases move to right after TargetResolved when spec.containment.order is ContainFirst. */
+  readonly containment?: boolean;
+  /** Needs TargetResolved=True; otherwise the engine records it False with reason TargetUnavailable. */
+  readonly needsTarget?: boolean;
+  /** When false for a spec, the engine reports the condition True with reason Disabled. */
+  enabled?(spec: InvestigationSpec): boolean;
+  run(ctx: PhaseContext): Promise<PhaseOutcome>;
+}

@@ -1,0 +1,98 @@
+// report.md: the incident note a reviewer reads first. Pure: everything comes from the status and
+// the custody log, so the report can never claim something the case file does not hold.
+import type { Condition, Finding, InvestigationSpec, TargetStatus } from '../api/investigation.js';
+
+export interface ReportInput {
+  namespace: string;
+  name: string;
+  uid: string;
+  caseDir: string;
+  spec: InvestigationSpec;
+  target?: TargetStatus;
+  conditions: Condition[];
+  findings: Finding[];
+  artifacts: { artifact: string; sha256: string; bytes: number; truncated?: boolean }[];
+  /** Negative findings and limitations recorded in the custody log, in order. */
+  notes: { phase?: string; kind: 'negative-finding' | 'limitation' | 'refused'; text: string }[];
+  generatedAt: string;
+}
+
+const cell = (value: unknown) => String(value ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ');
+
+export function renderReport(input: ReportInput): string {
+  const { spec, target } = input;
+  const lines: string[] = [];
+  const push = (...l: string[]) => lines.push(...l);
+  push(`# Incident case file: ${input.namespace}/${input.name}`, '');
+  push(`Investigation UID \`${input.uid}\`; case directory \`${input.caseDir}\`; report generated ${input.generatedAt}.`, '');
+
+  push('## Detection', '');
+  if (spec.alert) {
+    push(`- Source: ${spec.alert.source}`);
+    if (spec.alert.rule) push(`- Rule: ${spec.alert.rule}`);
+    if (spec.alert.priority) push(`- Priority: ${spec.alert.priority}`);
+    if (spec.alert.time) push(`- Alert time: ${spec.alert.time}`);
+    push(spec.alert.raw ? '- The original payload is kept verbatim in `alert.json`.' : '- No raw payload was attached.');
+  } else {
+    push('- No alert was attached: the case was opened by hand (`kubectl apply`) or by GitOps.');
+  }
+  push('');
+
+  push('## Identity chain', '');
+  push('| link | value |', '|---|---|');
+  push(`| namespace / pod | ${cell(input.namespace)} / ${cell(spec.target.pod)} |`);
+  push(`| pod UID | ${cell(target?.podUID ?? 'not resolved')} |`);
+  push(`| node | ${cell(target?.node ?? 'not resolved')} |`);
+  push(`| container | ${cell(target?.container ?? 'not resolved')} |`);
+  push(`| container ID | ${cell(target?.containerID ?? 'not resolved')} |`);
+  push(`| image (as specified) | ${cell(target?.image ?? 'not resolved')} |`);
+  push(`| image digest (as run) | ${cell(target?.imageID ?? 'not resolved')} |`);
+  push(`| ServiceAccount | ${cell(target?.serviceAccount ?? 'not resolved')} |`);
+  push(`| owners | ${cell(target?.owners?.map((o) => `${o.kind}/${o.name} (${o.uid})`).join(' -> ') || 'none')} |`);
+  push('');
+  if (target?.derivation?.length) {
+    push('How each link was derived:', '', ...target.derivation.map((d) => `- ${d}`), '');
+  }
+
+  push('## Phases', '');
+  push('| condition | status | reason | message |', '|---|---|---|---|');
+  for (const c of input.conditions) push(`| ${c.type} | ${c.status} | ${cell(c.reason)} | ${cell(c.message)} |`);
+  push('');
+
+  push('## Live findings', '');
+  if (input.findings.length === 0) {
+    push(spec.evidence.live.enabled
+      ? '- No suspicious live state was found by the collectors.'
+      : '- Live-state capture was not enabled for this case (`spec.evidence.live.enabled: false`): processes, sockets and open files were not recorded.');
+  } else {
+    for (const f of input.findings) push(`- **${f.severity}** ${f.kind}: ${f.summary} (\`${f.artifact}\`)`);
+  }
+  push('');
+
+  push('## Containment', '');
+  const net = spec.containment.network;
+  push(net.isolate || spec.containment.rbac.narrow || spec.containment.cordonNode
+    ? `- Requested: ${[net.isolate && 'network isolation', spec.containment.rbac.narrow && 'RBAC narrowing', spec.containment.cordonNode && 'node cordon'].filter(Boolean).join(', ')}; see the conditions above for what was applied.`
+    : '- No containment was requested: the pod, its traffic and its permissions were left as they were.');
+  push('');
+
+  push('## Evidence', '');
+  push('Every file below is listed in `MANIFEST.sha256` (`sha256sum -c MANIFEST.sha256` verifies them) and was recorded in `custody.jsonl` as it was written.', '');
+  push('| artifact | bytes | sha256 |', '|---|---:|---|');
+  for (const a of input.artifacts) push(`| ${cell(a.artifact)}${a.truncated ? ' (truncated at limitBytes)' : ''} | ${a.bytes} | \`${a.sha256}\` |`);
+  push('');
+
+  push('## What could not be captured, and why', '');
+  const failed = input.conditions.filter((c) => c.status === 'False');
+  if (input.notes.length === 0 && failed.length === 0) push('- Nothing: every requested capture succeeded.');
+  for (const c of failed) push(`- ${c.type} failed (${c.reason}): ${c.message}`);
+  for (const n of input.notes) push(`- ${n.phase ? `${n.phase}: ` : ''}${n.text}`);
+  push('');
+
+  push('## Limitations of this record', '');
+  push('- Kubernetes events are kept for about an hour; older ones were already gone when the case opened.');
+  push('- Logs are what the kubelet still holds (rotated logs are not included) and are capped by `limitBytes`.');
+  push('- The case file proves what the API server and kubelet reported at capture time; it is not a full disk or memory image.');
+  push('');
+  return lines.join('\n');
+}
