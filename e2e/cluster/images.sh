@@ -157,7 +157,9 @@ build_all_images() {
   OPERATOR_IMAGE="localhost/casefile/operator:${version}-${app_key}"
   DEBUG_IMAGE="localhost/casefile/debug-tools:${version}-${app_key}"
 
-  build_image "$PAUSE_IMAGE" "$(sha "$BIN/pause" | cut -c1-12)" pause_rootfs '{"Entrypoint":["/pause"],"User":"65535:65535"}'
+  # kind brings its own sandbox image; the local cluster needs ours.
+  [ "${SKIP_PAUSE_IMAGE:-0}" = 1 ] ||
+    build_image "$PAUSE_IMAGE" "$(sha "$BIN/pause" | cut -c1-12)" pause_rootfs '{"Entrypoint":["/pause"],"User":"65535:65535"}'
   build_image "$BUSYBOX_IMAGE" "$(sha "$BUSYBOX_BIN" | cut -c1-12)" busybox_rootfs '{"Cmd":["sh"],"Env":["PATH=/bin"]}'
   build_image "$DEBUG_IMAGE" "$app_key" debug_rootfs \
     '{"Cmd":["sleep","infinity"],"Env":["PATH=/bin:/usr/bin","NODE_ENV=production"],"WorkingDir":"/app"}'

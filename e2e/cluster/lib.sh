@@ -60,10 +60,16 @@ is_running() {
 # start NAME CMD... : run a component in its own session, logging to $STATE/logs/NAME.log.
 start_component() {
   local name=$1; shift
-  if is_running "$name"; then return 0; fi
+  if is_running "$name"; then
+    # Already up from the same binary: nothing to do. A rebuilt binary (e.g. netpol) is restarted.
+    [ "$(cat "$RUN_DIR/pids/$name.bin" 2>/dev/null)" = "$(readlink -f "$(command -v "$1")")" ] && return 0
+    say "restarting $name: its binary changed"
+    stop_component "$name"
+  fi
   mkdir -p "$RUN_DIR/pids" "$STATE/logs"
   setsid "$@" >>"$STATE/logs/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN_DIR/pids/$name.pid"
+  readlink -f "$(command -v "$1")" > "$RUN_DIR/pids/$name.bin"
 }
 
 stop_component() {
@@ -75,7 +81,7 @@ stop_component() {
     for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  rm -f "$RUN_DIR/pids/$name.pid"
+  rm -f "$RUN_DIR/pids/$name.pid" "$RUN_DIR/pids/$name.bin"
 }
 
 # wait_for DESCRIPTION SECONDS COMPONENT CMD... : poll CMD until it succeeds; fail with the component's log tail.
@@ -93,6 +99,15 @@ wait_for() {
     fi
     sleep 0.5
   done
+}
+
+# write_if_changed FILE < content : rewrite only on change (kube-proxy exits when its config file is
+# touched, containerd reloads the CNI directory on every write), atomically via rename.
+write_if_changed() {
+  local file=$1 tmp
+  tmp=$(mktemp "$file.XXXXXX")
+  cat > "$tmp"
+  if cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv "$tmp" "$file"; fi
 }
 
 kubectl_admin() { "$BIN/kubectl" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }

@@ -113,12 +113,12 @@ describe('cluster smoke', () => {
         { timeoutMs: 60_000, until: (state) => state?.running !== undefined },
       );
 
-      const ps = await podExec(kc, ns, 'target', 'debugger', ['ps']);
+      const ps = await podExec(kc, ns, 'target', 'debugger', ['ps', '-o', 'pid,args']);
       expect(ps.exitCode).toBe(0);
       // In the target's PID namespace the target's entrypoint is PID 1 (without the target it
       // would be the debugger's own sleep, in a pod-shared one the pause process).
-      expect(ps.stdout).toMatch(/^\s*1\s+\S+\s+\S+\s+sleep 3617\s*$/m);
-      expect(ps.stdout).toMatch(/^\s*\d+\s+\S+\s+\S+\s+sleep 600\s*$/m);
+      expect(ps.stdout).toMatch(/^\s*1\s+sleep 3617\s*$/m);
+      expect(ps.stdout).toMatch(/^\s*\d+\s+sleep 600\s*$/m);
     },
     TEST_TIMEOUT_MS,
   );
@@ -145,6 +145,7 @@ describe('cluster smoke', () => {
         return { connected: r.exitCode === 0 && r.stdout === `ok ${run}\n`, detail: `exit ${r.exitCode} ${r.stdout}${r.stderr}`.trim() };
       };
       const connected = (what: string, timeoutMs: number) => waitFor(what, probe, { timeoutMs, intervalMs: 500, until: (p) => p.connected });
+      // Bound: 10 s after the policy is created, plus at most one probe already under way (3 s).
       const blocked = async (what: string): Promise<void> => {
         await waitFor(what, probe, { timeoutMs: 10_000, intervalMs: 500, until: (p) => !p.connected });
         expect((await probe()).connected).toBe(false); // and it stays blocked

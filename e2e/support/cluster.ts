@@ -335,9 +335,14 @@ export async function podExec(
     });
   const what = `exec ${JSON.stringify(command)} in ${namespace}/${pod}/${container}`;
   let status: V1Status | undefined;
-  const ws = await new Exec(kc).exec(namespace, pod, container, command, sink(out), sink(err), null, false, (s) => {
-    status = s;
-  });
+  const ws = await new Exec(kc)
+    .exec(namespace, pod, container, command, sink(out), sink(err), null, false, (s) => {
+      status = s;
+    })
+    .catch((e: unknown) => {
+      // The websocket handshake error carries only the HTTP status (400: no such container or not running).
+      throw new Error(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+    });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       ws.close();

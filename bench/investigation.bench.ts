@@ -1,0 +1,142 @@
+// Benchmarks on the local cluster (never a timed test): time from an Investigation's creation to
+// EvidenceSealed for pods with 1 MB and 50 MB of logs, and the operator's peak RSS while 100
+// Investigations run at once. Writes bench/results.md.
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+
+const kc = new KubeConfig();
+kc.loadFromDefault();
+const core = kc.makeApiClient(CoreV1Api);
+const custom = kc.makeApiClient(CustomObjectsApi);
+const busybox = required('CASEFILE_BUSYBOX_IMAGE');
+const ns = `bench-${Date.now().toString(36)}`;
+const runs1MB = Number(process.env.BENCH_RUNS_1MB ?? 20);
+const runs50MB = Number(process.env.BENCH_RUNS_50MB ?? 5);
+const concurrent = Number(process.env.BENCH_CONCURRENT ?? 100);
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run eval "$(e2e/cluster/env)" first`);
+  return value;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const kubectl = (...args: string[]) => execFileSync('kubectl', args, { encoding: 'utf8' });
+
+async function logPod(name: string, bytes: number): Promise<void> {
+  // `yes | head -c` writes exactly `bytes` bytes of log lines, then the container idles.
+  await core.createNamespacedPod({
+    namespace: ns,
+    body: {
+      metadata: { name },
+      spec: {
+        containers: [{
+          name: 'app', image: busybox, imagePullPolicy: 'Never',
+          command: ['sh', '-c', `yes 'GET /api/v1/orders?id=42 200 1.2ms user-agent=bench' | head -c ${bytes}; echo; echo done >&2; exec sleep 100000`],
+        }],
+      },
+    },
+  });
+  for (;;) {
+    const pod = await core.readNamespacedPod({ name, namespace: ns });
+    if (pod.status?.containerStatuses?.[0]?.ready) break;
+    await sleep(200);
+  }
+  await sleep(2000); // let the kubelet flush the log file
+}
+
+async function investigate(name: string, pod: string): Promise<void> {
+  await custom.createNamespacedCustomObject({
+    group: 'casefile.dev', version: 'v1alpha1', namespace: ns, plural: 'investigations',
+    body: { apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name }, spec: { target: { pod }, evidence: { logs: { limitBytes: 64 * 1024 * 1024 } } } },
+  });
+}
+
+async function sealedAfter(name: string, created: number): Promise<number> {
+  for (;;) {
+    const inv = (await custom.getNamespacedCustomObject({ group: 'casefile.dev', version: 'v1alpha1', namespace: ns, plural: 'investigations', name })) as {
+      status?: { conditions?: { type: string; status: string; reason: string; message: string }[] };
+    };
+    const sealed = inv.status?.conditions?.find((c) => c.type === 'EvidenceSealed');
+    if (sealed?.status === 'True') return performance.now() - created;
+    if (sealed?.status === 'False') throw new Error(`${name}: EvidenceSealed False: ${sealed.message}`);
+    await sleep(25);
+  }
+}
+
+async function timeToSeal(prefix: string, pod: string, runs: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const name = `${prefix}-${i}`;
+    const created = performance.now();
+    await investigate(name, pod);
+    times.push(await sealedAfter(name, created));
+  }
+  return times;
+}
+
+function operatorMemory(): { peakRSSMiB: number; rssMiB: number } {
+  const status = kubectl('-n', 'casefile-system', 'exec', 'deploy/casefile-operator', '--', '/usr/bin/node', '-e',
+    "process.stdout.write(require('fs').readFileSync('/proc/1/status','utf8'))");
+  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { peakRSSMiB: kib('VmHWM') / 1024, rssMiB: kib('VmRSS') / 1024 };
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+};
+const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+async function main(): Promise<void> {
+  // A fresh operator process, so its peak RSS belongs to this run.
+  kubectl('-n', 'casefile-system', 'rollout', 'restart', 'deployment/casefile-operator');
+  kubectl('-n', 'casefile-system', 'rollout', 'status', 'deployment/casefile-operator', '--timeout=120s');
+  kubectl('create', 'namespace', ns);
+  try {
+    await logPod('logs-1mb', 1024 * 1024);
+    await logPod('logs-50mb', 50 * 1024 * 1024);
+    const small = await timeToSeal('one-mb', 'logs-1mb', runs1MB);
+    const large = await timeToSeal('fifty-mb', 'logs-50mb', runs50MB);
+    const afterSerial = operatorMemory();
+
+    const started = performance.now();
+    await Promise.all(Array.from({ length: concurrent }, (_, i) => investigate(`burst-${i}`, i % 2 ? 'logs-1mb' : 'logs-50mb')));
+    const burst = await Promise.all(Array.from({ length: concurrent }, (_, i) => sealedAfter(`burst-${i}`, started)));
+    const afterBurst = operatorMemory();
+
+    const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+    const report = [
+      '# casefile benchmarks',
+      '',
+      `Measured ${new Date().toISOString()} on ${os.cpus().length} x ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()},`,
+      'against the local single-node cluster from `e2e/cluster` (operator in-cluster, 4 workers, evidence on a hostPath PV).',
+      'Reproduce: `eval "$(e2e/cluster/env)" && bash scripts/deploy.sh && npm run bench`.',
+      '',
+      '## Investigation creation to EvidenceSealed',
+      '',
+      '| log size | runs | p50 | p95 | max | target |',
+      '|---|---:|---:|---:|---:|---|',
+      `| 1 MB | ${small.length} | ${fmt(pct(small, 50))} | ${fmt(pct(small, 95))} | ${fmt(Math.max(...small))} | p95 < 2 s |`,
+      `| 50 MB | ${large.length} | ${fmt(pct(large, 50))} | ${fmt(pct(large, 95))} | ${fmt(Math.max(...large))} | bounded by disk, not memory |`,
+      '',
+      '## Operator memory',
+      '',
+      '| moment | RSS now | peak RSS (VmHWM) since the operator started | target |',
+      '|---|---:|---:|---|',
+      `| after the serial runs above (incl. ${runs50MB} x 50 MB logs) | ${afterSerial.rssMiB.toFixed(0)} MiB | ${afterSerial.peakRSSMiB.toFixed(0)} MiB | < 200 MB |`,
+      `| after ${concurrent} Investigations at once (half on the 50 MB pod): all sealed in ${fmt(Math.max(...burst))} | ${afterBurst.rssMiB.toFixed(0)} MiB | ${afterBurst.peakRSSMiB.toFixed(0)} MiB | < 200 MB |`,
+      '',
+      'Peak RSS is the kernel\'s high-water mark for the operator process (`/proc/1/status` VmHWM in its container),',
+      'so it covers every moment of the run, not samples.',
+      '',
+    ].join('\n');
+    writeFileSync('bench/results.md', report);
+    process.stdout.write(report);
+  } finally {
+    kubectl('delete', 'namespace', ns, '--wait=false');
+  }
+}
+
+await main();

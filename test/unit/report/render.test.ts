@@ -1,0 +1,54 @@
+import { parseSpec, type Condition } from '../../../src/api/investigation.js';
+import { renderReport, type ReportInput } from '../../../src/report/render.js';
+
+const spec = (() => {
+  const r = parseSpec({ target: { pod: 'web-1' }, alert: { source: 'falco', rule: 'Terminal shell in container', priority: 'Critical', raw: '{}' } });
+  if (!r.ok) throw new Error(r.message);
+  return r.spec;
+})();
+const condition = (type: Condition['type'], status: Condition['status'], reason: string, message: string): Condition => ({
+  type, status, reason, message, lastTransitionTime: '2026-11-20T10:17:03Z', observedGeneration: 1,
+});
+const input: ReportInput = {
+  namespace: 'shop',
+  name: 'web-shell-0001',
+  uid: '6f1c0000-1111-2222-3333-444455556666',
+  caseDir: 'shop/web-shell-0001-6f1c0000',
+  spec,
+  target: {
+    podUID: 'uid-123', node: 'worker-2', container: 'app', containerID: 'containerd://3f2a9c1e7b44',
+    image: 'registry.example.com/shop/web:1.4.2', imageID: 'registry.example.com/shop/web@sha256:abcd',
+    serviceAccount: 'web', owners: [{ kind: 'ReplicaSet', name: 'web-7d96c8f4d9', uid: 'rs-1' }], derivation: ['pod UID from the API server'],
+  },
+  conditions: [condition('TargetResolved', 'True', 'Resolved', 'ok'), condition('LogsCaptured', 'False', 'EvidenceStoreFull', 'no space | left')],
+  findings: [],
+  artifacts: [{ artifact: 'logs/app.log', sha256: 'a'.repeat(64), bytes: 4096, truncated: true }],
+  notes: [{ phase: 'LogsCaptured', kind: 'negative-finding', text: 'app (app): no previous logs: the container has not restarted' }],
+  generatedAt: '2026-11-20T10:20:00Z',
+};
+
+describe('report.md', () => {
+  const report = renderReport(input);
+
+  test('carries the whole identity chain: UID, node, container ID, digest', () => {
+    for (const value of ['uid-123', 'worker-2', 'containerd://3f2a9c1e7b44', 'registry.example.com/shop/web@sha256:abcd', 'ReplicaSet/web-7d96c8f4d9']) {
+      expect(report).toContain(value);
+    }
+    expect(report).toContain('Rule: Terminal shell in container');
+  });
+
+  test('states what could not be captured and why, and marks truncation', () => {
+    expect(report).toContain('LogsCaptured failed (EvidenceStoreFull)');
+    expect(report).toContain('no previous logs: the container has not restarted');
+    expect(report).toContain('logs/app.log (truncated at limitBytes)');
+  });
+
+  test('escapes table cells so a message cannot break the table', () => {
+    expect(report).toContain('no space \\| left');
+  });
+
+  test('says plainly when live capture and containment were not requested', () => {
+    expect(report).toContain('Live-state capture was not enabled');
+    expect(report).toContain('No containment was requested');
+  });
+});
