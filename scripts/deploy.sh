@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${CASEFILE_OPERATOR_IMAGE:?run eval \"\$(e2e/cluster/env)\" first}"
 : "${CASEFILE_DEBUG_IMAGE:?run eval \"\$(e2e/cluster/env)\" first}"
-extra_env=$(for kv in "$@"; do printf '            - { name: %s, value: "%s" }\n' "${kv%%=*}" "${kv#*=}"; done)
+extra_env=$(for kv in "$@"; do printf '        - { name: %s, value: "%s" }\n' "${kv%%=*}" "${kv#*=}"; done)
 kubectl kustomize config/default |
   sed -e "s#image: localhost/casefile/operator:0.1.0#image: $CASEFILE_OPERATOR_IMAGE#" \
       -e "s#value: localhost/casefile/debug-tools:0.1.0#value: $CASEFILE_DEBUG_IMAGE#" \

@@ -14,6 +14,8 @@ export const operatorConfigSchema = z.object({
   leaseName: z.string().min(1),
   identity: z.string().min(1),
   debugImage: z.string().min(1).optional(),
+  /** Label selector of the Investigations this instance serves (sharding, e.g. a separate evidence volume). */
+  selector: z.string(),
   /** Fault injection for the restart tests: exit right after this phase's condition is written. */
   exitAfterPhase: z.enum(conditionTypes).optional(),
 });

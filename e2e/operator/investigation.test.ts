@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { AppsV1Api, type V1Pod } from '@kubernetes/client-node';
-import { createTestNamespace, kubeFromEnv, useCleanup, waitFor, waitForPodReady } from '../support/cluster.js';
+import { createTestNamespace, GiveUp, kubeFromEnv, useCleanup, waitFor, waitForPodReady } from '../support/cluster.js';
 import {
   busyboxContainer,
   busyboxPod,
@@ -22,9 +22,11 @@ import {
   ensureEvidenceReader,
   evidenceSize,
   FINALIZER,
+  getInvestigation,
   investigationStatusCode,
   kubectlRun,
   listCaseFiles,
+  OPERATOR_NAMESPACE,
   operatorEnvNames,
   operatorPod,
   readEvidence,
@@ -274,14 +276,31 @@ describe('casefile operator', () => {
 
         await createInvestigation(ns, 'killed', { target: { pod: 'victim' }, alert: { source: 'manual' } });
 
-        // The operator SIGKILLs itself right after EventsCaptured is written: exit code 137.
+        // The operator SIGKILLs itself right after EventsCaptured is written: exit code 137. If the
+        // case completes and the container still has not restarted 15 s later (well past the
+        // kubelet's status lag), the kill did not happen: stop at once and say so.
+        let completedWithoutRestartAt: number | undefined;
         const restarted = await waitFor(
           `operator pod ${podName} to restart after EventsCaptured`,
           async () => {
-            const p = await core.readNamespacedPod({ name: podName, namespace: 'casefile-system' });
-            return p.status?.containerStatuses?.find((s) => s.name === 'operator');
+            const p = await core.readNamespacedPod({ name: podName, namespace: OPERATOR_NAMESPACE });
+            const status = p.status?.containerStatuses?.find((s) => s.name === 'operator');
+            if ((status?.restartCount ?? 0) > restartsBefore) return status;
+            const inv = await getInvestigation(ns, 'killed').catch(() => undefined);
+            if (inv && conditionOf(inv, 'Ready')?.status === 'True') {
+              completedWithoutRestartAt ??= Date.now();
+              if (Date.now() - completedWithoutRestartAt > 15_000) {
+                const log = await core.readNamespacedPodLog({ name: podName, namespace: OPERATOR_NAMESPACE, container: 'operator' }).catch(() => '');
+                const line = log.split('\n').find((l) => l.includes('fault injection')) ?? '(no fault-injection line in the operator log)';
+                throw new GiveUp(
+                  `the operator never restarted (restartCount still ${status?.restartCount}): with CASEFILE_EXIT_AFTER_PHASE=EventsCaptured the same ` +
+                    `process went on to ${CAPTURE_PHASES.filter((t) => conditionOf(inv, t)?.status === 'True').join(', ')} and Ready=True; operator log: ${line}`,
+                );
+              }
+            }
+            return undefined;
           },
-          { timeoutMs: 120_000, intervalMs: 1000, until: (s) => (s?.restartCount ?? 0) > restartsBefore },
+          { timeoutMs: 120_000, intervalMs: 1000 },
         );
         expect(restarted?.lastState?.terminated?.exitCode).toBe(137);
 

@@ -203,12 +203,29 @@ export interface Finding {
   artifact: string;
 }
 
+export interface ContainmentStatus {
+  /** The incident label on the suspect pod, `key=value`; unique to this Investigation. */
+  label?: string;
+  networkPolicy?: string;
+  /** Other policies that also selected the pod, patched to exclude the incident label. */
+  patchedPolicies?: { name: string; original: string }[];
+  rbac?: { kind: 'RoleBinding' | 'ClusterRoleBinding'; namespace?: string; name: string; action: 'SubjectRemoved' | 'Deleted'; original: string }[];
+  /** Grants casefile cannot narrow to one account (group subjects): still in force. */
+  remainingExposure?: string[];
+  /** Other pods running as the same ServiceAccount: narrowing RBAC affects them too. */
+  sharedServiceAccountPods?: string[];
+  cordoned?: boolean;
+  nodeWasUnschedulable?: boolean;
+  verification?: { blocked: boolean; at: string; method: string; details?: string[] };
+  released?: { at: string; differences?: string[] };
+}
+
 export interface InvestigationStatus {
   phase?: InvestigationPhase;
   observedGeneration?: number;
   target?: TargetStatus;
   conditions?: Condition[];
-  containment?: Record<string, unknown>;
+  containment?: ContainmentStatus;
   evidence?: EvidenceStatus;
   findings?: Finding[];
   alerts?: { count: number; first?: string; last?: string };

@@ -29,6 +29,11 @@ program
   .option('--lease-namespace <ns>', 'namespace of the leader-election Lease', process.env.POD_NAMESPACE ?? 'casefile-system')
   .option('--lease-name <name>', 'name of the leader-election Lease', 'casefile-operator')
   .option('--debug-image <image>', 'default image of ephemeral debug containers', process.env.CASEFILE_DEBUG_IMAGE)
+  .option(
+    '--selector <labels>',
+    'serve only Investigations matching this label selector; the default leaves those labelled casefile.dev/shard to the instance serving that shard',
+    process.env.CASEFILE_SELECTOR ?? '!casefile.dev/shard',
+  )
   .action(async (opts) => {
     const exitAfter = process.env.CASEFILE_EXIT_AFTER_PHASE;
     const parsed = operatorConfigSchema.safeParse({
@@ -41,6 +46,7 @@ program
       leaseName: opts.leaseName,
       identity: defaultIdentity(),
       debugImage: opts.debugImage,
+      selector: opts.selector,
       exitAfterPhase: exitAfter || undefined,
     });
     if (!parsed.success) {

@@ -33,13 +33,15 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const informer = new Informer<KubernetesObject>({
     name: 'investigations',
     list: async () => {
-      const list = (await kube.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: INVESTIGATION_PLURAL })) as {
+      const list = (await kube.custom.listClusterCustomObject({
+        group: GROUP, version: VERSION, plural: INVESTIGATION_PLURAL, labelSelector: config.selector || undefined,
+      })) as {
         items: KubernetesObject[];
         metadata: { resourceVersion: string };
       };
       return { items: list.items, resourceVersion: list.metadata.resourceVersion };
     },
-    watch: kubeWatchAdapter(kube.kc, `/apis/${GROUP}/${VERSION}/${INVESTIGATION_PLURAL}`),
+    watch: kubeWatchAdapter(kube.kc, `/apis/${GROUP}/${VERSION}/${INVESTIGATION_PLURAL}`, { labelSelector: config.selector || undefined }),
     onChange: (key, _obj, type) => {
       if (type === 'DELETED') metrics.observeInvestigationPhase(key, undefined);
       queue.add(key);
@@ -50,7 +52,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const server = startHealthServer(config.httpPort, metrics, () => informer.hasSynced());
 
   const start = () => {
-    log.info({ workers: config.workers, evidenceDir: config.evidenceDir }, 'leading: starting the Investigation controller');
+    log.info({ workers: config.workers, evidenceDir: config.evidenceDir, selector: config.selector }, 'leading: starting the Investigation controller');
     queue.start();
     void informer.start();
   };

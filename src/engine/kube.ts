@@ -49,6 +49,17 @@ export class Kube {
   }
 
   /**
+   * An object exactly as the API server serves it (wire field names, timestamps as sent): what the case
+   * file keeps. The typed clients rename fields (e.g. `from` -> `_from`) and turn timestamps into Dates.
+   */
+  async getJSON(path: string, query: Record<string, string | number | boolean | undefined> = {}): Promise<Record<string, unknown>> {
+    const response = await this.streamGet(path, query);
+    const chunks: Buffer[] = [];
+    for await (const chunk of response) chunks.push(chunk as Buffer);
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+  }
+
+  /**
    * GET a path and hand back the response stream once the server answered 200.
    * Unlike client-node's Log helper this keeps the server's error message
    * (e.g. "previous terminated container not found"), which the case file records.

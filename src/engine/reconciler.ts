@@ -84,6 +84,14 @@ export class InvestigationReconciler {
       return;
     }
     const spec = parsed.spec;
+    const ordered = phasesInOrder(spec, this.deps.phases);
+    const settled = (type: ConditionType) => {
+      const c = getCondition(status.conditions, type);
+      return c !== undefined && c.status !== 'Unknown';
+    };
+    // A settled case is not reopened on resync: the evidence directory is touched only to add to it.
+    const releaseSettled = !spec.release || isTrue(status.conditions, 'Released');
+    if (ordered.every((p) => settled(p.condition)) && releaseSettled && settled('Ready') && status.observedGeneration === generation) return;
 
     let caseFile: CaseFile;
     try {
@@ -105,17 +113,24 @@ export class InvestigationReconciler {
     try {
       await openCase(caseFile, inv, spec);
       const ctx = this.context(inv, spec, status, caseFile, log);
-      for (const phase of phasesInOrder(spec, this.deps.phases)) {
+      for (const phase of ordered) {
         const existing = getCondition(status.conditions, phase.condition);
         if (existing && existing.status !== 'Unknown') continue; // done, or failed for good
+        if (spec.release && phase.containment && !existing) {
+          set(phase.condition, { status: 'True', reason: 'ReleaseRequested', message: 'not applied: spec.release is true' });
+          continue;
+        }
         const outcome = await this.runPhase(phase, ctx, spec, status, set, writer, inv, log);
         if (!outcome) continue;
         if (this.deps.config.exitAfterPhase === phase.condition) {
+          // A crash, not a shutdown: no drain, no lease release. (Not a self-SIGKILL: as PID 1 in its
+          // container the operator would not receive it.)
           log.warn({ phase: phase.condition }, 'fault injection: exiting after phase (CASEFILE_EXIT_AFTER_PHASE)');
-          process.kill(process.pid, 'SIGKILL');
+          process.exit(137);
         }
       }
-      const ready = readiness(status.conditions ?? [], phasesInOrder(spec, this.deps.phases));
+      if (spec.release) await this.release(ctx, ordered, set, writer, log);
+      const ready = readiness(status.conditions ?? [], ordered, spec.release);
       set('Ready', ready);
       status.phase = overallPhase(status.conditions ?? [], spec);
       status.observedGeneration = generation;
@@ -188,6 +203,42 @@ export class InvestigationReconciler {
     return outcome;
   }
 
+  /** Lifts containment: every containment phase undoes its own change, last applied first. */
+  private async release(
+    ctx: PhaseContext,
+    ordered: readonly Phase[],
+    set: (type: ConditionType, o: PhaseOutcome | { status: 'Unknown'; reason: string; message: string }) => void,
+    writer: StatusWriter,
+    log: Logger,
+  ): Promise<void> {
+    const status = ctx.status;
+    if (isTrue(status.conditions, 'Released')) return;
+    set('Released', { status: 'Unknown', reason: 'InProgress', message: 'lifting containment' });
+    await writer.write(status);
+    const messages: string[] = [];
+    const differences: string[] = [];
+    for (const phase of [...ordered].reverse()) {
+      if (!phase.release || (phase.enabled && !phase.enabled(ctx.spec))) continue;
+      try {
+        const outcome = await phase.release(ctx);
+        messages.push(`${phase.condition}: ${outcome.message}`);
+        differences.push(...(outcome.differences ?? []));
+      } catch (err) {
+        set('Released', { status: 'Unknown', reason: 'Retrying', message: `${phase.condition}: ${errorMessage(err)}; will retry` });
+        await writer.write(status).catch(() => undefined);
+        throw err;
+      }
+    }
+    status.containment = { ...status.containment, released: { at: new Date().toISOString(), ...(differences.length ? { differences } : {}) } };
+    const message = (messages.length ? messages.join('; ') : 'nothing was contained') +
+      (differences.length ? `; changed by others meanwhile (kept): ${differences.join('; ')}` : '');
+    await ctx.caseFile.record('released', { messages, differences }, 'Released');
+    set('Released', { status: 'True', reason: 'Released', message });
+    await writer.write(status);
+    this.deps.events.emit(ctx.investigation, 'Normal', 'Released', message);
+    log.info({ differences }, 'containment lifted');
+  }
+
   private context(inv: Investigation, spec: InvestigationSpec, status: InvestigationStatus, caseFile: CaseFile, log: Logger): PhaseContext {
     const kube = this.deps.kube;
     let cached: V1Pod | undefined;
@@ -219,22 +270,29 @@ export class InvestigationReconciler {
   /** Deletion (e.g. removed from git): lift containment, keep every byte of evidence, drop the finalizer. */
   private async finalize(inv: Investigation, log: Logger): Promise<void> {
     if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) return;
+    // Containment must be lifted before the Investigation may go: until then the finalizer stays and
+    // the key is retried. The case file records it; evidence is never removed.
+    const caseFile = await CaseFile.open({
+      root: this.deps.config.evidenceDir,
+      namespace: inv.metadata.namespace,
+      name: inv.metadata.name,
+      uid: inv.metadata.uid,
+      actor: `casefile/${this.deps.config.identity}`,
+    });
     try {
-      const caseFile = await CaseFile.open({
-        root: this.deps.config.evidenceDir,
-        namespace: inv.metadata.namespace,
-        name: inv.metadata.name,
-        uid: inv.metadata.uid,
-        actor: `casefile/${this.deps.config.identity}`,
-      });
-      try {
-        await caseFile.record('investigation-deleted', { note: 'the Investigation was deleted; the case file is retained' });
-      } finally {
-        await caseFile.close();
+      const parsed = parseSpec(inv.spec);
+      if (parsed.ok) {
+        const status: InvestigationStatus = structuredClone(inv.status ?? {});
+        const generation = inv.metadata.generation ?? 1;
+        const set = (type: ConditionType, o: PhaseOutcome | { status: 'Unknown'; reason: string; message: string }) => {
+          status.conditions = setCondition(status.conditions, { type, ...o }, generation);
+        };
+        const ctx = this.context(inv, parsed.spec, status, caseFile, log);
+        await this.release(ctx, phasesInOrder(parsed.spec, this.deps.phases), set, new StatusWriter(this.deps.kube, inv), log);
       }
-    } catch (err) {
-      // The custody note is best effort; a broken evidence volume must not block deletion forever.
-      log.warn({ err: errorMessage(err) }, 'could not record the deletion in the custody log');
+      await caseFile.record('investigation-deleted', { note: 'the Investigation was deleted; the case file is retained' });
+    } finally {
+      await caseFile.close();
     }
     await this.patchMetadata(inv, { finalizers: (inv.metadata.finalizers ?? []).filter((f) => f !== FINALIZER) });
     log.info('finalized: evidence retained');
@@ -312,14 +370,19 @@ async function openCase(caseFile: CaseFile, inv: Investigation, spec: Investigat
   });
 }
 
-export function readiness(conditions: readonly Condition[], phases: readonly Phase[]): PhaseOutcome | { status: 'Unknown'; reason: string; message: string } {
+export function readiness(
+  conditions: readonly Condition[],
+  phases: readonly Phase[],
+  releaseRequested = false,
+): PhaseOutcome | { status: 'Unknown'; reason: string; message: string } {
   for (const phase of phases) {
     const c = getCondition(conditions, phase.condition);
     if (c?.status === 'False') return { status: 'False', reason: c.reason, message: `${c.type} failed: ${c.message}` };
   }
-  const pending = phases.filter((p) => getCondition(conditions, p.condition)?.status !== 'True');
+  const pending: string[] = phases.filter((p) => getCondition(conditions, p.condition)?.status !== 'True').map((p) => p.condition);
+  if (releaseRequested && !isTrue(conditions, 'Released')) pending.push('Released');
   if (pending.length > 0) {
-    return { status: 'Unknown', reason: 'InProgress', message: `waiting for ${pending.map((p) => p.condition).join(', ')}` };
+    return { status: 'Unknown', reason: 'InProgress', message: `waiting for ${pending.join(', ')}` };
   }
   return { status: 'True', reason: 'CaseSealed', message: 'every phase the spec asks for is done and the case file is sealed' };
 }
@@ -329,7 +392,7 @@ export function overallPhase(conditions: readonly Condition[], spec: Investigati
   if (ready?.status === 'False') return 'Failed';
   if (isTrue(conditions, 'Released')) return 'Released';
   if (ready?.status === 'True') {
-    return isTrue(conditions, 'NetworkIsolated') && spec.containment.network.isolate ? 'Contained' : 'Completed';
+    return spec.containment.network.isolate && isTrue(conditions, 'NetworkIsolated') ? 'Contained' : 'Completed';
   }
   return conditions.length > 1 ? 'Capturing' : 'Pending';
 }

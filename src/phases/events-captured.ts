@@ -10,12 +10,14 @@ export const eventsCaptured: Phase = {
     const target = ctx.status.target;
     const selectors = target?.podUID
       ? [`involvedObject.uid=${target.podUID}`, ...(target.owners ?? []).map((o) => `involvedObject.uid=${o.uid}`)]
-      : [`involvedObject.kind=Pod,involvedObject.name=${ctx.spec.target.pod}`];
+      : ctx.spec.target.uid
+        ? [`involvedObject.uid=${ctx.spec.target.uid}`] // the pod the spec names, not a replacement with the same name
+        : [`involvedObject.kind=Pod,involvedObject.name=${ctx.spec.target.pod}`];
     let count = 0;
     const record = await ctx.caseFile.captureOnce('k8s/events.json', async () => {
       const events: CoreV1Event[] = [];
       for (const fieldSelector of selectors) {
-        const list = await ctx.kube.core.listNamespacedEvent({ namespace, fieldSelector });
+        const list = (await ctx.kube.getJSON(`/api/v1/namespaces/${namespace}/events`, { fieldSelector })) as { items: CoreV1Event[] };
         events.push(...list.items);
       }
       events.sort((a, b) => eventTime(a).localeCompare(eventTime(b)));

@@ -5,6 +5,7 @@ import { eventsCaptured } from './events-captured.js';
 import { evidenceSealed } from './evidence-sealed.js';
 import { logsCaptured } from './logs-captured.js';
 import { manifestCaptured } from './manifest-captured.js';
+import { networkIsolated } from './network-isolated.js';
 import type { Phase } from './phase.js';
 import { scopeMapped } from './scope-mapped.js';
 import { targetResolved } from './target-resolved.js';
@@ -15,6 +16,7 @@ export const phases: readonly Phase[] = [
   eventsCaptured,
   logsCaptured,
   scopeMapped,
+  networkIsolated,
   evidenceSealed,
 ];
 

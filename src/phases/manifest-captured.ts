@@ -1,11 +1,25 @@
 // ManifestCaptured: the pod as the API server serves it, its owners up to the top controller, its
 // ServiceAccount, the node, and every NetworkPolicy that selects it (what governs its traffic now).
+import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { errorMessage, isNotFound } from '../engine/kube.js';
 import { selectorMatches } from '../engine/selectors.js';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { RetryableError, type Phase, type PhaseOutcome } from './phase.js';
-import { ownerReader } from './target-resolved.js';
+
+const ownerResources: Record<string, string> = {
+  ReplicaSet: 'apis/apps/v1/namespaces/%s/replicasets',
+  Deployment: 'apis/apps/v1/namespaces/%s/deployments',
+  StatefulSet: 'apis/apps/v1/namespaces/%s/statefulsets',
+  DaemonSet: 'apis/apps/v1/namespaces/%s/daemonsets',
+  Job: 'apis/batch/v1/namespaces/%s/jobs',
+  CronJob: 'apis/batch/v1/namespaces/%s/cronjobs',
+};
+
+function ownerPath(kind: string, namespace: string, name: string): string | undefined {
+  const collection = ownerResources[kind];
+  return collection && `/${collection.replace('%s', namespace)}/${encodeURIComponent(name)}`;
+}
 
 const yamlOf = (value: unknown) => stringify(value, { aliasDuplicateObjects: false });
 
@@ -17,19 +31,20 @@ export const manifestCaptured: Phase = {
     const phase = 'ManifestCaptured';
     const pod = await ctx.livePod();
     if (!pod) return podGone(ctx.spec.target.pod);
-    await ctx.caseFile.writeText('k8s/pod.yaml', yamlOf(pod), { phase });
+    const podPath = `/api/v1/namespaces/${namespace}/pods/${encodeURIComponent(pod.metadata!.name!)}`;
+    await ctx.caseFile.captureOnce('k8s/pod.yaml', async () => yamlOf(await ctx.kube.getJSON(podPath)), { phase });
 
     const missing: string[] = [];
     for (const owner of ctx.status.target?.owners ?? []) {
       const artifact = `k8s/owners/${sanitizeSegment(`${owner.kind}-${owner.name}`)}.yaml`;
-      const read = ownerReader(owner.kind);
-      if (!read) {
+      const path = ownerPath(owner.kind, namespace, owner.name);
+      if (!path) {
         missing.push(`${owner.kind}/${owner.name} (a kind casefile does not read)`);
         continue;
       }
       await ctx.caseFile.captureOnce(artifact, async () => {
         try {
-          return yamlOf(await read(ctx.kube, owner.name, namespace));
+          return yamlOf(await ctx.kube.getJSON(path));
         } catch (err) {
           if (isNotFound(err)) return `# ${owner.kind}/${owner.name} (uid ${owner.uid}) no longer exists\n`;
           throw new RetryableError(`reading ${owner.kind}/${owner.name}: ${errorMessage(err)}`);
@@ -40,7 +55,7 @@ export const manifestCaptured: Phase = {
     const saName = pod.spec?.serviceAccountName ?? 'default';
     await ctx.caseFile.captureOnce('k8s/serviceaccount.yaml', async () => {
       try {
-        return yamlOf(await ctx.kube.core.readNamespacedServiceAccount({ name: saName, namespace }));
+        return yamlOf(await ctx.kube.getJSON(`/api/v1/namespaces/${namespace}/serviceaccounts/${encodeURIComponent(saName)}`));
       } catch (err) {
         if (isNotFound(err)) {
           missing.push(`ServiceAccount ${saName}`);
@@ -54,7 +69,7 @@ export const manifestCaptured: Phase = {
       const nodeName = pod.spec.nodeName;
       await ctx.caseFile.captureOnce('k8s/node.yaml', async () => {
         try {
-          return yamlOf(await ctx.kube.core.readNode({ name: nodeName }));
+          return yamlOf(await ctx.kube.getJSON(`/api/v1/nodes/${encodeURIComponent(nodeName)}`));
         } catch (err) {
           if (isNotFound(err)) {
             missing.push(`Node ${nodeName}`);
@@ -67,7 +82,7 @@ export const manifestCaptured: Phase = {
 
     let selecting = 0;
     const policiesRecord = await ctx.caseFile.captureOnce('k8s/networkpolicies.yaml', async () => {
-      const policies = await ctx.kube.networking.listNamespacedNetworkPolicy({ namespace });
+      const policies = (await ctx.kube.getJSON(`/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies`)) as { items: V1NetworkPolicy[] };
       const items = policies.items.filter((p) => selectorMatches(p.spec?.podSelector, pod.metadata?.labels));
       selecting = items.length;
       const header = items.length === 0 ? `# no NetworkPolicy in ${namespace} selects this pod: its traffic was unrestricted when captured\n` : '';

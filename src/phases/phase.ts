@@ -46,4 +46,16 @@ export interface Phase {
   /** When false for a spec, the engine reports the condition True with reason Disabled. */
   enabled?(spec: InvestigationSpec): boolean;
   run(ctx: PhaseContext): Promise<PhaseOutcome>;
+  /**
+   * Containment phases undo what they applied when the case is released (spec.release or deletion).
+   * Must be idempotent and restart-safe: what to undo is read back from the cluster and from the case
+   * file's saved originals, never from memory. Restores merge into the current object (only casefile's
+   * own change is taken out) and report in `differences` what else changed meanwhile.
+   */
+  release?(ctx: PhaseContext): Promise<ReleaseOutcome>;
+}
+
+export interface ReleaseOutcome {
+  message: string;
+  differences?: string[];
 }

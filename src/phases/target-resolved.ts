@@ -141,10 +141,6 @@ const ownerReaders: Record<string, (kube: Kube, name: string, namespace: string)
   CronJob: (kube, name, namespace) => kube.batch.readNamespacedCronJob({ name, namespace }),
 };
 
-export function ownerReader(kind: string) {
-  return ownerReaders[kind];
-}
-
 /** The controller chain up to the top owner (pod -> ReplicaSet -> Deployment), as far as it still exists. */
 async function ownerChain(kube: Kube, namespace: string, refs: V1OwnerReference[] | undefined): Promise<OwnerRef[]> {
   const chain: OwnerRef[] = [];
