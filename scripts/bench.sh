@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 : "${KUBECONFIG:?run eval \"\$(e2e/cluster/env)\" first}"
 npx tsc -p tsconfig.bench.json
 node .bench-dist/bench/investigation.bench.js
+node .bench-dist/bench/containment.bench.js

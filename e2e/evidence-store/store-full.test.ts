@@ -2,7 +2,7 @@
 // casefile.dev/shard label) writes to a PVC bound to a 1 MiB tmpfs volume, and is asked to capture
 // 3 MiB of logs. The phase must turn False with EvidenceStoreFull and the case must not be sealed.
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { createTestNamespace, images, kubeFromEnv, kubectl, podExec, useCleanup, waitFor, waitForPodReady } from '../support/cluster.js';
+import { createTestNamespace, images, kubeFromEnv, kubectl, podExec, registerCleanup, useCleanup, waitFor, waitForPodReady } from '../support/cluster.js';
 import { busyboxPod } from '../support/pods.js';
 
 const SHARD = 'tiny';
@@ -77,6 +77,14 @@ describe('evidence store', () => {
     }
     const ns = await createTestNamespace('store-full');
     await kubectl(['apply', '-f', '-'], { input: shardManifest(ns) });
+    // Runs before the namespace goes (cleanups are LIFO): the shard must finalize its Investigation
+    // while it still runs, and its cluster-scoped binding is not part of the namespace.
+    registerCleanup('delete the shard ClusterRoleBinding', async () => {
+      await kubectl(['delete', 'clusterrolebinding', `casefile-operator-${ns}`, '--ignore-not-found']);
+    });
+    registerCleanup('finalize the Investigation while the shard runs', async () => {
+      await kubectl(['-n', ns, 'delete', 'investigation', 'full', '--ignore-not-found', '--timeout=60s']);
+    });
     await waitForPodReady(kc, ns, 'shard-operator', 90_000);
 
     // 3 MiB of logs for a 1 MiB volume.
@@ -120,5 +128,5 @@ describe('evidence store', () => {
     // The cluster-wide operator left the shard's Investigation alone (its default selector excludes shards).
     const { stdout } = await kubectl(['-n', 'casefile-system', 'logs', 'deploy/casefile-operator', '--since=10m']);
     expect(stdout).not.toContain(`${ns}/full`);
-  });
+  }, 240_000);
 });

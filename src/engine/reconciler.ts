@@ -272,13 +272,23 @@ export class InvestigationReconciler {
     if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) return;
     // Containment must be lifted before the Investigation may go: until then the finalizer stays and
     // the key is retried. The case file records it; evidence is never removed.
-    const caseFile = await CaseFile.open({
-      root: this.deps.config.evidenceDir,
-      namespace: inv.metadata.namespace,
-      name: inv.metadata.name,
-      uid: inv.metadata.uid,
-      actor: `casefile/${this.deps.config.identity}`,
-    });
+    let caseFile: CaseFile;
+    try {
+      caseFile = await CaseFile.open({
+        root: this.deps.config.evidenceDir,
+        namespace: inv.metadata.namespace,
+        name: inv.metadata.name,
+        uid: inv.metadata.uid,
+        actor: `casefile/${this.deps.config.identity}`,
+      });
+    } catch (err) {
+      // Restoring what containment changed needs the originals saved in the case file: wait for the
+      // volume. With nothing contained, a broken volume must not block the deletion forever.
+      if (containmentApplied(inv.status)) throw err;
+      log.warn({ err: errorMessage(err) }, 'evidence store unavailable; nothing was contained, so the deletion proceeds unrecorded');
+      await this.patchMetadata(inv, { finalizers: (inv.metadata.finalizers ?? []).filter((f) => f !== FINALIZER) });
+      return;
+    }
     try {
       const parsed = parseSpec(inv.spec);
       if (parsed.ok) {
@@ -368,6 +378,11 @@ async function openCase(caseFile: CaseFile, inv: Investigation, spec: Investigat
     raw,
     note: alert ? undefined : 'no alert attached: the case was opened by hand or by GitOps',
   });
+}
+
+function containmentApplied(status: InvestigationStatus | undefined): boolean {
+  const c = status?.containment;
+  return Boolean(c?.label || c?.rbac?.length || c?.cordoned);
 }
 
 export function readiness(

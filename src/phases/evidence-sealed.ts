@@ -49,6 +49,7 @@ function reportInput(ctx: Parameters<Phase['run']>[0], conditions: Condition[]):
     caseDir: ctx.caseFile.relativeDir,
     spec: ctx.spec,
     target: ctx.status.target,
+    containment: ctx.status.containment,
     // The report describes the case as sealed; this phase's own condition is not final yet.
     conditions: conditions.filter((c) => c.type !== 'EvidenceSealed' && c.type !== 'Ready'),
     findings: ctx.status.findings ?? [],

@@ -6,6 +6,8 @@ import { evidenceSealed } from './evidence-sealed.js';
 import { logsCaptured } from './logs-captured.js';
 import { manifestCaptured } from './manifest-captured.js';
 import { networkIsolated } from './network-isolated.js';
+import { nodeCordoned } from './node-cordoned.js';
+import { rbacNarrowed } from './rbac-narrowed.js';
 import type { Phase } from './phase.js';
 import { scopeMapped } from './scope-mapped.js';
 import { targetResolved } from './target-resolved.js';
@@ -17,6 +19,8 @@ export const phases: readonly Phase[] = [
   logsCaptured,
   scopeMapped,
   networkIsolated,
+  rbacNarrowed,
+  nodeCordoned,
   evidenceSealed,
 ];
 

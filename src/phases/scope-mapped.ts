@@ -3,6 +3,7 @@
 // its resolved rules; and the API server's own answer (SubjectAccessReview) for the verbs that matter.
 import type { RbacV1Subject, V1PolicyRule, V1Pod } from '@kubernetes/client-node';
 import { errorMessage, isNotFound } from '../engine/kube.js';
+import { evidenceErrorReason } from '../evidence/store.js';
 import { podGone } from './manifest-captured.js';
 import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome } from './phase.js';
 
@@ -68,7 +69,7 @@ export const scopeMapped: Phase = {
           `${yesNo(summary.canReadSecrets)}, create pods: ${yesNo(summary.canCreatePods)}, exec: ${yesNo(summary.canExec)}`,
       };
     } catch (err) {
-      if (err instanceof RetryableError) throw err;
+      if (err instanceof RetryableError || evidenceErrorReason(err)) throw err;
       throw new RetryableError(`mapping scope: ${errorMessage(err)}`);
     }
   },

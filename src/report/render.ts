@@ -1,6 +1,6 @@
 // report.md: the incident note a reviewer reads first. Pure: everything comes from the status and
 // the custody log, so the report can never claim something the case file does not hold.
-import type { Condition, Finding, InvestigationSpec, TargetStatus } from '../api/investigation.js';
+import type { Condition, ContainmentStatus, Finding, InvestigationSpec, TargetStatus } from '../api/investigation.js';
 
 export interface ReportInput {
   namespace: string;
@@ -9,6 +9,7 @@ export interface ReportInput {
   caseDir: string;
   spec: InvestigationSpec;
   target?: TargetStatus;
+  containment?: ContainmentStatus;
   conditions: Condition[];
   findings: Finding[];
   artifacts: { artifact: string; sha256: string; bytes: number; truncated?: boolean }[];
@@ -71,9 +72,20 @@ export function renderReport(input: ReportInput): string {
 
   push('## Containment', '');
   const net = spec.containment.network;
-  push(net.isolate || spec.containment.rbac.narrow || spec.containment.cordonNode
-    ? `- Requested: ${[net.isolate && 'network isolation', spec.containment.rbac.narrow && 'RBAC narrowing', spec.containment.cordonNode && 'node cordon'].filter(Boolean).join(', ')}; see the conditions above for what was applied.`
-    : '- No containment was requested: the pod, its traffic and its permissions were left as they were.');
+  const c = input.containment ?? {};
+  if (!net.isolate && !spec.containment.rbac.narrow && !spec.containment.cordonNode) {
+    push('- No containment was requested: the pod, its traffic and its permissions were left as they were.');
+  } else {
+    push(`- Order: ${spec.containment.order}${spec.containment.order === 'ContainFirst' ? ' (isolated before the evidence was captured: the manifest shows the incident label)' : ' (evidence captured before anything was changed)'}.`);
+    if (c.label) push(`- Network: the suspect pod alone carries \`${c.label}\`; NetworkPolicy \`${c.networkPolicy}\` denies its ingress and egress.`);
+    for (const p of c.patchedPolicies ?? []) push(`- NetworkPolicy \`${p.name}\` also selected the pod and allowed traffic: patched to exclude the incident label (original: \`${p.original}\`).`);
+    if (c.verification) push(`- Enforcement ${c.verification.blocked ? 'verified' : 'NOT verified'} at ${c.verification.at}: ${(c.verification.details ?? []).join('; ')}.`);
+    for (const r of c.rbac ?? []) push(`- RBAC: ${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}: ${r.action} (original: \`${r.original}\`).`);
+    for (const e of c.remainingExposure ?? []) push(`- Remaining exposure (not narrowed): ${e}.`);
+    if (c.sharedServiceAccountPods?.length) push(`- Blast radius of RBAC narrowing: these pods run as the same ServiceAccount: ${c.sharedServiceAccountPods.join(', ')}.`);
+    if (c.cordoned) push(`- Node ${input.target?.node ?? ''} cordoned${c.nodeWasUnschedulable ? ' (it was already unschedulable)' : ''}: no new pods land there; running processes are not stopped.`);
+    push('- What containment does not do: connections established before isolation may survive on some CNIs; RBAC changes stop future API calls, not a token already copied; cordon does not stop running processes.');
+  }
   push('');
 
   push('## Evidence', '');

@@ -52,3 +52,26 @@ describe('report.md', () => {
     expect(report).toContain('No containment was requested');
   });
 });
+
+describe('report.md containment section', () => {
+  test('lists what was changed, where the originals are, and what containment does not do', () => {
+    const contained = parseSpec({ target: { pod: 'web-1' }, containment: { order: 'ContainFirst', network: { isolate: true, verify: true } } });
+    if (!contained.ok) throw new Error(contained.message);
+    const report = renderReport({
+      ...input,
+      spec: contained.spec,
+      containment: {
+        label: 'casefile.dev/incident-6f1c0000=isolated',
+        networkPolicy: 'casefile-6f1c0000',
+        patchedPolicies: [{ name: 'allow-all', original: 'containment/originals/networkpolicies/allow-all.yaml' }],
+        verification: { blocked: true, at: '2026-11-20T10:18:00Z', method: 'canary', details: ['ingress blocked'] },
+      },
+    });
+    expect(report).toContain('`casefile.dev/incident-6f1c0000=isolated`');
+    expect(report).toContain('NetworkPolicy `allow-all` also selected the pod');
+    expect(report).toContain('containment/originals/networkpolicies/allow-all.yaml');
+    expect(report).toContain('Enforcement verified at 2026-11-20T10:18:00Z');
+    expect(report).toContain('the manifest shows the incident label');
+    expect(report).toContain('What containment does not do');
+  });
+});

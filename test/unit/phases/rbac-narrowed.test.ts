@@ -1,0 +1,483 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { RbacV1Subject, V1PolicyRule, V1Pod, V1RoleBinding } from '@kubernetes/client-node';
+import { parse } from 'yaml';
+import { parseSpec, type Investigation, type InvestigationStatus } from '../../../src/api/investigation.js';
+import type { OperatorConfig } from '../../../src/config.js';
+import type { Kube } from '../../../src/engine/kube.js';
+import { CaseFile } from '../../../src/evidence/store.js';
+import { logger } from '../../../src/log.js';
+import type { PhaseContext } from '../../../src/phases/phase.js';
+import {
+  actionFor,
+  attribute,
+  judgeAccess,
+  originalArtifact,
+  parseAuthorizerReason,
+  planNarrowing,
+  planRestore,
+  rbacNarrowed,
+  ruleAllows,
+  stripServerFields,
+  type AccessResult,
+  type BindingItem,
+  type GroupGrant,
+} from '../../../src/phases/rbac-narrowed.js';
+
+const NS = 'shop';
+const SA = 'web';
+const saSubject: RbacV1Subject = { kind: 'ServiceAccount', name: SA, namespace: NS };
+const rb = (name: string, subjects: RbacV1Subject[], roleRef = { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' }, namespace = NS): BindingItem => ({
+  kind: 'RoleBinding',
+  binding: { metadata: { name, namespace, resourceVersion: '7', uid: `uid-${name}` }, roleRef, subjects },
+});
+const crb = (name: string, subjects: RbacV1Subject[], roleName = 'view'): BindingItem => ({
+  kind: 'ClusterRoleBinding',
+  binding: { metadata: { name, resourceVersion: '9' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: roleName }, subjects },
+});
+
+describe('planNarrowing', () => {
+  test('a binding whose only subject is the ServiceAccount is deleted', () => {
+    const plan = planNarrowing([rb('only-web', [saSubject])], NS, SA);
+    expect(plan.deletions.map((d) => d.ref)).toEqual([{ kind: 'RoleBinding', namespace: NS, name: 'only-web' }]);
+    expect(plan.patches).toEqual([]);
+  });
+
+  test('a binding with two subjects keeps the other one', () => {
+    const other: RbacV1Subject = { kind: 'ServiceAccount', name: 'worker', namespace: NS };
+    const plan = planNarrowing([rb('shared', [saSubject, other])], NS, SA);
+    expect(plan.deletions).toEqual([]);
+    expect(plan.patches).toHaveLength(1);
+    expect(plan.patches[0]!.keep).toEqual([other]);
+    expect(plan.patches[0]!.removed).toEqual([saSubject]);
+  });
+
+  test('the SA named without a namespace in its own namespace RoleBinding, or as its User name, is the SA itself', () => {
+    const plan = planNarrowing([
+      rb('no-ns', [{ kind: 'ServiceAccount', name: SA }]),
+      crb('as-user', [{ kind: 'User', name: `system:serviceaccount:${NS}:${SA}` }, { kind: 'User', name: 'alice' }]),
+    ], NS, SA);
+    expect(plan.deletions.map((d) => d.ref.name)).toEqual(['no-ns']);
+    expect(plan.patches.map((p) => [p.ref.name, p.keep])).toEqual([['as-user', [{ kind: 'User', name: 'alice' }]]]);
+  });
+
+  test('a RoleBinding in another namespace naming the SA is narrowed; same name in another namespace is not the SA', () => {
+    const plan = planNarrowing([
+      rb('elsewhere', [saSubject], undefined, 'payments'),
+      // No namespace on a RoleBinding subject means the binding's namespace: payments/web, a different account.
+      rb('payments-web', [{ kind: 'ServiceAccount', name: SA }], undefined, 'payments'),
+      crb('other-ns', [{ kind: 'ServiceAccount', name: SA, namespace: 'payments' }]),
+    ], NS, SA);
+    expect(plan.deletions.map((d) => d.ref)).toEqual([{ kind: 'RoleBinding', namespace: 'payments', name: 'elsewhere' }]);
+    expect(plan.patches).toEqual([]);
+  });
+
+  test('a group-only binding is reported as exposure and left untouched', () => {
+    const plan = planNarrowing([
+      crb('all-sa', [{ kind: 'Group', name: 'system:serviceaccounts' }]),
+      rb('ns-sa', [{ kind: 'Group', name: `system:serviceaccounts:${NS}` }, saSubject]),
+      crb('other-group', [{ kind: 'Group', name: 'system:serviceaccounts:payments' }]),
+    ], NS, SA);
+    expect(plan.deletions).toEqual([]);
+    // ns-sa: the SA comes out, the group stays (and is exposure).
+    expect(plan.patches.map((p) => [p.ref.name, p.keep])).toEqual([['ns-sa', [{ kind: 'Group', name: `system:serviceaccounts:${NS}` }]]]);
+    expect(plan.groupBindings).toEqual([
+      { ref: { kind: 'ClusterRoleBinding', name: 'all-sa' }, roleRef: { kind: 'ClusterRole', name: 'view' }, group: 'system:serviceaccounts' },
+      { ref: { kind: 'RoleBinding', namespace: NS, name: 'ns-sa' }, roleRef: { kind: 'ClusterRole', name: 'edit' }, group: `system:serviceaccounts:${NS}` },
+    ]);
+  });
+
+  test('actionFor reads the action back from a saved original', () => {
+    expect(actionFor(rb('a', [saSubject]).binding, 'RoleBinding', NS, SA)).toBe('Deleted');
+    expect(actionFor(rb('b', [saSubject, { kind: 'User', name: 'bob' }]).binding, 'RoleBinding', NS, SA)).toBe('SubjectRemoved');
+    expect(actionFor(rb('c', [{ kind: 'User', name: 'bob' }]).binding, 'RoleBinding', NS, SA)).toBeUndefined();
+  });
+
+  test('artifact names are sanitised single segments', () => {
+    expect(originalArtifact({ kind: 'ClusterRoleBinding', name: 'system:auth-delegator' })).toBe('containment/originals/rbac/ClusterRoleBinding-_cluster-system%3Aauth-delegator.yaml');
+    expect(originalArtifact({ kind: 'RoleBinding', namespace: NS, name: 'web' })).toBe('containment/originals/rbac/RoleBinding-shop-web.yaml');
+  });
+});
+
+describe('planRestore', () => {
+  const alice: RbacV1Subject = { kind: 'User', name: 'alice' };
+  const bob: RbacV1Subject = { kind: 'User', name: 'bob' };
+  const original = rb('shared', [saSubject, bob]).binding;
+  const art = 'containment/originals/rbac/RoleBinding-shop-shared.yaml';
+
+  test('merges the SA back without dropping a subject added meanwhile, and reports the difference', () => {
+    const current: V1RoleBinding = { ...original, metadata: { ...original.metadata, resourceVersion: '12' }, subjects: [bob, alice] };
+    const plan = planRestore('RoleBinding', original, current, NS, SA, art);
+    expect(plan.action).toBe('AddSubjects');
+    if (plan.action !== 'AddSubjects') throw new Error('unreachable');
+    expect(plan.subjects).toEqual([bob, alice, saSubject]);
+    expect(plan.added).toEqual([saSubject]);
+    expect(plan.differences).toEqual([expect.stringContaining('subject User alice was added since narrowing')]);
+  });
+
+  test('reports a subject removed meanwhile and does not bring it back', () => {
+    const plan = planRestore('RoleBinding', original, { ...original, subjects: [] }, NS, SA, art);
+    if (plan.action !== 'AddSubjects') throw new Error(`expected AddSubjects, got ${plan.action}`);
+    expect(plan.subjects).toEqual([saSubject]);
+    expect(plan.differences).toEqual([expect.stringContaining('subject User bob was removed since narrowing')]);
+  });
+
+  test('idempotent: the SA already present changes nothing', () => {
+    expect(planRestore('RoleBinding', original, original, NS, SA, art)).toEqual({ action: 'None', outcome: 'AlreadyPresent', differences: [] });
+  });
+
+  test('a binding casefile deleted is recreated with the server fields stripped', () => {
+    const saved: V1RoleBinding = {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: {
+        name: 'only-web', namespace: NS, resourceVersion: '55', uid: 'u-1', creationTimestamp: '2026-01-01T00:00:00Z' as unknown as Date,
+        generation: 3, managedFields: [{ manager: 'kubectl' }], labels: { app: 'web' }, annotations: { note: 'keep' },
+      },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'reader' },
+      subjects: [saSubject],
+    };
+    const plan = planRestore('RoleBinding', saved, undefined, NS, SA, art);
+    if (plan.action !== 'Recreate') throw new Error(`expected Recreate, got ${plan.action}`);
+    expect(plan.body.metadata).toEqual({ name: 'only-web', namespace: NS, labels: { app: 'web' }, annotations: { note: 'keep' } });
+    expect(plan.body.subjects).toEqual([saSubject]);
+    expect(plan.body.roleRef).toEqual(saved.roleRef);
+    expect(saved.metadata!.resourceVersion).toBe('55'); // the saved original is not mutated
+    expect(stripServerFields({ metadata: { uid: 'x', name: 'n' } })).toEqual({ metadata: { name: 'n' } });
+  });
+
+  test('a binding that kept other subjects and was deleted by someone else is not resurrected', () => {
+    const plan = planRestore('RoleBinding', original, undefined, NS, SA, art);
+    expect(plan).toMatchObject({ action: 'None', outcome: 'NotRestored' });
+    expect(plan.differences[0]).toContain(art);
+  });
+
+  test('a binding recreated with another role does not get the SA (it would grant a different role)', () => {
+    const current: V1RoleBinding = { ...original, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' }, subjects: [bob] };
+    const plan = planRestore('RoleBinding', original, current, NS, SA, art);
+    expect(plan).toMatchObject({ action: 'None', outcome: 'NotRestored' });
+    expect(plan.differences[0]).toMatch(/roleRef is now ClusterRole cluster-admin, was ClusterRole edit/);
+  });
+});
+
+describe('reading the authorizer', () => {
+  const check = (over: Partial<AccessResult> = {}): AccessResult => ({ verb: 'get', group: '', resource: 'secrets', namespace: NS, allowed: true, reason: '', ...over });
+  const grant: GroupGrant = {
+    ref: { kind: 'ClusterRoleBinding', name: 'all-sa' }, roleRef: { kind: 'ClusterRole', name: 'secret-reader' }, group: 'system:serviceaccounts',
+    rules: [{ verbs: ['get'], apiGroups: [''], resources: ['secrets'] }],
+  };
+
+  test('parses ClusterRoleBinding and RoleBinding wording', () => {
+    expect(parseAuthorizerReason('RBAC: allowed by ClusterRoleBinding "all-sa" of ClusterRole "view" to Group "system:serviceaccounts"')).toEqual({
+      bindingKind: 'ClusterRoleBinding', bindingName: 'all-sa', roleKind: 'ClusterRole', roleName: 'view', subjectKind: 'Group', subjectName: 'system:serviceaccounts',
+    });
+    expect(parseAuthorizerReason('RBAC: allowed by RoleBinding "web-secrets/shop" of Role "reader" to ServiceAccount "web/shop"')).toMatchObject({
+      bindingKind: 'RoleBinding', bindingName: 'web-secrets', bindingNamespace: 'shop', subjectKind: 'ServiceAccount', subjectName: 'web/shop',
+    });
+    expect(parseAuthorizerReason('')).toBeUndefined();
+  });
+
+  test('attributes a remaining grant to a group, to the SA itself, or to nothing it can explain', () => {
+    expect(attribute(check({ reason: 'RBAC: allowed by ClusterRoleBinding "all-sa" of ClusterRole "view" to Group "system:serviceaccounts"' }), [], NS, SA))
+      .toEqual({ source: 'group', grant: 'ClusterRoleBinding all-sa grants ClusterRole view to group system:serviceaccounts' });
+    expect(attribute(check({ reason: 'RBAC: allowed by RoleBinding "x/shop" of Role "r" to ServiceAccount "web/shop"' }), [], NS, SA))
+      .toEqual({ source: 'direct', binding: { kind: 'RoleBinding', namespace: 'shop', name: 'x' } });
+    // No RBAC wording: a group grant whose rules cover the check explains it; otherwise it is unexplained.
+    expect(attribute(check(), [grant], NS, SA)).toMatchObject({ source: 'group' });
+    expect(attribute(check({ verb: 'list' }), [grant], NS, SA)).toMatchObject({ source: 'unknown' });
+  });
+
+  test('rules: wildcards, subresources, resourceNames', () => {
+    const exec = { verb: 'create', group: '', resource: 'pods', subresource: 'exec' };
+    expect(ruleAllows({ verbs: ['*'], apiGroups: ['*'], resources: ['*'] }, exec)).toBe(true);
+    expect(ruleAllows({ verbs: ['create'], apiGroups: [''], resources: ['pods'] }, exec)).toBe(false);
+    expect(ruleAllows({ verbs: ['create'], apiGroups: [''], resources: ['pods/exec'] }, exec)).toBe(true);
+    expect(ruleAllows({ verbs: ['get'], apiGroups: [''], resources: ['secrets'], resourceNames: ['one'] }, { verb: 'get', group: '', resource: 'secrets' })).toBe(false);
+  });
+
+  test('judgeAccess: denied, expected through a group, not narrowed', () => {
+    const before = [check(), check({ verb: 'list' }), check({ verb: 'create', resource: 'pods' }), check({ verb: 'delete', resource: 'pods', allowed: false })];
+    const after = [
+      check({ allowed: false }),
+      check({ verb: 'list', reason: 'RBAC: allowed by ClusterRoleBinding "all-sa" of ClusterRole "view" to Group "system:serviceaccounts"' }),
+      check({ verb: 'create', resource: 'pods', reason: 'webhook: allowed by policy' }),
+      check({ verb: 'delete', resource: 'pods', allowed: true }),
+    ];
+    const j = judgeAccess(before, after, [], NS, SA);
+    expect(j.denied).toEqual(['get secrets: allowed -> denied']);
+    expect(j.expected).toEqual(['list secrets: still allowed via ClusterRoleBinding all-sa grants ClusterRole view to group system:serviceaccounts']);
+    expect(j.notNarrowed).toEqual(['create pods: still allowed (webhook: allowed by policy)']);
+  });
+});
+
+// ---- the phase against an in-memory API server ----
+
+type Obj = V1RoleBinding & { kind?: string };
+const notFound = () => Object.assign(new Error('not found'), { code: 404 });
+const conflict = () => Object.assign(new Error('conflict'), { code: 409 });
+
+class FakeCluster {
+  rv = 100;
+  roleBindings = new Map<string, Obj>();
+  clusterRoleBindings = new Map<string, Obj>();
+  roles = new Map<string, V1PolicyRule[]>();
+  clusterRoles = new Map<string, V1PolicyRule[]>();
+  pods: V1Pod[] = [];
+  /** Checks another authorizer allows whatever RBAC says. */
+  webhookAllows = new Set<string>();
+  calls: string[] = [];
+
+  put(kind: 'RoleBinding' | 'ClusterRoleBinding', b: Obj) {
+    const stored: Obj = structuredClone({ ...b, metadata: { ...b.metadata, resourceVersion: String(++this.rv), uid: b.metadata?.uid ?? `uid-${b.metadata!.name}-${this.rv}` } });
+    if (kind === 'RoleBinding') this.roleBindings.set(`${b.metadata!.namespace}/${b.metadata!.name}`, stored);
+    else this.clusterRoleBindings.set(b.metadata!.name!, stored);
+    return structuredClone(stored);
+  }
+
+  private replace(map: Map<string, Obj>, key: string, body: Obj, kind: 'RoleBinding' | 'ClusterRoleBinding') {
+    const cur = map.get(key);
+    if (!cur) throw notFound();
+    if (body.metadata?.resourceVersion !== cur.metadata?.resourceVersion) throw conflict();
+    this.calls.push(`replace ${kind} ${key}`);
+    return this.put(kind, { ...body, metadata: { ...body.metadata, uid: cur.metadata?.uid } });
+  }
+
+  private remove(map: Map<string, Obj>, key: string, body: { preconditions?: { resourceVersion?: string } } | undefined, kind: string) {
+    const cur = map.get(key);
+    if (!cur) throw notFound();
+    if (body?.preconditions?.resourceVersion !== undefined && body.preconditions.resourceVersion !== cur.metadata?.resourceVersion) throw conflict();
+    this.calls.push(`delete ${kind} ${key}`);
+    map.delete(key);
+    return {};
+  }
+
+  private create(map: Map<string, Obj>, key: string, body: Obj, kind: 'RoleBinding' | 'ClusterRoleBinding') {
+    if (map.has(key)) throw conflict();
+    if (body.metadata?.resourceVersion || body.metadata?.uid) throw new Error('resourceVersion/uid must not be set on create');
+    this.calls.push(`create ${kind} ${key}`);
+    return this.put(kind, body);
+  }
+
+  private review(spec: { user: string; groups: string[]; resourceAttributes: { verb: string; group: string; resource: string; subresource?: string; namespace?: string } }) {
+    const a = spec.resourceAttributes;
+    const label = `${a.verb} ${a.resource}${a.subresource ? `/${a.subresource}` : ''}`;
+    if (this.webhookAllows.has(label)) return { allowed: true, reason: 'webhook: allowed by policy' };
+    const matches = (s: RbacV1Subject, bindingNs?: string) =>
+      (s.kind === 'Group' && spec.groups.includes(s.name)) ||
+      (s.kind === 'User' && s.name === spec.user) ||
+      (s.kind === 'ServiceAccount' && spec.user === `system:serviceaccount:${s.namespace ?? bindingNs}:${s.name}`);
+    const covers = (rules: V1PolicyRule[]) => rules.some((r) => ruleAllows(r, a));
+    const who = (s: RbacV1Subject, ns?: string) => (s.kind === 'ServiceAccount' ? `ServiceAccount "${s.name}/${s.namespace ?? ns}"` : `${s.kind} "${s.name}"`);
+    for (const b of this.clusterRoleBindings.values()) {
+      const s = (b.subjects ?? []).find((x) => matches(x));
+      if (s && covers(this.clusterRoles.get(b.roleRef.name) ?? [])) return { allowed: true, reason: `RBAC: allowed by ClusterRoleBinding "${b.metadata!.name}" of ClusterRole "${b.roleRef.name}" to ${who(s)}` };
+    }
+    for (const b of this.roleBindings.values()) {
+      if (!a.namespace || b.metadata!.namespace !== a.namespace) continue;
+      const s = (b.subjects ?? []).find((x) => matches(x, b.metadata!.namespace));
+      const rules = b.roleRef.kind === 'ClusterRole' ? this.clusterRoles.get(b.roleRef.name) : this.roles.get(`${b.metadata!.namespace}/${b.roleRef.name}`);
+      if (s && covers(rules ?? [])) return { allowed: true, reason: `RBAC: allowed by RoleBinding "${b.metadata!.name}/${b.metadata!.namespace}" of ${b.roleRef.kind} "${b.roleRef.name}" to ${who(s, b.metadata!.namespace)}` };
+    }
+    return { allowed: false, reason: '' };
+  }
+
+  kube(): Kube {
+    const read = (map: Map<string, Obj>, key: string) => {
+      const b = map.get(key);
+      if (!b) throw notFound();
+      return structuredClone(b);
+    };
+    const rules = (r: V1PolicyRule[] | undefined) => {
+      if (!r) throw notFound();
+      return { rules: structuredClone(r) };
+    };
+    const rbac = {
+      listRoleBindingForAllNamespaces: async () => ({ items: [...this.roleBindings.values()].map((b) => structuredClone(b)) }),
+      listClusterRoleBinding: async () => ({ items: [...this.clusterRoleBindings.values()].map((b) => structuredClone(b)) }),
+      readNamespacedRoleBinding: async (p: { name: string; namespace: string }) => read(this.roleBindings, `${p.namespace}/${p.name}`),
+      readClusterRoleBinding: async (p: { name: string }) => read(this.clusterRoleBindings, p.name),
+      deleteNamespacedRoleBinding: async (p: { name: string; namespace: string; body?: { preconditions?: { resourceVersion?: string } } }) =>
+        this.remove(this.roleBindings, `${p.namespace}/${p.name}`, p.body, 'RoleBinding'),
+      deleteClusterRoleBinding: async (p: { name: string; body?: { preconditions?: { resourceVersion?: string } } }) =>
+        this.remove(this.clusterRoleBindings, p.name, p.body, 'ClusterRoleBinding'),
+      replaceNamespacedRoleBinding: async (p: { name: string; namespace: string; body: Obj }) =>
+        this.replace(this.roleBindings, `${p.namespace}/${p.name}`, p.body, 'RoleBinding'),
+      replaceClusterRoleBinding: async (p: { name: string; body: Obj }) => this.replace(this.clusterRoleBindings, p.name, p.body, 'ClusterRoleBinding'),
+      createNamespacedRoleBinding: async (p: { namespace: string; body: Obj }) =>
+        this.create(this.roleBindings, `${p.namespace}/${p.body.metadata!.name}`, p.body, 'RoleBinding'),
+      createClusterRoleBinding: async (p: { body: Obj }) => this.create(this.clusterRoleBindings, p.body.metadata!.name!, p.body, 'ClusterRoleBinding'),
+      readClusterRole: async (p: { name: string }) => rules(this.clusterRoles.get(p.name)),
+      readNamespacedRole: async (p: { name: string; namespace: string }) => rules(this.roles.get(`${p.namespace}/${p.name}`)),
+    };
+    const authz = {
+      createSubjectAccessReview: async (p: { body: { spec: Parameters<FakeCluster['review']>[0] } }) => ({ status: this.review(p.body.spec) }),
+    };
+    const core = {
+      listNamespacedPod: async (p: { namespace: string }) => ({ items: this.pods.filter((x) => x.metadata?.namespace === p.namespace) }),
+    };
+    return { rbac, authz, core } as unknown as Kube;
+  }
+}
+
+const pod = (name: string, uid: string, sa: string, phase = 'Running'): V1Pod => ({
+  metadata: { name, namespace: NS, uid },
+  spec: { serviceAccountName: sa, containers: [{ name: 'app' }] },
+  status: { phase },
+});
+
+function seed(): FakeCluster {
+  const c = new FakeCluster();
+  c.clusterRoles.set('secret-reader', [{ verbs: ['get', 'list'], apiGroups: [''], resources: ['secrets'] }]);
+  c.clusterRoles.set('node-viewer', [{ verbs: ['get'], apiGroups: [''], resources: ['nodes'] }]);
+  c.roles.set(`${NS}/pod-admin`, [{ verbs: ['create', 'delete'], apiGroups: [''], resources: ['pods', 'pods/exec'] }]);
+  const ref = (kind: string, name: string) => ({ apiGroup: 'rbac.authorization.k8s.io', kind, name });
+  c.put('RoleBinding', { metadata: { name: 'web-secrets', namespace: NS }, roleRef: ref('ClusterRole', 'secret-reader'), subjects: [saSubject] });
+  c.put('RoleBinding', { metadata: { name: 'pods-shared', namespace: NS }, roleRef: ref('Role', 'pod-admin'), subjects: [saSubject, { kind: 'ServiceAccount', name: 'worker', namespace: NS }] });
+  c.put('RoleBinding', { metadata: { name: 'web-elsewhere', namespace: 'payments' }, roleRef: ref('ClusterRole', 'secret-reader'), subjects: [saSubject] });
+  c.put('ClusterRoleBinding', { metadata: { name: 'all-sa-nodes' }, roleRef: ref('ClusterRole', 'node-viewer'), subjects: [{ kind: 'Group', name: 'system:serviceaccounts' }] });
+  c.put('ClusterRoleBinding', { metadata: { name: 'other-web' }, roleRef: ref('ClusterRole', 'secret-reader'), subjects: [{ kind: 'ServiceAccount', name: SA, namespace: 'payments' }] });
+  c.pods = [pod('web-1', 'pod-uid-1', SA), pod('web-2', 'pod-uid-2', SA), pod('web-old', 'pod-uid-3', SA, 'Succeeded'), pod('db-0', 'pod-uid-4', 'db')];
+  return c;
+}
+
+let root: string;
+beforeEach(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'casefile-rbac-'));
+});
+afterEach(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function context(cluster: FakeCluster, status: InvestigationStatus = {}) {
+  const uid = '0a1b2c3d-0000-1111-2222-333344445555';
+  const caseFile = await CaseFile.open({ root, namespace: NS, name: 'case-1', uid, actor: 'test' });
+  const parsed = parseSpec({ target: { pod: 'web-1' }, containment: { rbac: { narrow: true } } });
+  if (!parsed.ok) throw new Error(parsed.message);
+  const investigation: Investigation = { apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name: 'case-1', namespace: NS, uid }, spec: {} };
+  const target = cluster.pods[0]!;
+  const ctx: PhaseContext = {
+    investigation,
+    spec: parsed.spec,
+    kube: cluster.kube(),
+    caseFile,
+    config: {} as OperatorConfig,
+    log: logger.child({}, { level: 'silent' }),
+    status,
+    livePod: async () => target,
+  };
+  return ctx;
+}
+
+describe('RBACNarrowed against a fake API server', () => {
+  test('narrows, saves originals first, names the group exposure and the blast radius; a rerun reports the same actions', async () => {
+    const cluster = seed();
+    const ctx = await context(cluster);
+    try {
+      const out = await rbacNarrowed.run(ctx);
+      expect(out).toMatchObject({ status: 'True', reason: 'Narrowed' });
+      expect(out.message).toContain('ServiceAccount web removed from 3 binding(s) (2 deleted)');
+      expect(out.message).toContain('get secrets: allowed -> denied');
+      expect(out.message).toContain('create pods/exec: allowed -> denied');
+      expect(out.message).toContain('get nodes: still allowed via ClusterRoleBinding all-sa-nodes');
+
+      // Cluster: sole-subject bindings gone, the shared one keeps its other subject, the group and other account's bindings untouched.
+      expect(cluster.roleBindings.has(`${NS}/web-secrets`)).toBe(false);
+      expect(cluster.roleBindings.has('payments/web-elsewhere')).toBe(false);
+      expect(cluster.roleBindings.get(`${NS}/pods-shared`)!.subjects).toEqual([{ kind: 'ServiceAccount', name: 'worker', namespace: NS }]);
+      expect(cluster.clusterRoleBindings.get('all-sa-nodes')!.subjects).toEqual([{ kind: 'Group', name: 'system:serviceaccounts' }]);
+      expect(cluster.clusterRoleBindings.get('other-web')!.subjects).toHaveLength(1);
+
+      const c = ctx.status.containment!;
+      expect(c.rbac).toEqual([
+        { kind: 'RoleBinding', namespace: 'payments', name: 'web-elsewhere', action: 'Deleted', original: 'containment/originals/rbac/RoleBinding-payments-web-elsewhere.yaml' },
+        { kind: 'RoleBinding', namespace: NS, name: 'pods-shared', action: 'SubjectRemoved', original: 'containment/originals/rbac/RoleBinding-shop-pods-shared.yaml' },
+        { kind: 'RoleBinding', namespace: NS, name: 'web-secrets', action: 'Deleted', original: 'containment/originals/rbac/RoleBinding-shop-web-secrets.yaml' },
+      ]);
+      expect(c.remainingExposure).toEqual(['ClusterRoleBinding all-sa-nodes grants ClusterRole node-viewer to group system:serviceaccounts']);
+      expect(c.sharedServiceAccountPods).toEqual(['web-2']);
+
+      // The original as found, including the subject that was removed.
+      const saved = parse(await readFile(path.join(ctx.caseFile.dir, 'containment/originals/rbac/RoleBinding-shop-pods-shared.yaml'), 'utf8')) as Obj;
+      expect(saved.kind).toBe('RoleBinding');
+      expect(saved.subjects).toContainEqual(saSubject);
+      const before = JSON.parse(await readFile(path.join(ctx.caseFile.dir, 'containment/rbac/access-before.json'), 'utf8'));
+      const after = JSON.parse(await readFile(path.join(ctx.caseFile.dir, 'containment/rbac/access-after.json'), 'utf8'));
+      expect(before.checks.find((x: AccessResult) => x.verb === 'get' && x.resource === 'secrets').allowed).toBe(true);
+      expect(after.checks.find((x: AccessResult) => x.verb === 'get' && x.resource === 'secrets').allowed).toBe(false);
+
+      const custody = ctx.caseFile.custodyRecords();
+      expect(custody.filter((r) => r.action === 'rbac-narrowed').map((r) => [r.detail?.name, r.detail?.action])).toEqual(
+        expect.arrayContaining([['web-secrets', 'Deleted'], ['pods-shared', 'SubjectRemoved'], ['web-elsewhere', 'Deleted']]),
+      );
+      const limitations = custody.filter((r) => r.action === 'limitation').map((r) => String(r.detail?.finding));
+      expect(limitations).toEqual([expect.stringContaining('all-sa-nodes'), expect.stringContaining('web-2')]);
+      // Each original was recorded before the change it describes.
+      const seqOf = (pred: (r: (typeof custody)[number]) => boolean) => custody.find(pred)!.seq;
+      expect(seqOf((r) => r.artifact === 'containment/originals/rbac/RoleBinding-shop-pods-shared.yaml')).toBeLessThan(
+        seqOf((r) => r.action === 'rbac-narrowed' && r.detail?.name === 'pods-shared'),
+      );
+
+      // Rerun (as after a restart): nothing left to change, same actions reported, nothing recorded twice.
+      const calls = cluster.calls.length;
+      const records = custody.length;
+      ctx.status.containment = undefined;
+      const again = await rbacNarrowed.run(ctx);
+      expect(again).toMatchObject({ status: 'True', reason: 'Narrowed' });
+      expect(again.message).toContain('removed from 3 binding(s) (2 deleted)');
+      expect(again.message).toContain('get secrets: allowed -> denied');
+      expect(ctx.status.containment!.rbac).toEqual(c.rbac);
+      expect(cluster.calls.length).toBe(calls);
+      expect(ctx.caseFile.custodyRecords().length).toBe(records);
+    } finally {
+      await ctx.caseFile.close();
+    }
+  });
+
+  test('NotNarrowed when access stays allowed by something that is not a group grant', async () => {
+    const cluster = seed();
+    cluster.webhookAllows.add('get secrets');
+    const ctx = await context(cluster);
+    try {
+      const out = await rbacNarrowed.run(ctx);
+      expect(out).toMatchObject({ status: 'False', reason: 'NotNarrowed' });
+      expect(out.message).toContain('get secrets: still allowed (webhook: allowed by policy)');
+    } finally {
+      await ctx.caseFile.close();
+    }
+  });
+
+  test('release merges the SA back, keeps subjects added meanwhile, recreates deleted bindings; twice is harmless', async () => {
+    const cluster = seed();
+    const ctx = await context(cluster);
+    try {
+      await rbacNarrowed.run(ctx);
+      // Meanwhile someone adds a subject to the narrowed binding.
+      const shared = cluster.roleBindings.get(`${NS}/pods-shared`)!;
+      cluster.put('RoleBinding', { ...shared, subjects: [...shared.subjects!, { kind: 'User', name: 'alice' }] });
+
+      const released = await rbacNarrowed.release!(ctx);
+      expect(released.message).toContain('2 recreated, 1 ServiceAccount re-added');
+      expect(released.message).toMatch(/pre-narrowing access is back: get secrets, .*delete pods allowed again \(get nodes stayed allowed throughout\)/);
+      expect(released.differences).toEqual([expect.stringContaining('subject User alice was added since narrowing (kept)')]);
+      expect(cluster.roleBindings.get(`${NS}/pods-shared`)!.subjects).toEqual([
+        { kind: 'ServiceAccount', name: 'worker', namespace: NS },
+        { kind: 'User', name: 'alice' },
+        saSubject,
+      ]);
+      const recreated = cluster.roleBindings.get(`${NS}/web-secrets`)!;
+      expect(recreated.subjects).toEqual([saSubject]);
+      expect(recreated.roleRef.name).toBe('secret-reader');
+      expect(cluster.roleBindings.has('payments/web-elsewhere')).toBe(true);
+      expect(ctx.caseFile.custodyRecords().filter((r) => r.action === 'rbac-restored')).toHaveLength(3);
+
+      const calls = cluster.calls.length;
+      const twice = await rbacNarrowed.release!(ctx);
+      expect(cluster.calls.length).toBe(calls);
+      expect(twice.message).toContain('3 already restored');
+      expect(twice.message).toContain('pre-narrowing access is back');
+    } finally {
+      await ctx.caseFile.close();
+    }
+  });
+});
