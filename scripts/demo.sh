@@ -36,6 +36,8 @@ spec:
     rule: Drop and execute new binary in container
     priority: Critical
     time: "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  containment:
+    network: { isolate: true, verify: true }
 YAML
 kubectl -n shop wait investigation/web-shell-0001 --for=condition=Ready --timeout=180s >/dev/null ||
   { kubectl -n shop describe investigation web-shell-0001; exit 1; }
@@ -46,4 +48,6 @@ kubectl -n casefile-system exec deploy/casefile-operator -- /usr/bin/node /app/d
 case_dir=$(kubectl -n shop get investigation web-shell-0001 -o jsonpath='{.status.evidence.path}')
 step "verifying the case file (custody chain and MANIFEST.sha256)"
 kubectl -n casefile-system exec deploy/casefile-operator -- /usr/bin/node /app/dist/cli/main.js verify "/evidence/$case_dir"
+kubectl -n shop get pods -L "casefile.dev/incident-$(kubectl -n shop get investigation web-shell-0001 -o jsonpath='{.metadata.uid}' | tr -d - | cut -c1-8)"
+printf '\nThe suspect is isolated; its sibling replica is not. Lift containment with:\n  kubectl -n shop patch investigation web-shell-0001 --type=merge -p '"'"'{"spec":{"release":true}}'"'"'\n'
 printf '\nThe cluster is still running: eval "$(e2e/cluster/env)" to use kubectl; e2e/cluster/down removes it.\n'

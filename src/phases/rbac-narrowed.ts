@@ -15,7 +15,7 @@ import { resolveInside, sanitizeSegment } from '../evidence/paths.js';
 import { evidenceErrorReason } from '../evidence/store.js';
 import { podGone } from './manifest-captured.js';
 import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome, type ReleaseOutcome } from './phase.js';
-import { accessChecks, subjectReachesServiceAccount } from './scope-mapped.js';
+import { reviewAccess, subjectReachesServiceAccount } from './scope-mapped.js';
 
 const PHASE = 'RBACNarrowed';
 const RBAC_API_VERSION = 'rbac.authorization.k8s.io/v1';
@@ -621,31 +621,8 @@ async function withRules(ctx: PhaseContext, groups: readonly GroupBinding[]): Pr
 }
 
 async function accessSnapshot(ctx: PhaseContext, namespace: string, sa: string): Promise<AccessSnapshot> {
-  const user = serviceAccountUser(namespace, sa);
-  const groups = serviceAccountGroups(namespace);
-  const checks = await Promise.all(
-    accessChecks.map(async (check): Promise<AccessResult> => {
-      const subresource = 'subresource' in check ? check.subresource : undefined;
-      const ns = 'cluster' in check ? undefined : namespace;
-      const review = await ctx.kube.authz.createSubjectAccessReview({
-        body: {
-          apiVersion: 'authorization.k8s.io/v1',
-          kind: 'SubjectAccessReview',
-          spec: { user, groups, resourceAttributes: { verb: check.verb, group: check.group, resource: check.resource, subresource, namespace: ns } },
-        },
-      });
-      return {
-        verb: check.verb,
-        group: check.group,
-        resource: check.resource,
-        ...(subresource ? { subresource } : {}),
-        ...(ns ? { namespace: ns } : {}),
-        allowed: review.status?.allowed ?? false,
-        reason: review.status?.reason ?? '',
-      };
-    }),
-  );
-  return { serviceAccount: sa, namespace, user, groups, at: new Date().toISOString(), checks };
+  const checks = await reviewAccess(ctx, namespace, sa);
+  return { serviceAccount: sa, namespace, user: serviceAccountUser(namespace, sa), groups: serviceAccountGroups(namespace), at: new Date().toISOString(), checks };
 }
 
 async function readJSONArtifact<T>(ctx: PhaseContext, artifact: string): Promise<T | undefined> {

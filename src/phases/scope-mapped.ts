@@ -45,7 +45,7 @@ export const scopeMapped: Phase = {
       const siblings = await findSiblings(ctx, pod);
       await ctx.caseFile.writeJSON('scope/siblings.json', siblings, { phase: 'ScopeMapped' });
       const grants = await bindingsFor(ctx, namespace, sa);
-      const access = await accessReview(ctx, namespace, sa);
+      const access = await reviewAccess(ctx, namespace, sa);
       const can = (verb: string, resource: string, sub?: string) =>
         access.some((a) => a.verb === verb && a.resource === resource && a.subresource === sub && a.allowed);
       const summary = {
@@ -161,7 +161,8 @@ async function roleRules(ctx: PhaseContext, namespace: string, kind: string, nam
   }
 }
 
-async function accessReview(ctx: PhaseContext, namespace: string, sa: string) {
+/** The API server's own answer, per check in accessChecks, for the ServiceAccount and its groups. */
+export async function reviewAccess(ctx: PhaseContext, namespace: string, sa: string) {
   const user = `system:serviceaccount:${namespace}:${sa}`;
   const groups = ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'];
   return Promise.all(
