@@ -175,7 +175,8 @@ function summary(inv: Investigation): string {
 /**
  * Waits for condition `type` to reach `status`; returns the Investigation and when the condition was
  * first seen so (polled every 250 ms). Stops at once, saying so, when the case settled (Ready True or
- * False) without the operator ever reporting `type`: the deployed operator does not run that phase.
+ * False at the current generation) without the operator ever reporting `type`: the deployed operator
+ * does not run that phase.
  */
 export async function waitForConditionObserved(
   namespace: string,
@@ -190,8 +191,9 @@ export async function waitForConditionObserved(
     async () => {
       inv = await getInvestigation(namespace, name);
       const ready = conditionOf(inv, 'Ready');
-      if (!conditionOf(inv, type) && (ready?.status === 'True' || ready?.status === 'False')) {
-        throw new GiveUp(`the case settled (Ready=${ready.status} ${ready.reason}) and the operator never reported ${type}: the deployed operator does not run that phase. ${summary(inv)}`);
+      const settled = (ready?.status === 'True' || ready?.status === 'False') && ready.observedGeneration === inv.metadata.generation;
+      if (!conditionOf(inv, type) && settled) {
+        throw new GiveUp(`the case settled (Ready=${ready!.status} ${ready!.reason} at generation ${inv.metadata.generation}) and the operator never reported ${type}: the deployed operator does not run that phase. ${summary(inv)}`);
       }
       return summary(inv);
     },
