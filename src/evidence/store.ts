@@ -260,6 +260,12 @@ export class CaseFile {
     return rec && { ...rec };
   }
 
+  /** A recorded artifact's content (small ones: saved originals that a release restores from). */
+  async readText(artifact: string): Promise<string> {
+    if (!this.index.has(artifact)) throw new ArtifactPathError(`${artifact} is not a recorded artifact of this case`, artifact);
+    return readFile(resolveInside(this.dir, artifact), 'utf8');
+  }
+
   /** The custody log as recorded so far (the report reads negative findings from it). */
   custodyRecords(): readonly CustodyRecord[] {
     return this.custody.records();

@@ -12,6 +12,7 @@ import { selectorMatches } from '../engine/selectors.js';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { podGone } from './manifest-captured.js';
 import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome, type ReleaseOutcome } from './phase.js';
+import { detachFromWorkload, reattachToWorkload } from './detach.js';
 import { verifyIsolation } from './isolation-probe.js';
 
 export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'casefile' };
@@ -85,7 +86,7 @@ export const networkIsolated: Phase = {
 
     // 1. The policy, selecting a label no pod carries yet.
     const desired = isolationPolicy(inv, ctx.spec);
-    await ctx.caseFile.writeText('containment/networkpolicy.yaml', stringify(desired), { phase });
+    const policyPath = `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies`;
     try {
       await ctx.kube.networking.createNamespacedNetworkPolicy({ namespace, body: desired });
       await ctx.caseFile.record('networkpolicy-created', { name: desired.metadata!.name }, phase);
@@ -96,6 +97,7 @@ export const networkIsolated: Phase = {
         return { status: 'False', reason: 'PolicyNameTaken', message: `NetworkPolicy ${desired.metadata!.name} exists and is not this Investigation's; nothing was changed` };
       }
     }
+    await ctx.caseFile.captureOnce('containment/networkpolicy.yaml', async () => stringify(await ctx.kube.getJSON(`${policyPath}/${desired.metadata!.name}`)), { phase });
 
     // 2. Other policies that would let traffic through (policies are additive).
     const labelled = { ...(pod.metadata?.labels ?? {}), [key]: value };
@@ -111,11 +113,13 @@ export const networkIsolated: Phase = {
         continue;
       }
       if (ours || !allowsTraffic(p) || !selectorMatches(p.spec?.podSelector, labelled)) continue;
-      await ctx.caseFile.writeText(original, stringify(p), { phase });
+      // The original as served (wire field names), and the patch guarded by that same resourceVersion.
+      const served = (await ctx.kube.getJSON(`${policyPath}/${encodeURIComponent(name)}`)) as { metadata: { resourceVersion: string } };
+      await ctx.caseFile.writeText(original, stringify(served), { phase });
       const expressions = [...(p.spec?.podSelector?.matchExpressions ?? []), { key, operator: 'DoesNotExist' }];
       try {
         await ctx.kube.networking.patchNamespacedNetworkPolicy(
-          { name, namespace, body: { metadata: { resourceVersion: p.metadata!.resourceVersion }, spec: { podSelector: { matchExpressions: expressions } } } },
+          { name, namespace, body: { metadata: { resourceVersion: served.metadata.resourceVersion }, spec: { podSelector: { matchExpressions: expressions } } } },
           ctx.kube.mergePatch,
         );
       } catch (err) {
@@ -127,6 +131,7 @@ export const networkIsolated: Phase = {
 
     // 3. The label: from here on the deny-all selects the suspect, and only the suspect.
     await labelPod(ctx, pod, key, value);
+    const detached = ctx.spec.containment.network.detachFromWorkload ? await detachFromWorkload(ctx, pod) : undefined;
     ctx.status.containment = {
       ...ctx.status.containment,
       label: `${key}=${value}`,
@@ -134,7 +139,8 @@ export const networkIsolated: Phase = {
       patchedPolicies: patched,
     };
     const opened = describeAllowances(ctx.spec);
-    const base = `pod labelled ${key}=${value}; NetworkPolicy ${desired.metadata!.name} denies all ingress and egress${opened}; ${patched.length} other polic${patched.length === 1 ? 'y' : 'ies'} patched to exclude it`;
+    const base = `pod labelled ${key}=${value}; NetworkPolicy ${desired.metadata!.name} denies all ingress and egress${opened}; ${patched.length} other polic${patched.length === 1 ? 'y' : 'ies'} patched to exclude it` +
+      (detached ? `; ${detached}` : '');
     await ctx.caseFile.record('limitation', {
       finding: 'NetworkPolicy governs new connections: connections established before isolation may survive on some CNIs (conntrack), and traffic from the node itself is not policed',
     }, phase);
@@ -156,7 +162,8 @@ export const networkIsolated: Phase = {
     const { key } = incidentLabel(inv);
     const differences: string[] = [];
     const name = isolationPolicy(inv, ctx.spec).metadata!.name!;
-    // Label first: the suspect leaves the deny-all before any other policy is restored.
+    // Workload labels first (the pod rejoins its owner while still isolated), then the incident label.
+    if (ctx.spec.containment.network.detachFromWorkload) differences.push(...(await reattachToWorkload(ctx)));
     await unlabelPod(ctx, key);
     try {
       await ctx.kube.networking.deleteNamespacedNetworkPolicy({ name, namespace });

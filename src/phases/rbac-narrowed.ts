@@ -5,13 +5,12 @@
 // before and after. What this cannot do is said too: group grants (system:serviceaccounts, ...) cannot be
 // narrowed to one account, other pods running as the same ServiceAccount lose the same permissions, and
 // the mounted token stays valid: only future API requests are denied, running processes are not stopped.
-import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1RoleRef, RbacV1Subject, V1PolicyRule, V1RoleBinding } from '@kubernetes/client-node';
 import { parse, stringify } from 'yaml';
 import type { ContainmentStatus } from '../api/investigation.js';
 import { errorMessage, isConflict, isForbidden, isNotFound } from '../engine/kube.js';
-import { resolveInside, sanitizeSegment } from '../evidence/paths.js';
+import { sanitizeSegment } from '../evidence/paths.js';
 import { evidenceErrorReason } from '../evidence/store.js';
 import { podGone } from './manifest-captured.js';
 import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome, type ReleaseOutcome } from './phase.js';
@@ -551,7 +550,7 @@ async function savedOriginals(ctx: PhaseContext): Promise<SavedOriginal[]> {
   const out: SavedOriginal[] = [];
   const records = ctx.caseFile.artifacts().filter((a) => a.artifact.startsWith(ORIGINALS_DIR) && a.artifact.endsWith('.yaml'));
   for (const { artifact } of records.sort((a, b) => (a.artifact < b.artifact ? -1 : 1))) {
-    const object = parse(await readFile(resolveInside(ctx.caseFile.dir, artifact), 'utf8')) as (V1RoleBinding & { kind?: string }) | null;
+    const object = parse(await ctx.caseFile.readText(artifact)) as (V1RoleBinding & { kind?: string }) | null;
     const kind = object?.kind;
     if (!object || (kind !== 'RoleBinding' && kind !== 'ClusterRoleBinding') || !object.metadata?.name) {
       ctx.log.warn({ artifact }, 'saved RBAC original is not a binding; skipped');
@@ -627,7 +626,7 @@ async function accessSnapshot(ctx: PhaseContext, namespace: string, sa: string):
 
 async function readJSONArtifact<T>(ctx: PhaseContext, artifact: string): Promise<T | undefined> {
   if (!ctx.caseFile.has(artifact)) return undefined;
-  return JSON.parse(await readFile(resolveInside(ctx.caseFile.dir, artifact), 'utf8')) as T;
+  return JSON.parse(await ctx.caseFile.readText(artifact)) as T;
 }
 
 /** Captured once: a rerun (after a restart, when access is already narrowed) reads the first answer back. */

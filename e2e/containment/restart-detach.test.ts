@@ -1,0 +1,170 @@
+// Containment under stress: the operator killed between isolation and RBAC narrowing (nothing applied
+// twice, release still restores everything), detachFromWorkload (a clean replacement starts, the
+// suspect lives on outside its Service), and a target whose node no longer exists.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { AuthorizationV1Api, DiscoveryV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { createTestNamespace, images, registerCleanup, useCleanup, waitFor } from '../support/cluster.js';
+import {
+  caseDirOf,
+  conditionOf,
+  core,
+  createInvestigation,
+  deployOperator,
+  deployOperatorWithEnv,
+  deployOperatorWithout,
+  ensureEvidenceReader,
+  operatorPod,
+  readEvidence,
+  waitForCondition,
+} from '../operator/support.js';
+import { apps, connects, expectCaseVerifies, incidentKey, kc, policyName, podLabels, readPolicy, requestRelease, startClient, startEchoServer, startWeb, TEST_TIMEOUT_MS } from './helpers.js';
+
+const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+const authz = kc.makeApiClient(AuthorizationV1Api);
+const discovery = kc.makeApiClient(DiscoveryV1Api);
+
+useCleanup();
+
+async function canGetSecrets(namespace: string, sa: string): Promise<boolean> {
+  const review = await authz.createSubjectAccessReview({
+    body: {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SubjectAccessReview',
+      spec: {
+        user: `system:serviceaccount:${namespace}:${sa}`,
+        groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'],
+        resourceAttributes: { namespace, verb: 'get', resource: 'secrets' },
+      },
+    },
+  });
+  return review.status?.allowed === true;
+}
+
+const custodyActions = async (caseDir: string) =>
+  (await readEvidence(`${caseDir}/custody.jsonl`)).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { action: string; detail?: Record<string, unknown> });
+
+describe('containment under stress', () => {
+  beforeAll(async () => {
+    await deployOperator();
+    await ensureEvidenceReader();
+  }, 300_000);
+  afterAll(async () => {
+    await deployOperatorWithout(['CASEFILE_EXIT_AFTER_PHASE']);
+  }, 300_000);
+
+  test('killed between isolation and RBAC narrowing: resumes, applies nothing twice, release restores everything', async () => {
+    const ns = await createTestNamespace('cn-kill');
+    await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'web' } } });
+    await rbac.createNamespacedRole({ namespace: ns, body: { metadata: { name: 'read-secrets' }, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }] } });
+    await rbac.createNamespacedRoleBinding({
+      namespace: ns,
+      body: { metadata: { name: 'web-secrets' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'read-secrets' }, subjects: [{ kind: 'ServiceAccount', name: 'web', namespace: ns }] },
+    });
+    const target = await startEchoServer(ns);
+    await startClient(ns);
+    const { suspect } = await startWeb(ns, target, { serviceAccountName: 'web' });
+    await waitFor('get secrets allowed before', () => canGetSecrets(ns, 'web'), { timeoutMs: 15_000, until: (v) => v });
+
+    await deployOperatorWithEnv(['CASEFILE_EXIT_AFTER_PHASE=NetworkIsolated']);
+    const restartsBefore = (await operatorPod()).status?.containerStatuses?.[0]?.restartCount ?? 0;
+    const inv = await createInvestigation(ns, 'killed', {
+      target: { pod: suspect.metadata!.name! },
+      containment: { order: 'ContainFirst', network: { isolate: true }, rbac: { narrow: true } },
+    });
+    await waitFor('the operator to exit after NetworkIsolated and be restarted', async () => (await operatorPod()).status?.containerStatuses?.[0]?.restartCount ?? 0, {
+      timeoutMs: 120_000,
+      until: (n) => n > restartsBefore,
+    });
+    const done = await waitForCondition(ns, 'killed', 'Ready', 'True', 180_000);
+    expect(conditionOf(done, 'NetworkIsolated')?.status).toBe('True');
+    expect(conditionOf(done, 'RBACNarrowed')?.status).toBe('True');
+    await waitFor('get secrets denied while narrowed', () => canGetSecrets(ns, 'web'), { timeoutMs: 15_000, until: (v) => !v });
+    expect(await connects(ns, suspect.status!.podIP!)).toBe(false);
+
+    const caseDir = caseDirOf(done);
+    const actions = await custodyActions(caseDir);
+    const count = (a: string) => actions.filter((r) => r.action === a).length;
+    expect({ created: count('networkpolicy-created'), labelled: count('pod-labelled'), narrowed: count('rbac-narrowed') }).toEqual({ created: 1, labelled: 1, narrowed: 1 });
+    const artifacts = actions.filter((r) => r.action === 'artifact').map((r) => (r as { artifact?: string }).artifact);
+    expect(new Set(artifacts).size).toBe(artifacts.length);
+
+    await deployOperatorWithout(['CASEFILE_EXIT_AFTER_PHASE']);
+    await requestRelease(ns, 'killed');
+    await waitForCondition(ns, 'killed', 'Released', 'True');
+    await waitFor('get secrets allowed again after release', () => canGetSecrets(ns, 'web'), { timeoutMs: 15_000, until: (v) => v });
+    expect(await readPolicy(ns, policyName(inv))).toBeUndefined();
+    expect(Object.keys(await podLabels(ns, suspect.metadata!.name!))).not.toContain(incidentKey(inv));
+    const binding = await rbac.readNamespacedRoleBinding({ name: 'web-secrets', namespace: ns });
+    expect(binding.subjects).toEqual([expect.objectContaining({ kind: 'ServiceAccount', name: 'web', namespace: ns })]);
+    await expectCaseVerifies(caseDir);
+  }, 420_000);
+
+  test('detachFromWorkload: a clean replacement starts, the suspect keeps running outside its Service', async () => {
+    const ns = await createTestNamespace('cn-detach');
+    const target = await startEchoServer(ns);
+    const { suspect, sibling } = await startWeb(ns, target);
+    await core.createNamespacedService({ namespace: ns, body: { metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ port: 8080 }] } } });
+    const endpointIPs = async () =>
+      (await discovery.listNamespacedEndpointSlice({ namespace: ns, labelSelector: 'kubernetes.io/service-name=web' })).items.flatMap((s) =>
+        (s.endpoints ?? []).flatMap((e) => e.addresses),
+      );
+    await waitFor('the Service to route to both replicas', endpointIPs, { timeoutMs: 60_000, until: (ips) => ips.includes(suspect.status!.podIP!) && ips.length === 2 });
+
+    const inv = await createInvestigation(ns, 'detach', {
+      target: { pod: suspect.metadata!.name! },
+      containment: { order: 'ContainFirst', network: { isolate: true, detachFromWorkload: true } },
+    });
+    const isolated = await waitForCondition(ns, 'detach', 'NetworkIsolated', 'True');
+    expect(conditionOf(isolated, 'NetworkIsolated')?.message).toContain('detached from its workload');
+
+    const labels = await podLabels(ns, suspect.metadata!.name!);
+    expect(labels).not.toHaveProperty('app');
+    expect(labels[incidentKey(inv)]).toBe('isolated');
+    await waitFor('a fresh replica beside the sibling, the suspect out of the Deployment', async () => {
+      const pods = (await core.listNamespacedPod({ namespace: ns, labelSelector: 'app=web' })).items;
+      return pods.filter((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).map((p) => p.metadata!.name!);
+    }, { timeoutMs: 90_000, until: (names) => names.length === 2 && names.includes(sibling.metadata!.name!) && !names.includes(suspect.metadata!.name!) });
+    await waitFor('the suspect to drop out of the Service endpoints', endpointIPs, { timeoutMs: 60_000, until: (ips) => !ips.includes(suspect.status!.podIP!) });
+    const still = await core.readNamespacedPod({ name: suspect.metadata!.name!, namespace: ns });
+    expect(still.metadata?.uid).toBe(suspect.metadata!.uid);
+    expect(still.status?.phase).toBe('Running');
+    expect(still.metadata?.ownerReferences ?? []).toHaveLength(0);
+    const saved = JSON.parse(await readEvidence(`${caseDirOf(isolated)}/containment/originals/detached-labels.json`)) as { removed: Record<string, string> };
+    // The ReplicaSet selects on app and pod-template-hash, the Service on app: all of them go.
+    expect(saved.removed).toEqual({ app: 'web', 'pod-template-hash': suspect.metadata!.labels!['pod-template-hash'] });
+
+    await requestRelease(ns, 'detach');
+    await waitForCondition(ns, 'detach', 'Released', 'True');
+    expect(await podLabels(ns, suspect.metadata!.name!)).toMatchObject(saved.removed);
+    expect(await readPolicy(ns, policyName(inv))).toBeUndefined();
+    // The Deployment adopts it back and scales to 2; the exact survivor is the ReplicaSet's choice.
+    await waitFor('the Deployment to settle at 2 replicas', async () => (await apps.readNamespacedDeployment({ name: 'web', namespace: ns })).status?.readyReplicas, {
+      timeoutMs: 90_000,
+      until: (n) => n === 2,
+    });
+  }, TEST_TIMEOUT_MS);
+
+  test('a target whose node no longer exists is still isolated, and NodeCordoned says why it is False', async () => {
+    const ns = await createTestNamespace('cn-ghost');
+    const node = `ghost-${ns.slice(-8)}`;
+    await core.createNode({ body: { metadata: { name: node } } });
+    registerCleanup(`delete node ${node}`, async () => {
+      await core.deleteNode({ name: node }).catch(() => undefined);
+    });
+    // Bound straight to the node object (no scheduler): the pod exists, on a node that will vanish.
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: { metadata: { name: 'stranded', labels: { app: 'stranded' } }, spec: { nodeName: node, containers: [{ name: 'app', image: images.busybox, command: ['sleep', '3600'] }] } },
+    });
+    await core.deleteNode({ name: node });
+    await createInvestigation(ns, 'ghost', {
+      target: { pod: 'stranded' },
+      containment: { order: 'ContainFirst', network: { isolate: true }, cordonNode: true },
+    });
+    const inv = await waitForCondition(ns, 'ghost', 'NodeCordoned', 'False', 60_000);
+    expect(conditionOf(inv, 'NodeCordoned')?.reason).toBe('NodeNotFound');
+    expect(conditionOf(inv, 'NodeCordoned')?.message).toContain(node);
+    expect(conditionOf(inv, 'NetworkIsolated')?.status).toBe('True');
+    expect(await readPolicy(ns, policyName(inv))).toBeDefined();
+  }, TEST_TIMEOUT_MS);
+});
