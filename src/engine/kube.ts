@@ -18,6 +18,8 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 
+const STREAM_IDLE_MS = 60_000;
+
 export class Kube {
   readonly core: CoreV1Api;
   readonly apps: AppsV1Api;
@@ -85,6 +87,9 @@ export class Kube {
         response.on('end', () => reject(new ApiException(response.statusCode ?? 0, statusMessage(body), body, {})));
         response.on('error', reject);
       });
+      // A stream that goes silent (a stalled proxy, a half-open connection) must not hold a worker
+      // forever: the phase fails over to a retry, and what was received is kept as interrupted.
+      request.setTimeout(STREAM_IDLE_MS, () => request.destroy(new Error(`no data from the API server for ${STREAM_IDLE_MS / 1000}s on ${path}`)));
       request.on('error', reject);
       request.end();
     });
