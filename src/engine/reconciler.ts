@@ -95,14 +95,7 @@ export class InvestigationReconciler {
 
     let caseFile: CaseFile;
     try {
-      caseFile = await CaseFile.open({
-        root: this.deps.config.evidenceDir,
-        namespace: inv.metadata.namespace,
-        name: inv.metadata.name,
-        uid: inv.metadata.uid,
-        actor: `casefile/${this.deps.config.identity}`,
-        onBytesWritten: (n) => this.deps.metrics.evidenceBytes.inc(n),
-      });
+      caseFile = await this.openCaseFile(inv);
     } catch (err) {
       const reason = evidenceErrorReason(err) ?? 'EvidenceStoreUnavailable';
       set('Ready', { status: 'Unknown', reason, message: `cannot open the case directory: ${errorMessage(err)}; retrying` });
@@ -267,6 +260,17 @@ export class InvestigationReconciler {
     };
   }
 
+  private openCaseFile(inv: Investigation): Promise<CaseFile> {
+    return CaseFile.open({
+      root: this.deps.config.evidenceDir,
+      namespace: inv.metadata.namespace,
+      name: inv.metadata.name,
+      uid: inv.metadata.uid,
+      actor: `casefile/${this.deps.config.identity}`,
+      onBytesWritten: (n) => this.deps.metrics.evidenceBytes.inc(n),
+    });
+  }
+
   /** Deletion (e.g. removed from git): lift containment, keep every byte of evidence, drop the finalizer. */
   private async finalize(inv: Investigation, log: Logger): Promise<void> {
     if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) return;
@@ -274,13 +278,7 @@ export class InvestigationReconciler {
     // the key is retried. The case file records it; evidence is never removed.
     let caseFile: CaseFile;
     try {
-      caseFile = await CaseFile.open({
-        root: this.deps.config.evidenceDir,
-        namespace: inv.metadata.namespace,
-        name: inv.metadata.name,
-        uid: inv.metadata.uid,
-        actor: `casefile/${this.deps.config.identity}`,
-      });
+      caseFile = await this.openCaseFile(inv);
     } catch (err) {
       // Restoring what containment changed needs the originals saved in the case file: wait for the
       // volume. With nothing contained, a broken volume must not block the deletion forever.
