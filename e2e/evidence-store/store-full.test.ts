@@ -4,6 +4,7 @@
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { createTestNamespace, images, kubeFromEnv, kubectl, podExec, registerCleanup, useCleanup, waitFor, waitForPodReady } from '../support/cluster.js';
 import { busyboxPod } from '../support/pods.js';
+import { deployOperator } from '../operator/support.js';
 
 const SHARD = 'tiny';
 const kc = kubeFromEnv();
@@ -69,6 +70,8 @@ spec:
 
 describe('evidence store', () => {
   useCleanup();
+  // The CRD, the ClusterRole the shard reuses, and the cluster-wide operator whose selector skips shards.
+  beforeAll(() => deployOperator(), 300_000);
 
   test('a volume that fills up turns the phase False (EvidenceStoreFull) and the case is not sealed', async () => {
     if (!(await hasTinyStorageClass())) {
