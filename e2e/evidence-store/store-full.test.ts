@@ -108,9 +108,10 @@ describe('evidence store', () => {
     const get = async () =>
       (await custom.getNamespacedCustomObject({ group: 'casefile.dev', version: 'v1alpha1', namespace: ns, plural: 'investigations', name: 'full' })) as Inv;
     const cond = (inv: Inv, type: string) => inv.status?.conditions?.find((c) => c.type === type);
-    const inv = await waitFor('LogsCaptured and EvidenceSealed to settle', get, {
+    // Ready is written last in a reconcile: once it settles, every phase condition has too.
+    const inv = await waitFor('the case to settle (Ready True or False)', get, {
       timeoutMs: 120_000,
-      until: (i) => ['False', 'True'].includes(cond(i, 'EvidenceSealed')?.status ?? ''),
+      until: (i) => ['False', 'True'].includes(cond(i, 'Ready')?.status ?? ''),
     });
 
     // On a fresh volume the small artifacts fit and the logs do not; on a volume a previous run left
