@@ -225,9 +225,6 @@ describe('RBAC narrowing and node cordon', () => {
     TEST_TIMEOUT_MS,
   );
 
-  // A target whose node does not exist (NodeCordoned=False, reason NodeNotFound) cannot be produced on
-  // a single-node cluster: the only node cannot be deleted out from under a running pod without taking
-  // the whole cluster (and the operator) with it, and a pod bound to a nonexistent node never gets a
-  // UID-stable running state to resolve. Covered by the unit tests of node-cordoned instead.
-  test.skip('cordon: a target whose node no longer exists is reported NodeNotFound', () => undefined);
+  // A target whose node no longer exists (NodeCordoned=False, NodeNotFound): restart-detach.test.ts
+  // binds a pod to a Node object and deletes that object.
 });
