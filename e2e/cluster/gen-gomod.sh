@@ -25,4 +25,6 @@ upstream_mod=$(curl -fsS "${GOPROXY_URL:-https://proxy.golang.org}/k8s.io/kubern
     while read -r m; do echo "	$m => $m $staging_version"; done
   echo ")"
 } > "$here/go/go.mod"
-echo "wrote $here/go/go.mod ($(grep -c '=> k8s.io' "$here/go/go.mod") staging replaces)"
+# Resolve the full graph into go.mod/go.sum (GOSUMDB is unreachable here: go.sum pins what was fetched).
+(cd "$here/go" && GOSUMDB=off GOFLAGS=-mod=mod GOMODCACHE="${CASEFILE_CACHE:-$HOME/.cache/casefile}/gomod" go mod tidy)
+echo "wrote $here/go/go.mod and go.sum ($(grep -c '=> k8s.io' "$here/go/go.mod") staging replaces)"
