@@ -4,7 +4,7 @@
 // and waiting for a condition while telling "not yet" from "this operator never runs that phase".
 import { randomBytes } from 'node:crypto';
 import { expect } from '@jest/globals';
-import { AppsV1Api, NetworkingV1Api, type V1NetworkPolicy, type V1Pod } from '@kubernetes/client-node';
+import { AppsV1Api, AuthorizationV1Api, NetworkingV1Api, type V1NetworkPolicy, type V1Pod } from '@kubernetes/client-node';
 import { apiError, assertPodCanProgress, GiveUp, kubeFromEnv, podExec, podSummary, waitFor, waitForPodReady } from '../support/cluster.js';
 import {
   busyboxContainer,
@@ -21,6 +21,7 @@ import {
 export const kc = kubeFromEnv();
 export const apps = kc.makeApiClient(AppsV1Api);
 export const networking = kc.makeApiClient(NetworkingV1Api);
+const authz = kc.makeApiClient(AuthorizationV1Api);
 
 /** Every containment test's own budget (jest ignores the per-project testTimeout). */
 export const TEST_TIMEOUT_MS = 240_000;
@@ -230,4 +231,30 @@ export async function expectCaseVerifies(caseDir: string): Promise<void> {
   const lines = check.stdout.split('\n').filter(Boolean);
   expect(lines.length).toBeGreaterThan(0);
   expect(lines.filter((l) => !/: OK$/.test(l))).toEqual([]);
+}
+
+// ---- authorization ----
+
+/** The API server's answer: may ServiceAccount `sa` of `namespace` do `verb` on `resource` there? */
+export async function allowed(namespace: string, sa: string, verb: string, resource: string): Promise<boolean> {
+  const review = await authz.createSubjectAccessReview({
+    body: {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SubjectAccessReview',
+      spec: {
+        user: `system:serviceaccount:${namespace}:${sa}`,
+        groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'],
+        resourceAttributes: { namespace, verb, resource },
+      },
+    },
+  });
+  return review.status?.allowed === true;
+}
+
+/** The authorizer works from a watch cache: wait (bounded) for the answer to settle on `want`. */
+export async function waitAllowed(namespace: string, sa: string, verb: string, resource: string, want: boolean, timeoutMs = 15_000): Promise<void> {
+  await waitFor(`SubjectAccessReview ${verb} ${resource} for ${namespace}:${sa} to be ${want ? 'allowed' : 'denied'}`, () => allowed(namespace, sa, verb, resource), {
+    timeoutMs,
+    until: (v) => v === want,
+  });
 }

@@ -4,39 +4,15 @@
 // by the test's cleanup, whatever happens: the cluster has one node).
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, test } from '@jest/globals';
-import { AuthorizationV1Api, RbacAuthorizationV1Api, type RbacV1Subject, type V1RoleBinding } from '@kubernetes/client-node';
-import { apiError, createTestNamespace, registerCleanup, useCleanup, waitFor, waitForPodReady } from '../support/cluster.js';
+import { RbacAuthorizationV1Api, type RbacV1Subject, type V1RoleBinding } from '@kubernetes/client-node';
+import { apiError, createTestNamespace, registerCleanup, useCleanup, waitForPodReady } from '../support/cluster.js';
 import { busyboxPod, caseDirOf, conditionOf, core, createInvestigation, deployOperator, ensureEvidenceReader, waitForCondition } from '../operator/support.js';
-import { expectCaseVerifies, kc, requestRelease, TEST_TIMEOUT_MS, waitForConditionObserved } from './helpers.js';
+import { allowed, expectCaseVerifies, kc, requestRelease, TEST_TIMEOUT_MS, waitAllowed, waitForConditionObserved } from './helpers.js';
 
 const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
-const authz = kc.makeApiClient(AuthorizationV1Api);
 
 useCleanup();
 
-/** The API server's answer: may ServiceAccount `sa` of `namespace` do `verb` on `resource` there? */
-async function allowed(namespace: string, sa: string, verb: string, resource: string): Promise<boolean> {
-  const review = await authz.createSubjectAccessReview({
-    body: {
-      apiVersion: 'authorization.k8s.io/v1',
-      kind: 'SubjectAccessReview',
-      spec: {
-        user: `system:serviceaccount:${namespace}:${sa}`,
-        groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'],
-        resourceAttributes: { namespace, verb, resource },
-      },
-    },
-  });
-  return review.status?.allowed === true;
-}
-
-/** The authorizer works from a watch cache: wait (bounded) for the answer to settle on `want`. */
-async function waitAllowed(namespace: string, sa: string, verb: string, resource: string, want: boolean, timeoutMs = 15_000): Promise<void> {
-  await waitFor(`SubjectAccessReview ${verb} ${resource} for ${namespace}:${sa} to be ${want ? 'allowed' : 'denied'}`, () => allowed(namespace, sa, verb, resource), {
-    timeoutMs,
-    until: (v) => v === want,
-  });
-}
 
 async function readRoleBinding(namespace: string, name: string): Promise<V1RoleBinding | undefined> {
   try {

@@ -2,7 +2,7 @@
 // twice, release still restores everything), detachFromWorkload (a clean replacement starts, the
 // suspect lives on outside its Service), and a target whose node no longer exists.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { AuthorizationV1Api, DiscoveryV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { DiscoveryV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { createTestNamespace, images, registerCleanup, useCleanup, waitFor } from '../support/cluster.js';
 import {
   caseDirOf,
@@ -17,28 +17,13 @@ import {
   readEvidence,
   waitForCondition,
 } from '../operator/support.js';
-import { apps, connects, expectCaseVerifies, incidentKey, kc, policyName, podLabels, readPolicy, requestRelease, startClient, startEchoServer, startWeb, TEST_TIMEOUT_MS } from './helpers.js';
+import { apps, connects, expectCaseVerifies, incidentKey, kc, policyName, podLabels, readPolicy, requestRelease, startClient, startEchoServer, startWeb, TEST_TIMEOUT_MS, waitAllowed } from './helpers.js';
 
 const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
-const authz = kc.makeApiClient(AuthorizationV1Api);
 const discovery = kc.makeApiClient(DiscoveryV1Api);
 
 useCleanup();
 
-async function canGetSecrets(namespace: string, sa: string): Promise<boolean> {
-  const review = await authz.createSubjectAccessReview({
-    body: {
-      apiVersion: 'authorization.k8s.io/v1',
-      kind: 'SubjectAccessReview',
-      spec: {
-        user: `system:serviceaccount:${namespace}:${sa}`,
-        groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'],
-        resourceAttributes: { namespace, verb: 'get', resource: 'secrets' },
-      },
-    },
-  });
-  return review.status?.allowed === true;
-}
 
 const custodyActions = async (caseDir: string) =>
   (await readEvidence(`${caseDir}/custody.jsonl`)).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { action: string; detail?: Record<string, unknown> });
@@ -63,7 +48,7 @@ describe('containment under stress', () => {
     const target = await startEchoServer(ns);
     await startClient(ns);
     const { suspect } = await startWeb(ns, target, { serviceAccountName: 'web' });
-    await waitFor('get secrets allowed before', () => canGetSecrets(ns, 'web'), { timeoutMs: 15_000, until: (v) => v });
+    await waitAllowed(ns, 'web', 'get', 'secrets', true);
 
     await deployOperatorWithEnv(['CASEFILE_EXIT_AFTER_PHASE=NetworkIsolated']);
     const restartsBefore = (await operatorPod()).status?.containerStatuses?.[0]?.restartCount ?? 0;
@@ -78,7 +63,7 @@ describe('containment under stress', () => {
     const done = await waitForCondition(ns, 'killed', 'Ready', 'True', 180_000);
     expect(conditionOf(done, 'NetworkIsolated')?.status).toBe('True');
     expect(conditionOf(done, 'RBACNarrowed')?.status).toBe('True');
-    await waitFor('get secrets denied while narrowed', () => canGetSecrets(ns, 'web'), { timeoutMs: 15_000, until: (v) => !v });
+    await waitAllowed(ns, 'web', 'get', 'secrets', false);
     expect(await connects(ns, suspect.status!.podIP!)).toBe(false);
 
     const caseDir = caseDirOf(done);
@@ -91,7 +76,7 @@ describe('containment under stress', () => {
     await deployOperatorWithout(['CASEFILE_EXIT_AFTER_PHASE']);
     await requestRelease(ns, 'killed');
     await waitForCondition(ns, 'killed', 'Released', 'True');
-    await waitFor('get secrets allowed again after release', () => canGetSecrets(ns, 'web'), { timeoutMs: 15_000, until: (v) => v });
+    await waitAllowed(ns, 'web', 'get', 'secrets', true);
     expect(await readPolicy(ns, policyName(inv))).toBeUndefined();
     expect(Object.keys(await podLabels(ns, suspect.metadata!.name!))).not.toContain(incidentKey(inv));
     const binding = await rbac.readNamespacedRoleBinding({ name: 'web-secrets', namespace: ns });
