@@ -38,6 +38,8 @@ spec:
     time: "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   containment:
     network: { isolate: true, verify: true }
+  evidence:
+    live: { enabled: true }
 YAML
 kubectl -n shop wait investigation/web-shell-0001 --for=condition=Ready --timeout=180s >/dev/null ||
   { kubectl -n shop describe investigation web-shell-0001; exit 1; }

@@ -2,7 +2,7 @@
 // validated once at start so a bad value stops the operator with a message naming the flag.
 import os from 'node:os';
 import { z } from 'zod';
-import { conditionTypes } from './api/investigation.js';
+import { conditionTypes, isCIDR } from './api/investigation.js';
 
 export const operatorConfigSchema = z.object({
   evidenceDir: z.string().min(1),
@@ -14,6 +14,10 @@ export const operatorConfigSchema = z.object({
   leaseName: z.string().min(1),
   identity: z.string().min(1),
   debugImage: z.string().min(1).optional(),
+  /** Pod and service ranges the API cannot tell (pod CIDRs without node IPAM): peers outside them are external. */
+  clusterCIDRs: z.array(z.string().refine(isCIDR, 'must be a CIDR such as 10.244.0.0/16')),
+  /** Where node collector pods run: a namespace that admits hostPID and read-only hostPath mounts. */
+  collectorNamespace: z.string().min(1),
   /** Label selector of the Investigations this instance serves (sharding, e.g. a separate evidence volume). */
   selector: z.string(),
   /** Fault injection for the restart tests: exit right after this phase's condition is written. */

@@ -220,6 +220,20 @@ export interface ContainmentStatus {
   released?: { at: string; differences?: string[] };
 }
 
+/** What casefile added to the scene to observe it, and what its collectors brought back. */
+export interface LiveStatus {
+  /** The ephemeral container's name: it stays in the pod's spec for the pod's life. */
+  debugContainer?: string;
+  image?: string;
+  imageID?: string;
+  launchedAt?: string;
+  /** Where the live collector's run wrote (live/, or live/retry-<n> after an interrupted run). */
+  artifacts?: string;
+  capturedAt?: string;
+  /** The node collector pod, removed after its run. */
+  nodeCollector?: { namespace: string; pod: string; removed?: boolean };
+}
+
 export interface InvestigationStatus {
   phase?: InvestigationPhase;
   observedGeneration?: number;
@@ -228,6 +242,7 @@ export interface InvestigationStatus {
   containment?: ContainmentStatus;
   evidence?: EvidenceStatus;
   findings?: Finding[];
+  live?: LiveStatus;
   alerts?: { count: number; first?: string; last?: string };
 }
 

@@ -29,6 +29,8 @@ program
   .option('--lease-namespace <ns>', 'namespace of the leader-election Lease', process.env.POD_NAMESPACE ?? 'casefile-system')
   .option('--lease-name <name>', 'name of the leader-election Lease', 'casefile-operator')
   .option('--debug-image <image>', 'default image of ephemeral debug containers', process.env.CASEFILE_DEBUG_IMAGE)
+  .option('--cluster-cidrs <cidrs>', "comma-separated pod/service ranges; connections outside them are reported as external (ServiceCIDRs and nodes' podCIDRs are added when the API has them)", process.env.CASEFILE_CLUSTER_CIDRS ?? '')
+  .option('--collector-namespace <ns>', 'namespace of node collector pods (must admit hostPID and read-only hostPath)', process.env.CASEFILE_COLLECTOR_NAMESPACE ?? 'casefile-collectors')
   .option(
     '--selector <labels>',
     'serve only Investigations matching this label selector; the default leaves those labelled casefile.dev/shard to the instance serving that shard',
@@ -46,6 +48,8 @@ program
       leaseName: opts.leaseName,
       identity: defaultIdentity(),
       debugImage: opts.debugImage,
+      clusterCIDRs: String(opts.clusterCidrs).split(',').map((c: string) => c.trim()).filter(Boolean),
+      collectorNamespace: opts.collectorNamespace,
       selector: opts.selector,
       exitAfterPhase: exitAfter || undefined,
     });

@@ -243,8 +243,8 @@ export class InvestigationReconciler {
       config: this.deps.config,
       log,
       status,
-      async livePod() {
-        if (cached) return cached;
+      async livePod(opts) {
+        if (cached && !opts?.fresh) return cached;
         const uid = status.target?.podUID;
         if (!uid) return undefined;
         try {

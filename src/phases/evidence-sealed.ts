@@ -2,9 +2,10 @@
 // compared with the custody log), then the custody 'sealed' record. A case with a failed write is
 // never sealed: a manifest would make an incomplete record look complete.
 
-import type { Condition } from '../api/investigation.js';
+import type { Condition, Finding } from '../api/investigation.js';
 import { renderReport, type ReportInput } from '../report/render.js';
-import type { Phase, PhaseOutcome } from './phase.js';
+import { mergeFindings } from './live-state-captured.js';
+import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
 const STORE_FAILURES = new Set(['EvidenceStoreFull', 'EvidenceWriteFailed']);
 const NOTE_ACTIONS = new Set(['negative-finding', 'limitation', 'refused']);
@@ -22,7 +23,7 @@ export const evidenceSealed: Phase = {
       };
     }
     if (!ctx.caseFile.has('report.md')) {
-      await ctx.caseFile.writeText('report.md', renderReport(reportInput(ctx, conditions)), { phase: 'EvidenceSealed' });
+      await ctx.caseFile.writeText('report.md', renderReport(reportInput(ctx, conditions, await collectedFindings(ctx))), { phase: 'EvidenceSealed' });
     }
     const sealed = await ctx.caseFile.seal();
     ctx.status.evidence = {
@@ -40,7 +41,7 @@ export const evidenceSealed: Phase = {
   },
 };
 
-function reportInput(ctx: Parameters<Phase['run']>[0], conditions: Condition[]): ReportInput {
+function reportInput(ctx: PhaseContext, conditions: Condition[], findings: Finding[]): ReportInput {
   const meta = ctx.investigation.metadata;
   return {
     namespace: meta.namespace,
@@ -52,7 +53,8 @@ function reportInput(ctx: Parameters<Phase['run']>[0], conditions: Condition[]):
     containment: ctx.status.containment,
     // The report describes the case as sealed; this phase's own condition is not final yet.
     conditions: conditions.filter((c) => c.type !== 'EvidenceSealed' && c.type !== 'Ready'),
-    findings: ctx.status.findings ?? [],
+    findings,
+    live: ctx.status.live,
     artifacts: ctx.caseFile.artifacts(),
     notes: ctx.caseFile
       .custodyRecords()
@@ -66,3 +68,20 @@ function reportInput(ctx: Parameters<Phase['run']>[0], conditions: Condition[]):
   };
 }
 
+
+const FINDINGS_ARTIFACT = /^(live|node)(\/retry-\d+)?\/findings\.json$/;
+
+/** Every collector finding for the report (status keeps only the most severe few). */
+async function collectedFindings(ctx: PhaseContext): Promise<Finding[]> {
+  let all: Finding[] = ctx.status.findings ?? [];
+  for (const a of ctx.caseFile.artifacts().filter((r) => FINDINGS_ARTIFACT.test(r.artifact))) {
+    try {
+      const parsed = JSON.parse(await ctx.caseFile.readText(a.artifact)) as unknown;
+      const list = (Array.isArray(parsed) ? parsed : ((parsed as { findings?: unknown[] }).findings ?? [])) as Finding[];
+      all = mergeFindings(all, list, Infinity);
+    } catch {
+      // Unparseable findings stay in the case file as written; the phase condition already said why.
+    }
+  }
+  return all;
+}

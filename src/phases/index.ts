@@ -1,12 +1,17 @@
 // The runbook, in the order of volatility (EvidenceFirst). Adding a phase is a module and a line here.
 // ContainFirst moves the phases marked `containment` to right after TargetResolved.
+// The manifest comes before the debug container: it records the pod as it was before casefile added
+// anything to it; processes and sockets come next, the most volatile evidence.
 import type { InvestigationSpec } from '../api/investigation.js';
+import { debugContainerLaunched } from './debug-container-launched.js';
 import { eventsCaptured } from './events-captured.js';
 import { evidenceSealed } from './evidence-sealed.js';
+import { liveStateCaptured } from './live-state-captured.js';
 import { logsCaptured } from './logs-captured.js';
 import { manifestCaptured } from './manifest-captured.js';
 import { networkIsolated } from './network-isolated.js';
 import { nodeCordoned } from './node-cordoned.js';
+import { nodeStateCaptured } from './node-state-captured.js';
 import { rbacNarrowed } from './rbac-narrowed.js';
 import type { Phase } from './phase.js';
 import { scopeMapped } from './scope-mapped.js';
@@ -15,6 +20,9 @@ import { targetResolved } from './target-resolved.js';
 export const phases: readonly Phase[] = [
   targetResolved,
   manifestCaptured,
+  debugContainerLaunched,
+  liveStateCaptured,
+  nodeStateCaptured,
   eventsCaptured,
   logsCaptured,
   scopeMapped,

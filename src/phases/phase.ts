@@ -33,8 +33,11 @@ export interface PhaseContext {
   readonly log: Logger;
   /** Working copy of the status; phases record what they resolved (target, evidence) here. */
   readonly status: InvestigationStatus;
-  /** The live target pod if it exists and is still the pod TargetResolved resolved (same UID). */
-  livePod(): Promise<V1Pod | undefined>;
+  /**
+   * The live target pod if it exists and is still the pod TargetResolved resolved (same UID).
+   * Read once per reconcile unless `fresh` (a phase waiting on the pod's status).
+   */
+  livePod(opts?: { fresh?: boolean }): Promise<V1Pod | undefined>;
 }
 
 export interface Phase {

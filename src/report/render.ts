@@ -1,6 +1,6 @@
 // report.md: the incident note a reviewer reads first. Pure: everything comes from the status and
 // the custody log, so the report can never claim something the case file does not hold.
-import type { Condition, ContainmentStatus, Finding, InvestigationSpec, TargetStatus } from '../api/investigation.js';
+import type { Condition, ContainmentStatus, Finding, InvestigationSpec, LiveStatus, TargetStatus } from '../api/investigation.js';
 
 export interface ReportInput {
   namespace: string;
@@ -12,6 +12,8 @@ export interface ReportInput {
   containment?: ContainmentStatus;
   conditions: Condition[];
   findings: Finding[];
+  /** What casefile added to the scene to observe it. */
+  live?: LiveStatus;
   artifacts: { artifact: string; sha256: string; bytes: number; truncated?: boolean }[];
   /** Negative findings and limitations recorded in the custody log, in order. */
   notes: { phase?: string; kind: 'negative-finding' | 'limitation' | 'refused'; text: string }[];
@@ -70,6 +72,10 @@ export function renderReport(input: ReportInput): string {
   }
   push('');
 
+  push('## Observer effect', '');
+  push(...observerEffect(input));
+  push('');
+
   push('## Containment', '');
   const net = spec.containment.network;
   const c = input.containment ?? {};
@@ -107,4 +113,27 @@ export function renderReport(input: ReportInput): string {
   push('- The case file proves what the API server and kubelet reported at capture time; it is not a full disk or memory image.');
   push('');
   return lines.join('\n');
+}
+
+/** What casefile changed in the scene by looking at it: a reviewer must be able to subtract it. */
+function observerEffect(input: ReportInput): string[] {
+  const live = input.live ?? {};
+  const out: string[] = [];
+  if (live.debugContainer) {
+    out.push(
+      `- casefile added the ephemeral container \`${live.debugContainer}\` (image \`${live.image ?? ''}\`${live.imageID ? `, ${live.imageID}` : ''}) to the pod at ${live.launchedAt ?? 'an unrecorded time'}, targeting container \`${input.target?.container ?? ''}\`. Kubernetes keeps it in \`spec.ephemeralContainers\` for the pod's life; it cannot be removed.`,
+      '- It ran as root with only the capabilities SYS_PTRACE and DAC_READ_SEARCH, a read-only root filesystem and no privilege escalation. Its processes (an idle `sleep`, which exits on its own, and the collector) shared the suspect\'s process namespace and are marked `observer` in `live/processes.json`; a process list taken inside the suspect during the capture would show them.',
+      '- The collectors only read `/proc` and files through `/proc/<pid>/root`; no command ran inside the suspect container. Reading a file updates its access time where the filesystem records one.',
+      '- `k8s/pod.yaml` was captured before the debug container was added, so it shows the pod as casefile found it.',
+    );
+  } else if (input.spec.evidence.live.enabled) {
+    out.push('- Live capture was requested, but no debug container was added (see the DebugContainerLaunched condition).');
+  }
+  if (live.nodeCollector) {
+    out.push(
+      `- A node collector pod \`${live.nodeCollector.namespace}/${live.nodeCollector.pod}\` ran on node \`${input.target?.node ?? ''}\` with the host's PID namespace and read-only mounts of \`/proc\`, \`/run/containerd\` and \`/var/lib/containerd\`; it was ${live.nodeCollector.removed ? 'removed after its run' : 'NOT confirmed removed: check the collector namespace'} (both recorded in \`custody.jsonl\`).`,
+    );
+  }
+  if (out.length === 0) out.push('- casefile added nothing to the pod or its node to observe it (no live or node capture was requested).');
+  return out;
 }

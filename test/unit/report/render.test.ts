@@ -75,3 +75,32 @@ describe('report.md containment section', () => {
     expect(report).toContain('What containment does not do');
   });
 });
+
+describe('report.md observer effect', () => {
+  test('names the debug container, its privileges, that it stays in the pod, and the node collector', () => {
+    const live = parseSpec({ target: { pod: 'web-1' }, evidence: { live: { enabled: true }, node: { enabled: true } } });
+    if (!live.ok) throw new Error(live.message);
+    const report = renderReport({
+      ...input,
+      spec: live.spec,
+      findings: [{ severity: 'critical', kind: 'deleted-executable-running', summary: 'pid 7 runs /tmp/kworkerd (deleted)', artifact: 'live/recovered.json' }],
+      live: {
+        debugContainer: 'casefile-debug-6f1c0000',
+        image: 'debug-tools:1',
+        launchedAt: '2026-11-20T10:17:30Z',
+        nodeCollector: { namespace: 'casefile-collectors', pod: 'casefile-node-6f1c0000-1', removed: true },
+      },
+    });
+    expect(report).toContain('**critical** deleted-executable-running: pid 7 runs /tmp/kworkerd (deleted) (`live/recovered.json`)');
+    expect(report).toContain('## Observer effect');
+    expect(report).toContain('`casefile-debug-6f1c0000`');
+    expect(report).toContain('for the pod\'s life');
+    expect(report).toContain('SYS_PTRACE and DAC_READ_SEARCH');
+    expect(report).toContain('`casefile-collectors/casefile-node-6f1c0000-1`');
+    expect(report).toContain('removed after its run');
+  });
+
+  test('says nothing was added when no live or node capture was requested', () => {
+    expect(renderReport(input)).toContain('casefile added nothing to the pod or its node');
+  });
+});

@@ -1,0 +1,191 @@
+// NodeStateCaptured: a short-lived collector pod pinned to the target's node (only when
+// spec.evidence.node.enabled) reads what only the node knows: the container's host PID, cgroup,
+// runtime state and the overlay upper layer (what the container added or changed). It mounts the
+// host's /proc and the runtime's directories read-only, runs in the operator's collector namespace
+// (the suspect's namespace may forbid it), and is removed after its run; both go into custody.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { V1Pod } from '@kubernetes/client-node';
+import { ExecTimeoutError, execStream } from '../engine/exec.js';
+import { errorMessage, isForbidden, isNotFound } from '../engine/kube.js';
+import { captureCollectorOutput, COLLECTOR_STARTED, collectorBase, type CollectorOutput } from './collector-output.js';
+import { DEBUG_CAPABILITIES } from './debug-container-launched.js';
+import { bareContainerID, COLLECTOR_ENTRY, finish } from './live-state-captured.js';
+import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
+
+const POLL_MS = 250;
+const IDLE_MARGIN_SECONDS = 600;
+/** containerd's CRI shim state, one directory per container ID (the task bundle: init.pid, config.json). */
+const RUNTIME_STATE_DIR = '/run/containerd/io.containerd.runtime.v2.task/k8s.io';
+
+export const nodeStateCaptured: Phase = {
+  condition: 'NodeStateCaptured',
+  needsTarget: true,
+  enabled: (spec) => spec.evidence.node.enabled,
+  run: captureNode,
+};
+
+async function captureNode(ctx: PhaseContext): Promise<PhaseOutcome> {
+  const pod = await ctx.livePod({ fresh: true });
+  const node = ctx.status.target?.node;
+  if (!pod || !node) return { status: 'False', reason: 'TargetGone', message: 'the target pod no longer exists: its container state on the node is gone' };
+  const image = ctx.spec.evidence.live.image ?? ctx.config.debugImage;
+  if (!image) return { status: 'False', reason: 'NoDebugImage', message: "no collector image: set spec.evidence.live.image or the operator's --debug-image (CASEFILE_DEBUG_IMAGE)" };
+
+  const namespace = ctx.config.collectorNamespace;
+  const name = `casefile-node-${ctx.investigation.metadata.uid.slice(0, 8)}-${collectorRuns(ctx) + 1}`;
+  const timeoutSeconds = ctx.spec.evidence.live.timeoutSeconds;
+  const manifest = nodeCollectorPod({ name, namespace, node, image, timeoutSeconds, investigation: ctx.investigation.metadata });
+  try {
+    await ctx.kube.core.createNamespacedPod({ namespace, body: manifest });
+  } catch (err) {
+    const message = errorMessage(err);
+    if (isNotFound(err)) return { status: 'False', reason: 'CollectorNamespaceMissing', message: `namespace ${namespace} does not exist: apply config/ (it creates it) or set --collector-namespace` };
+    if (isForbidden(err) && /PodSecurity/i.test(message)) {
+      return { status: 'False', reason: 'PodSecurityRejected', message: `PodSecurity of namespace ${namespace} refused the node collector (${message}); label it pod-security.kubernetes.io/enforce=privileged (config/ does)` };
+    }
+    if (isForbidden(err)) return { status: 'False', reason: 'Forbidden', message: `creating the node collector pod was refused: ${message}` };
+    throw err;
+  }
+  await ctx.caseFile.record('node-collector-created', { namespace, pod: name, node, image, hostPID: true, readOnlyHostPaths: ['/proc', '/run/containerd', '/var/lib/containerd'], capabilities: DEBUG_CAPABILITIES }, 'NodeStateCaptured');
+  ctx.status.live = { ...ctx.status.live, nodeCollector: { namespace, pod: name } };
+  try {
+    const started = await waitRunning(ctx, namespace, name, timeoutSeconds * 1000);
+    if (started) return started;
+    return await collect(ctx, namespace, name, timeoutSeconds);
+  } finally {
+    await removeCollector(ctx, namespace, name);
+  }
+}
+
+async function collect(ctx: PhaseContext, namespace: string, pod: string, timeoutSeconds: number): Promise<PhaseOutcome> {
+  const command = [
+    '/usr/bin/node',
+    COLLECTOR_ENTRY,
+    'node',
+    '--container-id', bareContainerID(ctx.status.target?.containerID),
+    '--host-proc', '/host/proc',
+    '--host-prefix', '/host',
+    '--runtime-state', RUNTIME_STATE_DIR,
+    '--max-file-bytes', String(ctx.spec.evidence.live.maxFileBytes),
+  ];
+  const base = collectorBase(ctx.caseFile, 'node');
+  await ctx.caseFile.record(COLLECTOR_STARTED, { prefix: 'node', base, pod: `${namespace}/${pod}`, command }, 'NodeStateCaptured');
+  const exec = await execStream(ctx.kube, { namespace, pod, container: 'collector' }, command, timeoutSeconds * 1000);
+  let output: CollectorOutput;
+  try {
+    output = await captureCollectorOutput(exec.stdout, ctx.caseFile, { expectPrefix: 'node', base, phase: 'NodeStateCaptured', detail: { collector: `${namespace}/${pod}` } });
+  } finally {
+    exec.abort();
+  }
+  const ended = await exec.result.then(
+    (r) => ({ ok: r.exitCode === 0, text: r.exitCode === 0 ? 'exited 0' : `exited ${r.exitCode}: ${r.stderrTail.trim().slice(-500)}`, timeout: false }),
+    (err: unknown) => ({ ok: false, text: errorMessage(err), timeout: err instanceof ExecTimeoutError }),
+  );
+  await recordHostPID(ctx, `${base}/host-process.json`);
+  return finish(ctx, output, ended, base, 'NodeStateCaptured');
+}
+
+export function nodeCollectorPod(o: {
+  name: string;
+  namespace: string;
+  node: string;
+  image: string;
+  timeoutSeconds: number;
+  investigation: { name: string; namespace: string; uid: string };
+}): V1Pod {
+  const hostPath = (name: string, path: string) => ({ name, hostPath: { path, type: 'Directory' } });
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: o.name,
+      namespace: o.namespace,
+      labels: { 'app.kubernetes.io/managed-by': 'casefile', 'app.kubernetes.io/component': 'node-collector', 'casefile.dev/investigation-uid': o.investigation.uid },
+      annotations: { 'casefile.dev/investigation': `${o.investigation.namespace}/${o.investigation.name}` },
+    },
+    spec: {
+      // nodeName skips the scheduler: the collector reaches a cordoned node, and only that node.
+      nodeName: o.node,
+      hostPID: true,
+      restartPolicy: 'Never',
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      terminationGracePeriodSeconds: 0,
+      activeDeadlineSeconds: o.timeoutSeconds + IDLE_MARGIN_SECONDS,
+      tolerations: [{ operator: 'Exists' }],
+      containers: [
+        {
+          name: 'collector',
+          image: o.image,
+          imagePullPolicy: 'IfNotPresent',
+          command: ['/bin/sleep', String(o.timeoutSeconds + IDLE_MARGIN_SECONDS)],
+          securityContext: {
+            runAsUser: 0,
+            runAsGroup: 0,
+            runAsNonRoot: false,
+            privileged: false,
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            capabilities: { drop: ['ALL'], add: [...DEBUG_CAPABILITIES] },
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '512Mi' } },
+          volumeMounts: [
+            { name: 'host-proc', mountPath: '/host/proc', readOnly: true },
+            { name: 'runtime-state', mountPath: '/host/run/containerd', readOnly: true },
+            { name: 'runtime-root', mountPath: '/host/var/lib/containerd', readOnly: true },
+          ],
+        },
+      ],
+      volumes: [hostPath('host-proc', '/proc'), hostPath('runtime-state', '/run/containerd'), hostPath('runtime-root', '/var/lib/containerd')],
+    },
+  };
+}
+
+function collectorRuns(ctx: PhaseContext): number {
+  return ctx.caseFile.custodyRecords().filter((r) => r.action === 'node-collector-created').length;
+}
+
+async function waitRunning(ctx: PhaseContext, namespace: string, name: string, timeoutMs: number): Promise<PhaseOutcome | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no status yet';
+  while (Date.now() < deadline) {
+    const pod = await ctx.kube.core.readNamespacedPod({ name, namespace });
+    const cs = pod.status?.containerStatuses?.[0];
+    if (cs?.state?.running) return undefined;
+    const waiting = cs?.state?.waiting;
+    if (waiting?.reason && /Image|InvalidImageName/.test(waiting.reason)) {
+      return { status: 'False', reason: 'CollectorImageUnavailable', message: `node collector ${namespace}/${name} cannot start: ${waiting.reason} ${waiting.message ?? ''}` };
+    }
+    if (cs?.state?.terminated || pod.status?.phase === 'Failed') {
+      return { status: 'False', reason: 'CollectorFailed', message: `node collector ${namespace}/${name} stopped: ${cs?.state?.terminated?.reason ?? pod.status?.reason ?? 'failed'}` };
+    }
+    last = waiting?.reason ?? pod.status?.phase ?? last;
+    await sleep(POLL_MS);
+  }
+  return { status: 'False', reason: 'CollectorNotStarted', message: `node collector ${namespace}/${name} was not running after ${Math.round(timeoutMs / 1000)} s (${last})` };
+}
+
+async function removeCollector(ctx: PhaseContext, namespace: string, name: string): Promise<void> {
+  try {
+    await ctx.kube.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0 });
+  } catch (err) {
+    if (!isNotFound(err)) {
+      ctx.log.warn({ pod: `${namespace}/${name}`, err: errorMessage(err) }, 'could not remove the node collector pod');
+      await ctx.caseFile.record('node-collector-not-removed', { namespace, pod: name, error: errorMessage(err) }, 'NodeStateCaptured');
+      return;
+    }
+  }
+  ctx.status.live = { ...ctx.status.live, nodeCollector: { namespace, pod: name, removed: true } };
+  await ctx.caseFile.record('node-collector-removed', { namespace, pod: name }, 'NodeStateCaptured');
+}
+
+async function recordHostPID(ctx: PhaseContext, artifact: string): Promise<void> {
+  if (!ctx.caseFile.has(artifact)) return;
+  try {
+    const hostPid = (JSON.parse(await ctx.caseFile.readText(artifact)) as { hostPid?: unknown }).hostPid;
+    if (typeof hostPid === 'number' && ctx.status.target) ctx.status.target.hostPID = hostPid;
+  } catch (err) {
+    ctx.log.warn({ artifact, err: errorMessage(err) }, 'host process artifact unreadable');
+  }
+}

@@ -1,0 +1,104 @@
+// The operator's side of the collector protocol, against a real case directory: framed output is
+// split into write-once artifacts, names are confined to their prefix, a cut stream never publishes
+// a partial artifact, and a rerun writes beside (never over) the first run.
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
+import { CaseFile } from '../../../src/evidence/index.js';
+import { FrameWriter } from '../../../src/live/frames.js';
+import { artifactPath, captureCollectorOutput, COLLECTOR_STARTED, collectorBase } from '../../../src/phases/collector-output.js';
+
+let root: string;
+let caseFile: CaseFile;
+
+beforeEach(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'collector-output-'));
+  caseFile = await CaseFile.open({ root, namespace: 'ns', name: 'inv', uid: '0123456789abcdef', actor: 'test' });
+});
+afterEach(async () => {
+  await caseFile.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+/** Runs `write` against a FrameWriter and returns the bytes it produced, split into small chunks. */
+async function framed(write: (w: FrameWriter) => Promise<void>): Promise<Buffer[]> {
+  const sink = new PassThrough();
+  const chunks: Buffer[] = [];
+  sink.on('data', (c: Buffer) => chunks.push(c));
+  await write(new FrameWriter(sink));
+  sink.end();
+  const all = Buffer.concat(chunks);
+  // Re-split at odd sizes: the decoder must not depend on how the exec stream chunks its output.
+  const out: Buffer[] = [];
+  for (let i = 0; i < all.length; i += 7) out.push(all.subarray(i, i + 7));
+  return out;
+}
+
+async function* from(chunks: Buffer[]): AsyncGenerator<Buffer> {
+  for (const c of chunks) yield c;
+}
+
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+
+describe('captureCollectorOutput', () => {
+  test('writes each artifact under the base, with the collector hash checked, and keeps notes and summary', async () => {
+    const big = 'x'.repeat(200_000);
+    const input = await framed(async (w) => {
+      await w.artifact('live/processes.json', '{"processes":[]}\n');
+      await w.note('info', 'no files under /var/tmp');
+      await w.artifact('live/files/tmp/big', big);
+      await w.done({ processes: 0, files: 1 });
+    });
+    const out = await captureCollectorOutput(from(input), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect(out).toMatchObject({ complete: true, problems: [], artifacts: ['live/processes.json', 'live/files/tmp/big'], summary: { processes: 0, files: 1 } });
+    expect(out.notes).toEqual([{ level: 'info', message: 'no files under /var/tmp' }]);
+    expect(caseFile.get('live/files/tmp/big')).toMatchObject({ sha256: sha(big), bytes: big.length });
+    expect(await readFile(path.join(caseFile.dir, 'live/files/tmp/big'), 'utf8')).toBe(big);
+  });
+
+  test('refuses names outside the prefix or not sanitised, and reads past their bytes', async () => {
+    const input = await framed(async (w) => {
+      await w.artifact('node/host-process.json', '{}');
+      await w.artifact('live/../../escape', 'nope');
+      await w.artifact('live/ok.json', '{}');
+      await w.done({});
+    });
+    const out = await captureCollectorOutput(from(input), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect(out.artifacts).toEqual(['live/ok.json']);
+    expect(out.problems).toHaveLength(2);
+    expect(caseFile.has('node/host-process.json')).toBe(false);
+  });
+
+  test('a stream cut inside an artifact publishes nothing in place and says so', async () => {
+    const input = await framed(async (w) => {
+      await w.artifact('live/a.json', '{}');
+      await w.artifact('live/cut.bin', 'y'.repeat(100_000));
+    });
+    const whole = Buffer.concat(input);
+    const out = await captureCollectorOutput(from([whole.subarray(0, whole.length - 5000)]), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect(out.complete).toBe(false);
+    expect(out.artifacts).toEqual(['live/a.json']);
+    expect(out.problems.join('\n')).toMatch(/cut\.bin|ended|unreadable/);
+    expect(caseFile.has('live/cut.bin')).toBe(false);
+  });
+
+  test('a second run goes to live/retry-2, never over the first', async () => {
+    expect(collectorBase(caseFile, 'live')).toBe('live');
+    await caseFile.record(COLLECTOR_STARTED, { prefix: 'live', base: 'live' });
+    expect(collectorBase(caseFile, 'live')).toBe('live/retry-2');
+    expect(collectorBase(caseFile, 'node')).toBe('node');
+  });
+});
+
+describe('artifactPath', () => {
+  test('maps under the base and refuses anything else', () => {
+    expect(artifactPath('live/files/tmp/x', 'live', 'live/retry-2')).toBe('live/retry-2/files/tmp/x');
+    expect(artifactPath('live/.hidden', 'live', 'live')).toBeUndefined();
+    expect(artifactPath('live/a//b', 'live', 'live')).toBeUndefined();
+    expect(artifactPath('livex/a', 'live', 'live')).toBeUndefined();
+    expect(artifactPath('live/a/../b', 'live', 'live')).toBeUndefined();
+  });
+});
