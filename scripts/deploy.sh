@@ -12,7 +12,9 @@ kubectl kustomize config/default |
   sed -e "s#image: localhost/casefile/operator:0.1.0#image: $CASEFILE_OPERATOR_IMAGE#" \
       -e "s#value: localhost/casefile/debug-tools:0.1.0#value: $CASEFILE_DEBUG_IMAGE#" \
       -e 's#imagePullPolicy: IfNotPresent#imagePullPolicy: Never#' \
-      -e "s#value: \"\"  \# scripts/deploy.sh fills in \$CASEFILE_CLUSTER_CIDRS#value: \"${CASEFILE_CLUSTER_CIDRS:-}\"#" |
+      -e "s#value: \"\"  \# scripts/deploy.sh fills in \$CASEFILE_CLUSTER_CIDRS#value: \"${CASEFILE_CLUSTER_CIDRS:-}\"#" \
+      -e "s#value: \"\"  \# scripts/deploy.sh fills in \$CASEFILE_RUNTIME_ROOT#value: \"${CASEFILE_RUNTIME_ROOT:-}\"#" \
+      -e "s#value: \"\"  \# scripts/deploy.sh fills in \$CASEFILE_RUNTIME_STATE#value: \"${CASEFILE_RUNTIME_STATE:-}\"#" |
   awk -v extra="$extra_env" '{print} /^        env:$/ && extra != "" {print extra}' |
   kubectl apply --server-side --force-conflicts -f - >/dev/null
 kubectl wait --for=condition=Established crd/investigations.casefile.dev --timeout=60s >/dev/null

@@ -18,6 +18,9 @@ export const operatorConfigSchema = z.object({
   clusterCIDRs: z.array(z.string().refine(isCIDR, 'must be a CIDR such as 10.244.0.0/16')),
   /** Where node collector pods run: a namespace that admits hostPID and read-only hostPath mounts. */
   collectorNamespace: z.string().min(1),
+  /** containerd's root (snapshots: the overlay upper layers) and state (task bundles) on the nodes. */
+  runtimeRoot: z.string().regex(/^\/[^\0]*$/, 'must be an absolute path'),
+  runtimeState: z.string().regex(/^\/[^\0]*$/, 'must be an absolute path'),
   /** Label selector of the Investigations this instance serves (sharding, e.g. a separate evidence volume). */
   selector: z.string(),
   /** Fault injection for the restart tests: exit right after this phase's condition is written. */

@@ -29,8 +29,10 @@ program
   .option('--lease-namespace <ns>', 'namespace of the leader-election Lease', process.env.POD_NAMESPACE ?? 'casefile-system')
   .option('--lease-name <name>', 'name of the leader-election Lease', 'casefile-operator')
   .option('--debug-image <image>', 'default image of ephemeral debug containers', process.env.CASEFILE_DEBUG_IMAGE)
-  .option('--cluster-cidrs <cidrs>', "comma-separated pod/service ranges; connections outside them are reported as external (ServiceCIDRs and nodes' podCIDRs are added when the API has them)", process.env.CASEFILE_CLUSTER_CIDRS ?? '')
+  .option('--cluster-cidrs <cidrs>', "comma-separated pod/service ranges; connections outside them are reported as external (ServiceCIDRs and nodes' podCIDRs are added when the API has them)", process.env.CASEFILE_CLUSTER_CIDRS || '')
   .option('--collector-namespace <ns>', 'namespace of node collector pods (must admit hostPID and read-only hostPath)', process.env.CASEFILE_COLLECTOR_NAMESPACE ?? 'casefile-collectors')
+  .option('--runtime-root <dir>', "containerd's root directory on the nodes (its `root`)", process.env.CASEFILE_RUNTIME_ROOT || '/var/lib/containerd')
+  .option('--runtime-state <dir>', "containerd's state directory on the nodes (its `state`)", process.env.CASEFILE_RUNTIME_STATE || '/run/containerd')
   .option(
     '--selector <labels>',
     'serve only Investigations matching this label selector; the default leaves those labelled casefile.dev/shard to the instance serving that shard',
@@ -50,6 +52,8 @@ program
       debugImage: opts.debugImage,
       clusterCIDRs: String(opts.clusterCidrs).split(',').map((c: string) => c.trim()).filter(Boolean),
       collectorNamespace: opts.collectorNamespace,
+      runtimeRoot: opts.runtimeRoot,
+      runtimeState: opts.runtimeState,
       selector: opts.selector,
       exitAfterPhase: exitAfter || undefined,
     });

@@ -55,8 +55,10 @@ export async function execStream(
       status = s;
     })
     .catch((e: unknown) => {
-      // The handshake error carries only the HTTP status (400: no such container, or not running).
-      throw new Error(`${what} refused: ${e instanceof Error ? e.message : String(e)}`);
+      // A ws ErrorEvent (not an Error) carrying only the HTTP status: 403 RBAC, 400 no such container
+      // or not running.
+      const message = (e as { message?: unknown } | null)?.message;
+      throw new Error(`${what} refused: ${typeof message === 'string' ? message : String(e)}`);
     });
 
   let timedOut = false;

@@ -14,8 +14,10 @@ import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
 const POLL_MS = 250;
 const IDLE_MARGIN_SECONDS = 600;
-/** containerd's CRI shim state, one directory per container ID (the task bundle: init.pid, config.json). */
-const RUNTIME_STATE_DIR = '/run/containerd/io.containerd.runtime.v2.task/k8s.io';
+/** containerd's CRI shim state under its state dir, one directory per container ID (init.pid, config.json). */
+const TASK_BUNDLES = 'io.containerd.runtime.v2.task/k8s.io';
+/** The host is seen under this prefix in the collector pod: host path P is /host/P. */
+const HOST_PREFIX = '/host';
 
 export const nodeStateCaptured: Phase = {
   condition: 'NodeStateCaptured',
@@ -34,7 +36,8 @@ async function captureNode(ctx: PhaseContext): Promise<PhaseOutcome> {
   const namespace = ctx.config.collectorNamespace;
   const name = `casefile-node-${ctx.investigation.metadata.uid.slice(0, 8)}-${collectorRuns(ctx) + 1}`;
   const timeoutSeconds = ctx.spec.evidence.live.timeoutSeconds;
-  const manifest = nodeCollectorPod({ name, namespace, node, image, timeoutSeconds, investigation: ctx.investigation.metadata });
+  const runtimeDirs = [ctx.config.runtimeState, ctx.config.runtimeRoot];
+  const manifest = nodeCollectorPod({ name, namespace, node, image, timeoutSeconds, runtimeDirs, investigation: ctx.investigation.metadata });
   try {
     await ctx.kube.core.createNamespacedPod({ namespace, body: manifest });
   } catch (err) {
@@ -46,7 +49,7 @@ async function captureNode(ctx: PhaseContext): Promise<PhaseOutcome> {
     if (isForbidden(err)) return { status: 'False', reason: 'Forbidden', message: `creating the node collector pod was refused: ${message}` };
     throw err;
   }
-  await ctx.caseFile.record('node-collector-created', { namespace, pod: name, node, image, hostPID: true, readOnlyHostPaths: ['/proc', '/run/containerd', '/var/lib/containerd'], capabilities: DEBUG_CAPABILITIES }, 'NodeStateCaptured');
+  await ctx.caseFile.record('node-collector-created', { namespace, pod: name, node, image, hostPID: true, readOnlyHostPaths: ['/proc', ...runtimeDirs], capabilities: DEBUG_CAPABILITIES }, 'NodeStateCaptured');
   ctx.status.live = { ...ctx.status.live, nodeCollector: { namespace, pod: name } };
   try {
     const started = await waitRunning(ctx, namespace, name, timeoutSeconds * 1000);
@@ -63,9 +66,9 @@ async function collect(ctx: PhaseContext, namespace: string, pod: string, timeou
     COLLECTOR_ENTRY,
     'node',
     '--container-id', bareContainerID(ctx.status.target?.containerID),
-    '--host-proc', '/host/proc',
-    '--host-prefix', '/host',
-    '--runtime-state', RUNTIME_STATE_DIR,
+    '--host-proc', `${HOST_PREFIX}/proc`,
+    '--host-prefix', HOST_PREFIX,
+    '--runtime-state', `${ctx.config.runtimeState}/${TASK_BUNDLES}`,
     '--max-file-bytes', String(ctx.spec.evidence.live.maxFileBytes),
   ];
   const base = collectorBase(ctx.caseFile, 'node');
@@ -91,9 +94,12 @@ export function nodeCollectorPod(o: {
   node: string;
   image: string;
   timeoutSeconds: number;
+  /** containerd's state and root directories: mounted read-only at the same paths under /host. */
+  runtimeDirs: string[];
   investigation: { name: string; namespace: string; uid: string };
 }): V1Pod {
-  const hostPath = (name: string, path: string) => ({ name, hostPath: { path, type: 'Directory' } });
+  const hostDirs = ['/proc', ...o.runtimeDirs];
+  const volumeName = (i: number) => (i === 0 ? 'host-proc' : `runtime-${i}`);
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -130,14 +136,10 @@ export function nodeCollectorPod(o: {
             seccompProfile: { type: 'RuntimeDefault' },
           },
           resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '512Mi' } },
-          volumeMounts: [
-            { name: 'host-proc', mountPath: '/host/proc', readOnly: true },
-            { name: 'runtime-state', mountPath: '/host/run/containerd', readOnly: true },
-            { name: 'runtime-root', mountPath: '/host/var/lib/containerd', readOnly: true },
-          ],
+          volumeMounts: hostDirs.map((path, i) => ({ name: volumeName(i), mountPath: `${HOST_PREFIX}${path}`, readOnly: true })),
         },
       ],
-      volumes: [hostPath('host-proc', '/proc'), hostPath('runtime-state', '/run/containerd'), hostPath('runtime-root', '/var/lib/containerd')],
+      volumes: hostDirs.map((path, i) => ({ name: volumeName(i), hostPath: { path, type: 'Directory' } })),
     },
   };
 }

@@ -26,7 +26,7 @@ describe('the debug container', () => {
 });
 
 describe('the node collector pod', () => {
-  const pod = nodeCollectorPod({ name: 'casefile-node-1-1', namespace: 'casefile-collectors', node: 'n1', image: 'debug:1', timeoutSeconds: 60, investigation: { name: 'i', namespace: 'prod', uid: 'u-1' } });
+  const pod = nodeCollectorPod({ name: 'casefile-node-1-1', namespace: 'casefile-collectors', node: 'n1', image: 'debug:1', timeoutSeconds: 60, runtimeDirs: ['/run/containerd', '/var/lib/containerd'], investigation: { name: 'i', namespace: 'prod', uid: 'u-1' } });
 
   test('is pinned to the node (cordoned or not), host PID, and mounts the host read-only', () => {
     expect(pod.spec).toMatchObject({ nodeName: 'n1', hostPID: true, restartPolicy: 'Never', automountServiceAccountToken: false, activeDeadlineSeconds: 660 });
@@ -34,6 +34,7 @@ describe('the node collector pod', () => {
     const mounts = pod.spec!.containers[0]!.volumeMounts!;
     expect(mounts.every((m) => m.readOnly === true)).toBe(true);
     expect(pod.spec!.volumes!.map((v) => v.hostPath?.path)).toEqual(['/proc', '/run/containerd', '/var/lib/containerd']);
+    expect(mounts.map((m) => m.mountPath)).toEqual(['/host/proc', '/host/run/containerd', '/host/var/lib/containerd']);
     expect(pod.spec!.containers[0]!.securityContext).toMatchObject({ privileged: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
   });
 });
