@@ -177,3 +177,19 @@ describe('malformed streams', () => {
     await expect(collect(chunksOf(Buffer.from(wire), 7))).rejects.toThrow(FrameProtocolError);
   });
 });
+
+describe('header bounds', () => {
+  it('cuts a long note so its header stays decodable', async () => {
+    const wire = await encode(async (w) => {
+      await w.note('warn', `cannot stat /tmp/${'\u0001'.repeat(50_000)}: EACCES`);
+    });
+    const [frame] = await collect(chunksOf(wire, 1000));
+    expect(frame).toMatchObject({ t: 'note', level: 'warn', message: expect.stringMatching(/note cut at 4096 characters\)$/) });
+  });
+
+  it('refuses an artifact name whose header would exceed 64 KiB', async () => {
+    const w = new FrameWriter(new PassThrough());
+    await expect(w.artifact('a'.repeat(70_000), 'x')).rejects.toThrow(/too long/);
+    await expect(w.artifact('', 'x')).rejects.toThrow(/empty/);
+  });
+});
