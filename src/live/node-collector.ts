@@ -21,7 +21,7 @@ export interface NodeOptions {
 }
 
 export const DEFAULT_RUNTIME_STATE = '/run/containerd/io.containerd.runtime.v2.task/k8s.io';
-export const NODE_COUNTERS = ['hostPid', 'files', 'copied', 'whiteouts', 'findings'];
+const NODE_COUNTERS = ['hostPid', 'files', 'copied', 'whiteouts', 'findings'];
 
 /** Joins a host path under the prefix the host's filesystem is mounted at. */
 function onHost(prefix: string, hostPath: string): string {
