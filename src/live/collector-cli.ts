@@ -9,6 +9,7 @@
  *   collector-cli.js node --container-id <hex> --host-proc /host/proc --host-prefix /host --max-file-bytes <n>
  *       [--runtime-state /run/containerd/io.containerd.runtime.v2.task/k8s.io]
  */
+import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseCidr } from './cidrs.js';
@@ -151,6 +152,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream, err: Node
   }
 }
 
-if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+// Run when executed directly (argv[1] may be a symlink; Node reports this module by its real path).
+if (process.argv[1] !== undefined && realpathSync(path.resolve(process.argv[1])) === fileURLToPath(import.meta.url)) {
   process.exitCode = await main(process.argv.slice(2), process.stdout, process.stderr);
 }

@@ -45,7 +45,7 @@ export function at(dir: FileHandle, name: Buffer): Buffer {
   return Buffer.concat([Buffer.from(`${SELF_FD}/${dir.fd}/`), name]);
 }
 
-export function fileType(st: Stats): FileType {
+function fileType(st: Stats): FileType {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';
@@ -56,7 +56,7 @@ export function octalMode(mode: number): string {
   return (mode & 0o7777).toString(8).padStart(4, '0');
 }
 
-export function joinPath(parent: string, name: Buffer): { path: string; invalid: boolean } {
+function joinPath(parent: string, name: Buffer): { path: string; invalid: boolean } {
   const text = name.toString('utf8');
   const invalid = !Buffer.from(text, 'utf8').equals(name);
   return { path: parent === '/' ? `/${text}` : `${parent}/${text}`, invalid };
@@ -167,7 +167,7 @@ export interface Inspection {
 }
 
 /** Opens a regular file found by lstat, refusing symlinks, FIFOs (O_NONBLOCK) and a swapped inode. */
-export async function openRegular(dir: FileHandle, name: Buffer, expected: Pick<Stats, 'dev' | 'ino'>): Promise<FileHandle> {
+async function openRegular(dir: FileHandle, name: Buffer, expected: Pick<Stats, 'dev' | 'ino'>): Promise<FileHandle> {
   const handle = await open(at(dir, name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   const st = await handle.stat();
   if (!st.isFile() || st.dev !== expected.dev || st.ino !== expected.ino) {

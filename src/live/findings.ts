@@ -15,7 +15,7 @@ export interface Finding {
 
 const RANK: Record<Severity, number> = { critical: 0, high: 1, medium: 2, low: 3 };
 
-export const MAX_FINDINGS = 100;
+const MAX_FINDINGS = 100;
 
 /** Keeps the `max` most severe findings (first come first within a severity); counts every one. */
 export class Findings {

@@ -33,6 +33,8 @@ export class ArtifactContentError extends Error {
 
 export const MAX_DATA_BYTES = 65536;
 export const MAX_HEADER_BYTES = 65536;
+/** A note of this many UTF-16 units, each escaped to at most 6 bytes, stays well under MAX_HEADER_BYTES. */
+export const MAX_NOTE_CHARS = 4096;
 
 const NEWLINE = 0x0a;
 
@@ -147,7 +149,8 @@ export class FrameWriter {
   /** Streams one artifact: hashes while writing, emits open/data.../close. Throws if another is open. */
   async artifact(name: string, content: AsyncIterable<Buffer | string> | Buffer | string): Promise<{ sha256: string; bytes: number }> {
     if (this.openArtifact !== null) throw new Error(`artifact ${this.openArtifact} is still open`);
-    if (name === '') throw new Error('artifact name is empty');
+    const openHeader = `${JSON.stringify({ t: 'open', artifact: name })}\n`;
+    if (name === '' || Buffer.byteLength(openHeader) > MAX_HEADER_BYTES) throw new Error(`artifact name is empty or too long (${name.length} characters)`);
     this.openArtifact = name;
     const hash = createHash('sha256');
     let bytes = 0;
@@ -173,7 +176,7 @@ export class FrameWriter {
       pendingBytes += buf.length;
       if (pendingBytes >= COALESCE_BYTES) await flush();
     };
-    await this.write(`${JSON.stringify({ t: 'open', artifact: name })}\n`);
+    await this.write(openHeader);
     let failure: unknown = null;
     try {
       if (typeof content === 'string' || Buffer.isBuffer(content)) await add(content);
@@ -189,9 +192,11 @@ export class FrameWriter {
     return result;
   }
 
+  /** Messages are cut at MAX_NOTE_CHARS: they quote attacker-chosen paths, and a header must stay under 64 KiB. */
   async note(level: 'info' | 'warn', message: string): Promise<void> {
     if (this.openArtifact !== null) throw new Error(`note while artifact ${this.openArtifact} is open`);
-    await this.write(`${JSON.stringify({ t: 'note', level, message })}\n`);
+    const text = message.length > MAX_NOTE_CHARS ? `${message.slice(0, MAX_NOTE_CHARS)}... (note cut at ${MAX_NOTE_CHARS} characters)` : message;
+    await this.write(`${JSON.stringify({ t: 'note', level, message: text })}\n`);
   }
 
   async done(summary: Record<string, number>): Promise<void> {

@@ -8,7 +8,7 @@ import { handleChunks, inspectChunks } from './files.js';
 import { jsonArray, jsonObjectWithArray, toAsync } from './json-stream.js';
 import { suspiciousRegion, type SuspiciousRegion } from './maps.js';
 import { classify, describeProcess, processJson, readProcess, redactEnvironment, stripDeleted, type Environment, type ProcessRecord } from './processes.js';
-import { errorCode, lines, listPids, parseBootTime, pidDir, readChunks, splitNul, startTimeIso, tapLines } from './procfs.js';
+import { CLK_TCK, errorCode, lines, listPids, parseBootTime, pidDir, readChunks, splitNul, startTimeIso, tapLines } from './procfs.js';
 import { Run, streamOrNote } from './run.js';
 import { parseSocketLine, SOCKET_PROTOS, socketInode, type SocketEntry, type SocketOwner } from './sockets.js';
 
@@ -30,10 +30,10 @@ export interface LiveOptions {
   maxEntries?: number;
 }
 
-export const LIVE_COUNTERS = ['processes', 'targetProcesses', 'sockets', 'files', 'copied', 'recovered', 'findings'];
+const LIVE_COUNTERS = ['processes', 'targetProcesses', 'sockets', 'files', 'copied', 'recovered', 'findings'];
 
 /** Whether `p` (a container path) is `dir` or below it. */
-export function isUnder(p: string, dir: string): boolean {
+function isUnder(p: string, dir: string): boolean {
   const d = dir.endsWith('/') ? dir : `${dir}/`;
   return p === dir || p.startsWith(d);
 }
@@ -90,7 +90,7 @@ export async function collectLive(opts: LiveOptions, writer: FrameWriter): Promi
         entrypointPid,
         bootTime: bootTime === null ? null : new Date(bootTime * 1000).toISOString(),
         classification: method,
-        clockTicksPerSecond: 100,
+        clockTicksPerSecond: CLK_TCK,
       },
       'processes',
       (async function* () {

@@ -21,7 +21,7 @@ export interface NodeOptions {
 }
 
 export const DEFAULT_RUNTIME_STATE = '/run/containerd/io.containerd.runtime.v2.task/k8s.io';
-export const NODE_COUNTERS = ['hostPid', 'files', 'copied', 'whiteouts', 'findings'];
+const NODE_COUNTERS = ['hostPid', 'files', 'copied', 'whiteouts', 'findings'];
 
 /** Joins a host path under the prefix the host's filesystem is mounted at. */
 function onHost(prefix: string, hostPath: string): string {
@@ -58,7 +58,10 @@ export async function collectNode(opts: NodeOptions, writer: FrameWriter): Promi
 
   // --- host process ---
   if (hostPid !== null) {
-    const record = await readProcess(opts.hostProc, hostPid);
+    const record = await readProcess(opts.hostProc, hostPid).catch(async (err: unknown) => {
+      await run.note('warn', `cannot read host pid ${hostPid}: ${errorCode(err)}`);
+      return null;
+    });
     let bootTime: number | null = null;
     try {
       bootTime = parseBootTime(await readFile(path.join(opts.hostProc, 'stat'), 'utf8'));
@@ -71,7 +74,7 @@ export async function collectNode(opts: NodeOptions, writer: FrameWriter): Promi
     } catch (err) {
       await run.note('warn', `cannot read status of host pid ${hostPid}: ${errorCode(err)}`);
     }
-    if (record === null) await run.note('warn', `host pid ${hostPid} exited before it could be read`);
+    if (record === null) await run.note('warn', `host pid ${hostPid} could not be read (exited?): host-process.json has its status only`);
     for (const e of record?.errors ?? []) await run.note('warn', e);
     await run.artifact(
       'node/host-process.json',

@@ -109,8 +109,8 @@ export function splitNul(buf: Buffer): string[] {
 }
 
 /** Streams a file (including /proc files whose size reads as 0) in chunks, never whole. */
-export async function* readChunks(file: string, flags = 'r'): AsyncGenerator<Buffer> {
-  const handle = await open(file, flags);
+export async function* readChunks(file: string): AsyncGenerator<Buffer> {
+  const handle = await open(file, 'r');
   try {
     for (;;) {
       const buf = Buffer.allocUnsafe(65536);
