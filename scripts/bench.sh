@@ -7,3 +7,4 @@ cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.bench.json
 node .bench-dist/bench/investigation.bench.js
 node .bench-dist/bench/containment.bench.js
+node .bench-dist/bench/intake.bench.js
