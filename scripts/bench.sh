@@ -8,3 +8,4 @@ npx tsc -p tsconfig.bench.json
 node .bench-dist/bench/investigation.bench.js
 node .bench-dist/bench/containment.bench.js
 node .bench-dist/bench/live.bench.js
+node .bench-dist/bench/intake.bench.js

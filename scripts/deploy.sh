@@ -17,6 +17,6 @@ kubectl kustomize config/default |
       -e "s#value: \"\"  \# scripts/deploy.sh fills in \$CASEFILE_RUNTIME_STATE#value: \"${CASEFILE_RUNTIME_STATE:-}\"#" |
   awk -v extra="$extra_env" '{print} /^        env:$/ && extra != "" {print extra}' |
   kubectl apply --server-side --force-conflicts -f - >/dev/null
-kubectl wait --for=condition=Established crd/investigations.casefile.dev --timeout=60s >/dev/null
+kubectl wait --for=condition=Established crd/investigations.casefile.dev crd/responsepolicies.casefile.dev --timeout=60s >/dev/null
 kubectl -n casefile-system rollout status deployment/casefile-operator --timeout=180s >/dev/null
 echo "casefile operator ready: $CASEFILE_OPERATOR_IMAGE"

@@ -4,6 +4,34 @@ import os from 'node:os';
 import { z } from 'zod';
 import { conditionTypes, isCIDR } from './api/investigation.js';
 
+/**
+ * The alert intake endpoint. Never open by default: it runs only with a port AND at least one way to
+ * authenticate; a port without one is refused with a message naming the flags.
+ */
+export const intakeConfigSchema = z
+  .object({
+    port: z.number().int().min(0).max(65535).optional(),
+    tokenFile: z.string().min(1).optional(),
+    tlsCert: z.string().min(1).optional(),
+    tlsKey: z.string().min(1).optional(),
+    clientCA: z.string().min(1).optional(),
+    maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    namespaceRate: z.number().positive().max(1000).default(1),
+    namespaceBurst: z.number().int().min(1).max(10_000).default(20),
+    policyRate: z.number().positive().max(1000).default(2),
+    policyBurst: z.number().int().min(1).max(10_000).default(50),
+  })
+  .superRefine((c, ctx) => {
+    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    if (c.port !== undefined && !c.tokenFile && !c.clientCA) {
+      issue('port', '--intake-port (CASEFILE_INTAKE_PORT) needs --intake-token-file and/or --intake-client-ca: the intake endpoint is never open without authentication');
+    }
+    if (Boolean(c.tlsCert) !== Boolean(c.tlsKey)) issue('tlsCert', '--intake-tls-cert and --intake-tls-key go together');
+    if (c.clientCA && !c.tlsCert) issue('clientCA', '--intake-client-ca (mutual TLS) needs --intake-tls-cert and --intake-tls-key');
+  });
+
+export type IntakeConfig = z.infer<typeof intakeConfigSchema>;
+
 export const operatorConfigSchema = z.object({
   evidenceDir: z.string().min(1),
   kubeconfig: z.string().optional(),
@@ -25,6 +53,7 @@ export const operatorConfigSchema = z.object({
   selector: z.string(),
   /** Fault injection for the restart tests: exit right after this phase's condition is written. */
   exitAfterPhase: z.enum(conditionTypes).optional(),
+  intake: intakeConfigSchema.default(() => intakeConfigSchema.parse({})),
 });
 
 export type OperatorConfig = z.infer<typeof operatorConfigSchema>;

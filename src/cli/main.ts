@@ -16,6 +16,15 @@ const int = (name: string) => (value: string) => {
   return n;
 };
 
+const num = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+  return n;
+};
+
+/** An environment fallback that is a number, or undefined when unset (the schema default applies). */
+const envNumber = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
+
 const program = new Command('casefile').description('Kubernetes incident response: Investigations that capture, contain and seal evidence.');
 
 program
@@ -38,6 +47,16 @@ program
     'serve only Investigations matching this label selector; the default leaves those labelled casefile.dev/shard to the instance serving that shard',
     process.env.CASEFILE_SELECTOR ?? '!casefile.dev/shard',
   )
+  .option('--intake-port <port>', 'serve the alert intake endpoint on this port (needs --intake-token-file and/or --intake-client-ca)', int('--intake-port'), envNumber('CASEFILE_INTAKE_PORT'))
+  .option('--intake-token-file <file>', 'bearer token clients must send (a mounted Secret; re-read when it changes)', process.env.CASEFILE_INTAKE_TOKEN_FILE)
+  .option('--intake-tls-cert <file>', 'serve intake over TLS with this certificate (PEM)', process.env.CASEFILE_INTAKE_TLS_CERT)
+  .option('--intake-tls-key <file>', 'private key of --intake-tls-cert (PEM)', process.env.CASEFILE_INTAKE_TLS_KEY)
+  .option('--intake-client-ca <file>', 'accept client certificates signed by this CA (mutual TLS)', process.env.CASEFILE_INTAKE_CLIENT_CA)
+  .option('--intake-max-body-bytes <n>', 'largest alert accepted (413 above)', int('--intake-max-body-bytes'), envNumber('CASEFILE_INTAKE_MAX_BODY_BYTES'))
+  .option('--intake-namespace-rate <per-second>', 'Investigations an alert may open per second in one namespace', num('--intake-namespace-rate'), envNumber('CASEFILE_INTAKE_NAMESPACE_RATE'))
+  .option('--intake-namespace-burst <n>', 'Investigations alerts may open at once in one namespace', int('--intake-namespace-burst'), envNumber('CASEFILE_INTAKE_NAMESPACE_BURST'))
+  .option('--intake-policy-rate <per-second>', 'Investigations one ResponsePolicy may open per second', num('--intake-policy-rate'), envNumber('CASEFILE_INTAKE_POLICY_RATE'))
+  .option('--intake-policy-burst <n>', 'Investigations one ResponsePolicy may open at once', int('--intake-policy-burst'), envNumber('CASEFILE_INTAKE_POLICY_BURST'))
   .action(async (opts) => {
     const exitAfter = process.env.CASEFILE_EXIT_AFTER_PHASE;
     const parsed = operatorConfigSchema.safeParse({
@@ -56,12 +75,28 @@ program
       runtimeState: opts.runtimeState,
       selector: opts.selector,
       exitAfterPhase: exitAfter || undefined,
+      intake: {
+        port: opts.intakePort,
+        tokenFile: opts.intakeTokenFile || undefined,
+        tlsCert: opts.intakeTlsCert || undefined,
+        tlsKey: opts.intakeTlsKey || undefined,
+        clientCA: opts.intakeClientCa || undefined,
+        maxBodyBytes: opts.intakeMaxBodyBytes,
+        namespaceRate: opts.intakeNamespaceRate,
+        namespaceBurst: opts.intakeNamespaceBurst,
+        policyRate: opts.intakePolicyRate,
+        policyBurst: opts.intakePolicyBurst,
+      },
     });
     if (!parsed.success) {
       const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
       return program.error(`invalid configuration: ${problems}${exitAfter && !conditionTypes.includes(exitAfter as never) ? ` (CASEFILE_EXIT_AFTER_PHASE must be one of ${conditionTypes.join(', ')})` : ''}`);
     }
-    await runOperator(parsed.data);
+    try {
+      await runOperator(parsed.data);
+    } catch (err) {
+      return program.error(`cannot start the operator: ${err instanceof Error ? err.message : String(err)}`);
+    }
   });
 
 program

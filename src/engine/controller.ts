@@ -3,6 +3,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { GROUP, INVESTIGATION_PLURAL, VERSION } from '../api/investigation.js';
 import type { OperatorConfig } from '../config.js';
+import { IntakeService } from '../intake/service.js';
 import { logger } from '../log.js';
 import { EventRecorder } from './events.js';
 import { startHealthServer } from './http.js';
@@ -50,11 +51,16 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     log: log.child({ component: 'informer' }),
   });
   const server = startHealthServer(config.httpPort, metrics, () => informer.hasSynced());
+  // Alert intake only with a port (config validation has made sure authentication is configured too).
+  const intakePort = config.intake?.port;
+  const intake = intakePort !== undefined ? new IntakeService({ ...config.intake, port: intakePort }, { kube, metrics, log, evidenceDir: config.evidenceDir }) : undefined;
+  await intake?.listen();
 
   const start = () => {
     log.info({ workers: config.workers, evidenceDir: config.evidenceDir, selector: config.selector }, 'leading: starting the Investigation controller');
     queue.start();
     void informer.start();
+    void intake?.startLeading().catch((err: unknown) => log.error({ err }, 'alert intake failed to start'));
   };
   const elector = config.leaderElection
     ? new LeaderElector({
@@ -75,6 +81,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const shutdown = async (signal: string) => {
     log.info({ signal }, 'shutting down: draining in-flight reconciles');
     informer.stop();
+    await intake?.stop();
     await queue.stop();
     await elector?.stop();
     server.close();

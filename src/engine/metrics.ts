@@ -1,5 +1,5 @@
 // Prometheus metrics on the operator's /metrics: reconcile and phase durations, queue depth,
-// investigations by phase and evidence bytes written.
+// investigations by phase, evidence bytes written, and alert intake (outcomes, latency, journal fsync).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { WorkQueueMetrics } from './queue.js';
 
@@ -22,6 +22,27 @@ export class Metrics {
   readonly queueDepth = new Gauge({ name: 'casefile_workqueue_depth', help: 'Keys waiting in the work queue.', registers: [this.registry] });
   readonly retries = new Counter({ name: 'casefile_workqueue_retries_total', help: 'Keys requeued after a failed reconcile.', registers: [this.registry] });
   readonly evidenceBytes = new Counter({ name: 'casefile_evidence_bytes_written_total', help: 'Bytes of evidence written to case files.', registers: [this.registry] });
+  readonly intakeAlerts = new Counter({
+    name: 'casefile_intake_alerts_total',
+    help:
+      'Alerts posted to the intake endpoint, by outcome: rejections (unauthenticated, invalid, too_large, unsupported_media_type), ' +
+      'no_pod, unmatched, accepted (journaled), matched and dry_run (per matching policy), rate_limited (per Investigation creation held back).',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  readonly intakeDuration = new Histogram({
+    name: 'casefile_intake_request_duration_seconds',
+    help: 'Time from an intake request to its answer, by HTTP status code.',
+    labelNames: ['code'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly journalFsync = new Histogram({
+    name: 'casefile_intake_journal_fsync_duration_seconds',
+    help: 'Duration of one alert journal fsync (one per group commit).',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
   private readonly phases = new Map<string, string>();
 
   constructor() {

@@ -3,6 +3,7 @@
 // never sealed: a manifest would make an incomplete record look complete.
 
 import type { Condition, Finding } from '../api/investigation.js';
+import { importJournaledAlerts } from '../intake/case-file-import.js';
 import { renderReport, type ReportInput } from '../report/render.js';
 import { mergeFindings } from './live-state-captured.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
@@ -22,6 +23,7 @@ export const evidenceSealed: Phase = {
         message: `not sealed: ${storeFailure.type} could not write its evidence (${storeFailure.reason}: ${storeFailure.message}); free or fix the evidence volume and open a new Investigation`,
       };
     }
+    await importJournaledAlerts(ctx.caseFile, ctx.config.evidenceDir, ctx.investigation.metadata.namespace, ctx.investigation.metadata.name);
     if (!ctx.caseFile.has('report.md')) {
       await ctx.caseFile.writeText('report.md', renderReport(reportInput(ctx, conditions, await collectedFindings(ctx))), { phase: 'EvidenceSealed' });
     }

@@ -1,0 +1,41 @@
+// Brings an Investigation's journaled alerts into its case file. The first alert is already there as
+// alert.json (from spec.alert); the ones that attached later are copied, verbatim journal lines, into
+// write-once artifacts `alerts/<firstSeq>-<lastSeq>.jsonl`, each holding only alerts no earlier
+// artifact holds. Called right before the case is sealed; alerts after the seal stay in the journal.
+import type { ArtifactRecord, CaseFile } from '../evidence/store.js';
+import { journalDir, readJournal, type AlertEntry } from './journal.js';
+
+const ALERTS_ARTIFACT = /^alerts\/(\d+)-(\d+)\.jsonl$/;
+
+/** The highest sequence number already in the case file's alerts/ artifacts (0: none). */
+function importedThrough(caseFile: CaseFile): number {
+  let through = 0;
+  for (const { artifact } of caseFile.artifacts()) {
+    const m = ALERTS_ARTIFACT.exec(artifact);
+    if (m) through = Math.max(through, Number(m[2]));
+  }
+  return through;
+}
+
+/** Copies the not-yet-imported alerts of namespace/name; returns the new artifact, or undefined if there were none. */
+export async function importJournaledAlerts(caseFile: CaseFile, evidenceDir: string, namespace: string, name: string): Promise<ArtifactRecord | undefined> {
+  const dir = journalDir(evidenceDir);
+  const through = importedThrough(caseFile);
+  const wanted = (e: { type: string; seq: number; investigation: { namespace: string; name: string } }): boolean =>
+    e.type === 'alert' && e.seq > through && e.investigation.namespace === namespace && e.investigation.name === name;
+  // Two passes over the journal: the artifact's name needs the range, and nothing is held in memory.
+  let first = 0;
+  let last = 0;
+  for await (const e of readJournal(dir)) {
+    if (!wanted(e)) continue;
+    first ||= e.seq;
+    last = Math.max(last, e.seq);
+  }
+  if (last === 0) return undefined;
+  async function* lines(): AsyncGenerator<string> {
+    for await (const e of readJournal(dir)) {
+      if (wanted(e) && e.seq <= last) yield `${JSON.stringify(e as AlertEntry)}\n`;
+    }
+  }
+  return caseFile.captureOnce(`alerts/${first}-${last}.jsonl`, () => lines(), { phase: 'EvidenceSealed', detail: { firstSeq: first, lastSeq: last, source: 'alert journal' } });
+}

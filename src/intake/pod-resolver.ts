@@ -1,0 +1,145 @@
+// Which pod an alert is about: `k8s.ns.name` + `k8s.pod.name` when Falco filled them in, else the
+// container ID (Falco's 12-character short form, or the full one) looked up in the pods'
+// status.containerStatuses. Both lookups are cached briefly: an alert storm is many alerts about a
+// few pods, and the API server should see a handful of requests, not one per alert.
+import type { V1Pod } from '@kubernetes/client-node';
+import type { FalcoAlert } from './alert-schema.js';
+import { outputField } from './alert-schema.js';
+
+export interface ResolvedPod {
+  namespace: string;
+  name: string;
+  uid: string;
+  /** The container the alert names (by container.name or container.id), when it is one of the pod's. */
+  container?: string;
+}
+
+export interface PodSource {
+  /** The pod, or undefined when it does not exist (other errors throw). */
+  get(namespace: string, name: string): Promise<V1Pod | undefined>;
+  /** Every pod in the cluster. */
+  list(): Promise<V1Pod[]>;
+}
+
+export interface PodResolverOptions {
+  /** How long a pod read by name is reused. Short: a StatefulSet pod can come back with the same name and a new UID. */
+  byNameTtlMs?: number;
+  /** How long the container ID index (a list of every pod) is reused. */
+  indexTtlMs?: number;
+  /** An unknown container ID relists at most this often (a storm about a host or a gone pod must not hammer the API server). */
+  relistMinMs?: number;
+  now?: () => number;
+}
+
+/** `containerd://abc...` -> `abc...`. */
+export function stripRuntime(containerID: string): string {
+  const i = containerID.indexOf('://');
+  return i === -1 ? containerID : containerID.slice(i + 3);
+}
+
+function containers(pod: V1Pod): { name: string; id?: string }[] {
+  const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? []), ...(pod.status?.ephemeralContainerStatuses ?? [])];
+  return statuses.map((s) => ({ name: s.name, id: s.containerID ? stripRuntime(s.containerID) : undefined }));
+}
+
+function specContainerNames(pod: V1Pod): string[] {
+  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? []), ...(pod.spec?.ephemeralContainers ?? [])].map((c) => c.name);
+}
+
+function resolved(pod: V1Pod, alert: FalcoAlert): ResolvedPod | undefined {
+  const namespace = pod.metadata?.namespace;
+  const name = pod.metadata?.name;
+  const uid = pod.metadata?.uid;
+  if (!namespace || !name || !uid) return undefined;
+  const byName = outputField(alert, 'container.name');
+  const id = containerIdOf(alert);
+  const container = (byName && specContainerNames(pod).includes(byName) ? byName : undefined) ?? (id ? containers(pod).find((c) => c.id && matchesId(c.id, id))?.name : undefined);
+  return container ? { namespace, name, uid, container } : { namespace, name, uid };
+}
+
+/** The alert's container ID when it names a container (not `host`, not empty). */
+function containerIdOf(alert: FalcoAlert): string | undefined {
+  const id = outputField(alert, 'container.id');
+  if (!id || id === 'host' || !/^[0-9a-f]{12,64}$/i.test(stripRuntime(id))) return undefined;
+  return stripRuntime(id).toLowerCase();
+}
+
+function matchesId(full: string, id: string): boolean {
+  return id.length === full.length ? id === full : full.startsWith(id);
+}
+
+export class PodResolver {
+  private readonly byName = new Map<string, { at: number; pod: V1Pod | undefined }>();
+  private index: { at: number; ids: Map<string, V1Pod> } | undefined;
+  private listing: Promise<void> | undefined;
+  private listedAt = -Infinity;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly source: PodSource,
+    private readonly opts: PodResolverOptions = {},
+  ) {
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  /** The pod the alert is about, or undefined for a host event or a pod that does not exist. */
+  async resolve(alert: FalcoAlert): Promise<ResolvedPod | undefined> {
+    const namespace = outputField(alert, 'k8s.ns.name');
+    const name = outputField(alert, 'k8s.pod.name');
+    if (namespace && name) {
+      const pod = await this.podByName(namespace, name);
+      return pod ? resolved(pod, alert) : undefined;
+    }
+    const id = containerIdOf(alert);
+    if (!id) return undefined;
+    const pod = await this.podByContainerId(id);
+    return pod ? resolved(pod, alert) : undefined;
+  }
+
+  private async podByName(namespace: string, name: string): Promise<V1Pod | undefined> {
+    const key = `${namespace}/${name}`;
+    const cached = this.byName.get(key);
+    if (cached && this.now() - cached.at < (this.opts.byNameTtlMs ?? 2000)) return cached.pod;
+    const pod = await this.source.get(namespace, name);
+    if (this.byName.size > 10_000) this.byName.clear(); // bounded: a cache, not a store
+    this.byName.set(key, { at: this.now(), pod });
+    return pod;
+  }
+
+  private async podByContainerId(id: string): Promise<V1Pod | undefined> {
+    const fresh = this.index && this.now() - this.index.at < (this.opts.indexTtlMs ?? 5000);
+    let pod = fresh ? this.lookup(id) : undefined;
+    if (pod || (fresh && this.now() - this.listedAt < (this.opts.relistMinMs ?? 1000))) return pod;
+    await this.relist();
+    pod = this.lookup(id);
+    return pod;
+  }
+
+  private lookup(id: string): V1Pod | undefined {
+    const ids = this.index?.ids;
+    if (!ids) return undefined;
+    if (id.length === 64) return ids.get(id);
+    return ids.get(id.slice(0, 12));
+  }
+
+  private relist(): Promise<void> {
+    this.listing ??= (async () => {
+      try {
+        const pods = await this.source.list();
+        const ids = new Map<string, V1Pod>();
+        for (const pod of pods) {
+          for (const c of containers(pod)) {
+            if (!c.id) continue;
+            ids.set(c.id, pod);
+            ids.set(c.id.slice(0, 12), pod);
+          }
+        }
+        this.index = { at: this.now(), ids };
+        this.listedAt = this.now();
+      } finally {
+        this.listing = undefined;
+      }
+    })();
+    return this.listing;
+  }
+}

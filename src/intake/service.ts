@@ -1,0 +1,166 @@
+// Alert intake, wired: the HTTP(S) server (bound at start, so the port is there from the first
+// moment), and, once this replica leads, the journal replay, the ResponsePolicy informer and the
+// creation worker. Until all three are up, and on any replica that does not lead, intake answers 503:
+// the Service's endpoints are the ready replicas, and only the leader becomes ready (its Investigation
+// informer syncs), so senders reach the leader.
+import { readFileSync } from 'node:fs';
+import type http from 'node:http';
+import type { V1Pod } from '@kubernetes/client-node';
+import { API_VERSION, GROUP, INVESTIGATION_PLURAL, RESPONSE_POLICY_PLURAL, VERSION, type Investigation } from '../api/investigation.js';
+import type { ResponsePolicy } from '../api/response-policy.js';
+import type { IntakeConfig } from '../config.js';
+import { Informer, kubeWatchAdapter } from '../engine/informer.js';
+import { isNotFound, type Kube } from '../engine/kube.js';
+import type { Metrics } from '../engine/metrics.js';
+import type { Logger } from '../log.js';
+import { TokenFile } from './auth.js';
+import { AlertJournal, journalDir } from './journal.js';
+import { PolicyCache } from './policy-cache.js';
+import { PodResolver } from './pod-resolver.js';
+import { alertProcessor } from './processor.js';
+import { KeyedRateLimiter } from './rate-limit.js';
+import { createIntakeServer } from './server.js';
+import { AlertWorker, type InvestigationApi } from './worker.js';
+
+const RETRY_MS = 5000;
+
+export interface IntakeServiceDeps {
+  kube: Kube;
+  metrics: Metrics;
+  log: Logger;
+  evidenceDir: string;
+}
+
+export function investigationApi(kube: Kube): InvestigationApi {
+  const base = { group: GROUP, version: VERSION, plural: INVESTIGATION_PLURAL };
+  return {
+    create: async (body) => (await kube.custom.createNamespacedCustomObject({ ...base, namespace: body.metadata.namespace, body })) as Investigation,
+    get: async (ref) => {
+      try {
+        return (await kube.custom.getNamespacedCustomObject({ ...base, ...ref })) as Investigation;
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+    patchAlerts: async (ref, resourceVersion, alerts) =>
+      (await kube.custom.patchNamespacedCustomObjectStatus(
+        { ...base, ...ref, body: { apiVersion: API_VERSION, kind: 'Investigation', metadata: { resourceVersion }, status: { alerts } } },
+        kube.mergePatch,
+      )) as Investigation,
+  };
+}
+
+export class IntakeService {
+  private journal: AlertJournal | undefined;
+  private readonly server: http.Server;
+  private readonly policies: Informer<ResponsePolicy>;
+  private readonly worker: AlertWorker;
+  private ready = false;
+  private stopped = false;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly config: IntakeConfig & { port: number },
+    private readonly deps: IntakeServiceDeps,
+  ) {
+    const { kube, metrics } = deps;
+    this.log = deps.log.child({ component: 'intake' });
+    this.policies = new Informer<ResponsePolicy>({
+      name: 'responsepolicies',
+      list: async () => {
+        const list = (await kube.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: RESPONSE_POLICY_PLURAL })) as {
+          items: ResponsePolicy[];
+          metadata: { resourceVersion: string };
+        };
+        return { items: list.items, resourceVersion: list.metadata.resourceVersion };
+      },
+      watch: kubeWatchAdapter(kube.kc, `/apis/${GROUP}/${VERSION}/${RESPONSE_POLICY_PLURAL}`),
+      onChange: () => undefined, // matched on demand against the cache
+      resyncMs: 0,
+      log: this.log,
+    });
+    const limiter = new KeyedRateLimiter((key) =>
+      key.startsWith('namespace:') ? { rate: config.namespaceRate, burst: config.namespaceBurst } : { rate: config.policyRate, burst: config.policyBurst },
+    );
+    this.worker = new AlertWorker({
+      api: investigationApi(kube),
+      journal: () => this.journal,
+      limiter,
+      log: this.log,
+      onRateLimited: () => metrics.intakeAlerts.inc({ outcome: 'rate_limited' }),
+    });
+    const resolver = new PodResolver({
+      get: async (namespace, name) => {
+        try {
+          return await kube.core.readNamespacedPod({ namespace, name });
+        } catch (err) {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        }
+      },
+      list: async (): Promise<V1Pod[]> => (await kube.core.listPodForAllNamespaces()).items,
+    });
+    // Read now: a missing certificate is a start-up error naming the file, not a failing handshake later.
+    const tls = config.tlsCert && config.tlsKey
+      ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), ...(config.clientCA ? { clientCA: readFileSync(config.clientCA) } : {}) }
+      : undefined;
+    this.server = createIntakeServer({
+      tls,
+      auth: { tokenFile: config.tokenFile ? new TokenFile(config.tokenFile, this.log) : undefined, mutualTLS: Boolean(config.clientCA) },
+      maxBodyBytes: config.maxBodyBytes,
+      ready: () => this.ready,
+      accept: alertProcessor({
+        resolver,
+        policies: new PolicyCache(this.policies, this.log),
+        journal: () => this.journal,
+        onCommitted: (entries) => this.worker.committed(entries),
+        log: this.log,
+      }),
+      onOutcome: (outcome) => metrics.intakeAlerts.inc({ outcome }),
+      onRequest: (seconds, code) => metrics.intakeDuration.observe({ code: String(code) }, seconds),
+      log: this.log,
+    });
+  }
+
+  /** Binds the port (answering 503 until this replica leads). */
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.config.port, () => {
+        this.server.off('error', reject);
+        this.log.info({ port: this.config.port, tls: Boolean(this.config.tlsCert), mutualTLS: Boolean(this.config.clientCA), token: Boolean(this.config.tokenFile) }, 'alert intake listening');
+        resolve();
+      });
+    });
+  }
+
+  /** Replays the journal, syncs the policies and starts the worker; retries until it succeeds or stop(). */
+  async startLeading(): Promise<void> {
+    while (!this.stopped && !this.journal) {
+      try {
+        this.journal = await AlertJournal.open(journalDir(this.deps.evidenceDir), { log: this.log, onFsync: (s) => this.deps.metrics.journalFsync.observe(s) }, (e) =>
+          this.worker.observe(e),
+        );
+      } catch (err) {
+        this.log.error({ err, retryInMs: RETRY_MS }, 'cannot open the alert journal; intake answers 503 until it can');
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+      }
+    }
+    if (this.stopped) return;
+    await this.policies.start();
+    if (this.stopped) return;
+    this.worker.start();
+    this.ready = true;
+    this.log.info({ journal: this.journal!.dir, sequence: this.journal!.sequence }, 'alert intake ready: journal replayed, policies synced');
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.ready = false;
+    this.server.close();
+    this.policies.stop();
+    await this.worker.stop();
+    await this.journal?.close();
+  }
+}

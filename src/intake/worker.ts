@@ -1,0 +1,240 @@
+// The asynchronous half of intake (leader only): for each Investigation that journaled alerts point
+// at, create it if it is missing (rate-limited per namespace and per policy), then set status.alerts
+// to { count, first, last } computed from the journal. The values are absolute, so replaying the
+// journal after a restart and writing them again is idempotent. Writes are merge patches of only
+// status.alerts, guarded by resourceVersion (the reconciler writes status too) and batched to at most
+// one per Investigation every batchMs. When status caught up, an `ack` line in the journal says so:
+// on replay, a case whose alerts are all acknowledged needs nothing (and is not re-created if someone
+// deleted it since).
+import type { Investigation } from '../api/investigation.js';
+import { errorCode } from '../engine/kube.js';
+import { WorkQueue } from '../engine/queue.js';
+import type { Logger } from '../log.js';
+import { buildInvestigation, type InvestigationBody } from './investigation-factory.js';
+import type { AlertEntry, AlertJournal, InvestigationRef, JournalEntry } from './journal.js';
+import type { KeyedRateLimiter } from './rate-limit.js';
+
+export interface AlertsStatus {
+  count: number;
+  first: string;
+  last: string;
+}
+
+/** The few Investigation calls the worker makes (errors carry the HTTP code: 404, 409). */
+export interface InvestigationApi {
+  create(body: InvestigationBody): Promise<Investigation>;
+  get(ref: InvestigationRef): Promise<Investigation | undefined>;
+  /** Merge patch of status.alerts carrying `resourceVersion`; 409 if the object changed since. */
+  patchAlerts(ref: InvestigationRef, resourceVersion: string, alerts: AlertsStatus): Promise<Investigation>;
+}
+
+export interface AlertWorkerOptions {
+  api: InvestigationApi;
+  journal: () => AlertJournal | undefined;
+  limiter: KeyedRateLimiter;
+  log: Logger;
+  /** Minimum time between two status.alerts writes of one Investigation. Default 500 ms. */
+  batchMs?: number;
+  /** Delay of the first status.alerts write after creating an Investigation, so its first reconcile is not made to retry. Default 1000 ms. */
+  afterCreateMs?: number;
+  workers?: number;
+  onRateLimited?: () => void;
+  now?: () => number;
+}
+
+interface CaseState {
+  ref: InvestigationRef;
+  policy: string;
+  count: number;
+  first: string;
+  last: string;
+  lastSeq: number;
+  ackedThrough: number;
+  /** The first alert not yet acknowledged: what a missing Investigation is created from. */
+  creator?: AlertEntry;
+  latest?: AlertEntry;
+  exists: boolean;
+  resourceVersion?: string;
+  notBefore: number;
+  held: boolean;
+  releasedLogged: boolean;
+}
+
+const keyOf = (ref: InvestigationRef) => `${ref.namespace}/${ref.name}`;
+
+function isReleased(inv: Investigation): boolean {
+  return (inv.spec as { release?: unknown } | undefined)?.release === true || inv.status?.phase === 'Released';
+}
+
+export class AlertWorker {
+  private readonly cases = new Map<string, CaseState>();
+  private readonly queue: WorkQueue;
+  private readonly now: () => number;
+  private readonly batchMs: number;
+
+  constructor(private readonly opts: AlertWorkerOptions) {
+    this.now = opts.now ?? (() => performance.now());
+    this.batchMs = opts.batchMs ?? 500;
+    this.queue = new WorkQueue((key) => this.process(key), {
+      name: 'intake',
+      workers: opts.workers ?? 4,
+      // Batching bounds the API calls; this limit only has to let 2 runs/s per active case through.
+      qps: 500,
+      burst: 1000,
+      log: opts.log,
+    });
+  }
+
+  /** Feeds one journal entry (replayed or just committed) into the per-Investigation aggregates. */
+  observe(entry: JournalEntry): void {
+    const key = keyOf(entry.investigation);
+    if (entry.type === 'ack') {
+      const s = this.cases.get(key);
+      if (!s) return;
+      s.ackedThrough = Math.max(s.ackedThrough, entry.throughSeq);
+      if (s.creator && s.creator.seq <= s.ackedThrough) s.creator = undefined;
+      if (s.latest && s.latest.seq <= s.ackedThrough) s.latest = undefined;
+      return;
+    }
+    let s = this.cases.get(key);
+    if (!s) {
+      s = {
+        ref: entry.investigation,
+        policy: `${entry.policy.namespace}/${entry.policy.name}`,
+        count: 0,
+        first: entry.receivedAt,
+        last: entry.receivedAt,
+        lastSeq: 0,
+        ackedThrough: 0,
+        exists: false,
+        notBefore: 0,
+        held: false,
+        releasedLogged: false,
+      };
+      this.cases.set(key, s);
+    }
+    s.count++;
+    if (entry.receivedAt < s.first) s.first = entry.receivedAt;
+    if (entry.receivedAt > s.last) s.last = entry.receivedAt;
+    s.lastSeq = Math.max(s.lastSeq, entry.seq);
+    if (entry.seq > s.ackedThrough) {
+      s.creator ??= entry;
+      s.latest = entry;
+    }
+  }
+
+  /** Starts processing every Investigation with unacknowledged alerts. */
+  start(): void {
+    this.queue.start();
+    for (const [key, s] of this.cases) if (s.lastSeq > s.ackedThrough) this.queue.add(key);
+  }
+
+  /** After a journal commit: aggregate and schedule. */
+  committed(entries: readonly JournalEntry[]): void {
+    for (const e of entries) {
+      this.observe(e);
+      if (e.type === 'alert') this.queue.add(keyOf(e.investigation));
+    }
+  }
+
+  stop(): Promise<void> {
+    return this.queue.stop();
+  }
+
+  /** The aggregate for an Investigation (tests, debugging). */
+  alerts(ref: InvestigationRef): (AlertsStatus & { lastSeq: number; ackedThrough: number }) | undefined {
+    const s = this.cases.get(keyOf(ref));
+    return s && { count: s.count, first: s.first, last: s.last, lastSeq: s.lastSeq, ackedThrough: s.ackedThrough };
+  }
+
+  private async process(key: string): Promise<{ requeueAfterMs: number } | void> {
+    const s = this.cases.get(key);
+    if (!s || s.lastSeq <= s.ackedThrough) return;
+    const log = this.opts.log.child({ investigation: key, policy: s.policy });
+    if (!s.exists) {
+      const held = await this.create(s, log);
+      if (held !== undefined) return { requeueAfterMs: held };
+    }
+    const wait = s.notBefore - this.now();
+    if (wait > 0) return { requeueAfterMs: wait };
+
+    const alerts: AlertsStatus = { count: s.count, first: s.first, last: s.last };
+    const through = s.lastSeq;
+    if (s.resourceVersion === undefined) {
+      const inv = await this.opts.api.get(s.ref);
+      if (!inv) {
+        s.exists = false; // deleted since: the new alerts open it again
+        return { requeueAfterMs: 0 };
+      }
+      this.noteReleased(s, inv, log);
+      if ((inv.status?.alerts?.count ?? -1) >= alerts.count) {
+        // Already written (by a previous leader, or before a conflict): only the acknowledgement is missing.
+        await this.ack(s, through, alerts.count, log);
+        return s.lastSeq > s.ackedThrough ? { requeueAfterMs: 0 } : undefined;
+      }
+      s.resourceVersion = inv.metadata.resourceVersion;
+    }
+    try {
+      const inv = await this.opts.api.patchAlerts(s.ref, s.resourceVersion!, alerts);
+      s.resourceVersion = inv.metadata.resourceVersion;
+      this.noteReleased(s, inv, log);
+    } catch (err) {
+      s.resourceVersion = undefined;
+      if (errorCode(err) === 409) return { requeueAfterMs: 20 }; // the reconciler wrote meanwhile: re-read, try again
+      if (errorCode(err) === 404) {
+        s.exists = false;
+        return { requeueAfterMs: 0 };
+      }
+      throw err;
+    }
+    s.notBefore = this.now() + this.batchMs;
+    await this.ack(s, through, alerts.count, log);
+    return s.lastSeq > s.ackedThrough ? { requeueAfterMs: this.batchMs } : undefined;
+  }
+
+  /** Creates the Investigation; returns the milliseconds to wait when the rate limit holds it back. */
+  private async create(s: CaseState, log: Logger): Promise<number | undefined> {
+    const entry = s.creator ?? s.latest;
+    if (!entry) throw new Error(`no journaled alert to create ${keyOf(s.ref)} from`);
+    const waitMs = this.opts.limiter.take([`namespace:${s.ref.namespace}`, `policy:${s.policy}`]);
+    if (waitMs > 0) {
+      if (!s.held) {
+        s.held = true;
+        this.opts.onRateLimited?.();
+        log.warn({ retryInMs: waitMs, alerts: s.count }, 'creation rate limit reached: Investigation held back (its alerts are journaled; it is created when the limit allows)');
+      }
+      return waitMs;
+    }
+    s.held = false;
+    try {
+      const inv = await this.opts.api.create(buildInvestigation(entry));
+      s.resourceVersion = inv.metadata.resourceVersion;
+      s.notBefore = this.now() + (this.opts.afterCreateMs ?? 1000);
+      log.info({ pod: entry.pod.name, podUID: entry.pod.uid, rule: entry.alert.rule, seq: entry.seq }, 'Investigation opened from an alert');
+    } catch (err) {
+      if (errorCode(err) !== 409) throw err;
+      // AlreadyExists: the open case for this pod and policy; the alert attaches to it.
+      s.resourceVersion = undefined;
+    }
+    s.exists = true;
+    return undefined;
+  }
+
+  private noteReleased(s: CaseState, inv: Investigation, log: Logger): void {
+    if (s.releasedLogged || !isReleased(inv)) return;
+    s.releasedLogged = true;
+    log.info({ alerts: s.count }, 'alert recorded against a released Investigation; the case is not reopened');
+  }
+
+  private async ack(s: CaseState, through: number, count: number, log: Logger): Promise<void> {
+    s.ackedThrough = Math.max(s.ackedThrough, through);
+    if (s.creator && s.creator.seq <= s.ackedThrough) s.creator = undefined;
+    if (s.latest && s.latest.seq <= s.ackedThrough) s.latest = undefined;
+    try {
+      await this.opts.journal()?.append([{ type: 'ack', at: new Date().toISOString(), investigation: s.ref, throughSeq: through, count }]);
+    } catch (err) {
+      // Not fatal: a replay without the ack writes the same absolute values again.
+      log.warn({ err }, 'could not journal the status.alerts acknowledgement');
+    }
+  }
+}

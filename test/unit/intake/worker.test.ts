@@ -1,0 +1,158 @@
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Investigation } from '../../../src/api/investigation.js';
+import type { InvestigationBody } from '../../../src/intake/investigation-factory.js';
+import { AlertJournal, type InvestigationRef } from '../../../src/intake/journal.js';
+import { KeyedRateLimiter } from '../../../src/intake/rate-limit.js';
+import { AlertWorker, type AlertsStatus, type InvestigationApi } from '../../../src/intake/worker.js';
+import { alertEntry, silent } from './helpers.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const apiError = (code: number) => Object.assign(new Error(`HTTP ${code}`), { code });
+
+/** An API server holding Investigations; a write with a stale resourceVersion gets 409. */
+class FakeApi implements InvestigationApi {
+  readonly objects = new Map<string, Investigation>();
+  creates = 0;
+  patches = 0;
+  conflictNext = 0;
+  private rv = 1;
+
+  async create(body: InvestigationBody): Promise<Investigation> {
+    this.creates++;
+    const key = `${body.metadata.namespace}/${body.metadata.name}`;
+    if (this.objects.has(key)) throw apiError(409);
+    const inv = { ...body, metadata: { ...body.metadata, uid: `uid-${this.creates}`, resourceVersion: String(this.rv++) } } as unknown as Investigation;
+    this.objects.set(key, inv);
+    return structuredClone(inv);
+  }
+
+  async get(ref: InvestigationRef): Promise<Investigation | undefined> {
+    const inv = this.objects.get(`${ref.namespace}/${ref.name}`);
+    return inv && structuredClone(inv);
+  }
+
+  async patchAlerts(ref: InvestigationRef, resourceVersion: string, alerts: AlertsStatus): Promise<Investigation> {
+    this.patches++;
+    const inv = this.objects.get(`${ref.namespace}/${ref.name}`);
+    if (!inv) throw apiError(404);
+    if (this.conflictNext > 0 || inv.metadata.resourceVersion !== resourceVersion) {
+      this.conflictNext = Math.max(0, this.conflictNext - 1);
+      inv.metadata.resourceVersion = String(this.rv++); // the reconciler wrote meanwhile
+      throw apiError(409);
+    }
+    inv.status = { ...inv.status, alerts };
+    inv.metadata.resourceVersion = String(this.rv++);
+    return structuredClone(inv);
+  }
+
+  count(name: string): number | undefined {
+    return this.objects.get(`production/${name}`)?.status?.alerts?.count;
+  }
+}
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'casefile-worker-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function setup(api: FakeApi, limits = { rate: 1000, burst: 1000 }) {
+  let journal: AlertJournal | undefined;
+  const held: number[] = [];
+  const worker = new AlertWorker({
+    api,
+    journal: () => journal,
+    limiter: new KeyedRateLimiter(() => limits),
+    log: silent,
+    batchMs: 20,
+    afterCreateMs: 10,
+    onRateLimited: () => held.push(1),
+  });
+  journal = await AlertJournal.open(dir, { log: silent }, (e) => worker.observe(e));
+  worker.start();
+  const post = async (name: string, i: number) => worker.committed(await journal!.append([alertEntry(name, i)]));
+  return { worker, journal: journal!, post, held };
+}
+
+async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+describe('AlertWorker', () => {
+  it('opens one Investigation for many alerts and counts them all', async () => {
+    const api = new FakeApi();
+    const { worker, journal, post } = await setup(api);
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => post('case-a', i)));
+    await until('count 1000', () => api.count('case-a') === 1000);
+    expect(api.creates).toBe(1);
+    const status = api.objects.get('production/case-a')!.status!.alerts!;
+    expect(status.first).toBe(new Date(Date.UTC(2026, 10, 20, 10, 0, 0, 0)).toISOString());
+    expect(status.last).toBe(new Date(Date.UTC(2026, 10, 20, 10, 0, 0, 999)).toISOString());
+    // Batched: far fewer status writes than alerts.
+    expect(api.patches).toBeLessThan(100);
+    const spec = api.objects.get('production/case-a')!.spec as { target: unknown; alert: { source: string; raw: string } };
+    expect(spec.target).toEqual({ pod: 'web-0', uid: 'uid-web-0' });
+    expect(spec.alert.raw).toContain('"n":0');
+    await worker.stop();
+    await journal.close();
+  });
+
+  it('attaches to an existing Investigation (AlreadyExists) and retries on conflict', async () => {
+    const api = new FakeApi();
+    await api.create({ apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name: 'case-b', namespace: 'production', labels: {}, annotations: {} }, spec: {} });
+    api.conflictNext = 3;
+    const { worker, journal, post } = await setup(api);
+    for (let i = 0; i < 5; i++) await post('case-b', i);
+    await until('count 5', () => api.count('case-b') === 5);
+    expect(api.creates).toBe(2); // ours got AlreadyExists
+    await worker.stop();
+    await journal.close();
+  });
+
+  it('rebuilds the same counts from the journal after a restart, without re-creating acknowledged cases', async () => {
+    const api = new FakeApi();
+    const first = await setup(api);
+    for (let i = 0; i < 30; i++) await first.post(i % 2 ? 'case-c' : 'case-d', i);
+    await until('both counted', () => api.count('case-c') === 15 && api.count('case-d') === 15);
+    const acked = (name: string) => {
+      const a = first.worker.alerts({ namespace: 'production', name })!;
+      return a.ackedThrough >= a.lastSeq;
+    };
+    await until('acknowledged', () => acked('case-c') && acked('case-d'));
+    await first.worker.stop();
+    await first.journal.close();
+
+    api.objects.delete('production/case-c'); // a responder deleted the finished case
+    const creates = api.creates;
+    const second = await setup(api);
+    expect(second.worker.alerts({ namespace: 'production', name: 'case-c' })).toMatchObject({ count: 15 });
+    expect(second.worker.alerts({ namespace: 'production', name: 'case-d' })).toMatchObject({ count: 15 });
+    await sleep(200);
+    expect(api.creates).toBe(creates); // nothing unacknowledged: nothing re-created
+    await second.post('case-c', 100); // a new alert about the pod opens the case again
+    await until('case-c re-opened', () => api.count('case-c') === 16);
+    await second.worker.stop();
+    await second.journal.close();
+  });
+
+  it('holds creations back past the rate limit, keeps their alerts, and creates them later', async () => {
+    const api = new FakeApi();
+    const { worker, journal, post, held } = await setup(api, { rate: 20, burst: 2 });
+    for (const name of ['r1', 'r2', 'r3', 'r4']) await post(name, 1);
+    await sleep(30);
+    expect(api.objects.size).toBeLessThanOrEqual(3);
+    await until('all four created', () => ['r1', 'r2', 'r3', 'r4'].every((n) => api.count(n) === 1));
+    expect(held.length).toBeGreaterThan(0);
+    await worker.stop();
+    await journal.close();
+  });
+});
