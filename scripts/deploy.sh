@@ -7,14 +7,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${CASEFILE_OPERATOR_IMAGE:?run eval \"\$(e2e/cluster/env)\" first}"
 : "${CASEFILE_DEBUG_IMAGE:?run eval \"\$(e2e/cluster/env)\" first}"
+# The local cluster's own facts (e2e/cluster/env exports them) unless given as arguments.
+args=("$@")
+for name in CASEFILE_CLUSTER_CIDRS CASEFILE_RUNTIME_ROOT CASEFILE_RUNTIME_STATE; do
+  if [ -n "${!name:-}" ] && ! printf '%s\n' "${args[@]}" | grep -q "^$name="; then args+=("$name=${!name}"); fi
+done
+set -- "${args[@]}"
 extra_env=$(for kv in "$@"; do printf '        - { name: %s, value: "%s" }\n' "${kv%%=*}" "${kv#*=}"; done)
 kubectl kustomize config/default |
   sed -e "s#image: localhost/casefile/operator:0.1.0#image: $CASEFILE_OPERATOR_IMAGE#" \
       -e "s#value: localhost/casefile/debug-tools:0.1.0#value: $CASEFILE_DEBUG_IMAGE#" \
-      -e 's#imagePullPolicy: IfNotPresent#imagePullPolicy: Never#' \
-      -e "s#value: \"\"  \# scripts/deploy.sh fills in \$CASEFILE_CLUSTER_CIDRS#value: \"${CASEFILE_CLUSTER_CIDRS:-}\"#" \
-      -e "s#value: \"\"  \# scripts/deploy.sh fills in \$CASEFILE_RUNTIME_ROOT#value: \"${CASEFILE_RUNTIME_ROOT:-}\"#" \
-      -e "s#value: \"\"  \# scripts/deploy.sh fills in \$CASEFILE_RUNTIME_STATE#value: \"${CASEFILE_RUNTIME_STATE:-}\"#" |
+      -e 's#imagePullPolicy: IfNotPresent#imagePullPolicy: Never#' |
   awk -v extra="$extra_env" '{print} /^        env:$/ && extra != "" {print extra}' |
   kubectl apply --server-side --force-conflicts -f - >/dev/null
 kubectl wait --for=condition=Established crd/investigations.casefile.dev crd/responsepolicies.casefile.dev --timeout=60s >/dev/null

@@ -19,9 +19,9 @@ export const BACKDOOR_USER = 'sysd:x:0:0::/root:/bin/sh';
 /** The entrypoint's own idle command: a marker the tests look for in the process list. */
 export const APP_IDLE = 'sleep 7777777';
 
-/** The C2 server: accepts one connection and holds it open. Returns its IP. */
+/** The C2 server: accepts one connection and holds it open (its stdin never ends). Returns its IP. */
 export async function startC2(namespace: string): Promise<string> {
-  await core.createNamespacedPod({ namespace, body: busyboxPod('c2', `exec nc -l -p ${C2_PORT}`) });
+  await core.createNamespacedPod({ namespace, body: busyboxPod('c2', `sleep 7777780 | nc -l -p ${C2_PORT}`) });
   const pod = await waitForPodReady(kc, namespace, 'c2', 90_000);
   return pod.status!.podIP!;
 }

@@ -142,7 +142,7 @@ describe('Investigation health (config/argocd/casefile.dev/Investigation/health.
     expect(health(inv)).toEqual({ status: 'Progressing', message: 'Containing: NetworkIsolated=Unknown (InProgress): running' });
 
     const capturing = investigation({ spec: CAPTURE_ONLY, stopAfter: 3 });
-    expect(health(capturing)).toEqual({ status: 'Progressing', message: 'Capturing: LogsCaptured=Unknown (InProgress): running' });
+    expect(health(capturing)).toEqual({ status: 'Progressing', message: 'Capturing: EventsCaptured=Unknown (InProgress): running' });
   });
 
   test('a retrying phase (Unknown with a reason) is Progressing, not Degraded', () => {
