@@ -168,8 +168,10 @@ async function applyAndContain(ns: string, name: string, pod: string): Promise<L
 
   // What Argo CD would show for it.
   expect(runHealthScript(healthLua, sealed)).toEqual({ status: 'Healthy', message: `Contained: ${conditionOf(sealed, 'Ready')!.message}` });
-  // The operator never touched what git holds.
-  expect(sealed.spec).toEqual(manifest(ns, name, pod).spec);
+  // The operator never touched what git holds: the spec is still what the API server stored at the
+  // apply (the manifest plus the CRD's schema defaults), at the same generation.
+  expect(sealed.spec).toEqual(applied.spec);
+  expect(sealed.metadata.generation).toBe(applied.metadata.generation);
   expect(sealed.metadata.labels).toEqual(manifest(ns, name, pod).metadata.labels);
   expect(sealed.metadata.annotations?.['argocd.argoproj.io/tracking-id']).toBe(manifest(ns, name, pod).metadata.annotations['argocd.argoproj.io/tracking-id']);
   expectNoDriftFields(sealed);
@@ -264,7 +266,8 @@ describe('GitOps (server-side apply as argocd-controller)', () => {
       expect(await readPolicy(ns, policyName(sealed))).toBeUndefined();
       // Still there, still drift-free, still finalized by casefile.
       expect(done.metadata.finalizers).toContain(FINALIZER);
-      expect(done.spec).toEqual(manifest(ns, name, pod, { release: true }).spec);
+      expect(done.spec).toEqual(released.spec);
+      expect(done.metadata.generation).toBe(2);
       expectNoDriftFields(done);
       await expectCasefileVerifies(caseDirOf(done));
     },
