@@ -62,10 +62,17 @@ export interface Authenticator {
   mutualTLS: boolean;
 }
 
+function hasPeerCertificate(socket: Partial<TLSSocket>): boolean {
+  const cert = socket.getPeerCertificate?.();
+  return cert !== undefined && cert !== null && typeof cert.fingerprint256 === 'string' && cert.fingerprint256 !== '';
+}
+
 /** How the request proved who it is, or undefined (401). */
 export async function authenticate(req: IncomingMessage, auth: Authenticator): Promise<'client-certificate' | 'bearer-token' | undefined> {
   const socket = req.socket as Partial<TLSSocket>;
-  if (auth.mutualTLS && socket.authorized === true) return 'client-certificate';
+  // `authorized` alone is not proof: on a TLS session resumed from a connection that presented no
+  // certificate, Node reports authorized = true with no peer certificate at all.
+  if (auth.mutualTLS && socket.authorized === true && hasPeerCertificate(socket)) return 'client-certificate';
   if (auth.tokenFile) {
     const header = req.headers.authorization ?? '';
     const match = /^Bearer[ \t]+(\S+)\s*$/i.exec(header);

@@ -251,6 +251,19 @@ describe('intake over mutual TLS', () => {
     expect((await request(h.url, body, json, await tls())).status).toBe(401);
   });
 
+  it('401 on a resumed TLS session that never presented a certificate (Node reports it authorized)', async () => {
+    const body = fixture('falco-http-output-terminal-shell.json');
+    const agent = new https.Agent({ keepAlive: true });
+    try {
+      const opts = { ...(await tls()), agent };
+      expect((await request(h.url, body, bearer, opts)).status).toBe(202);
+      // Each 401 closes its connection, so the next request resumes the cached session on a new one.
+      for (let i = 0; i < 3; i++) expect((await request(h.url, body, json, opts)).status).toBe(401);
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it('a bearer token still works over TLS without a client certificate', async () => {
     const r = await request(h.url, fixture('falco-http-output-terminal-shell.json'), bearer, await tls());
     expect(r.status).toBe(202);
