@@ -42,10 +42,14 @@ function post(body: string): Promise<{ status: number; body: any; ms: number }> 
   });
 }
 
+/** Falco's short (12-hex) container ID of each bench pod: Falco's rules put container.id in every alert. */
+const containerIds = new Map<string, string>();
+
 function alert(pod: string, rule: string): string {
   return JSON.stringify({
     rule, priority: 'Critical', time: new Date().toISOString(), source: 'syscall', hostname: 'node', tags: ['container'],
-    output: `${rule} (k8s_pod=${pod})`, output_fields: { 'k8s.ns.name': ns, 'k8s.pod.name': pod, 'container.name': 'app', 'proc.name': 'sh' },
+    output: `${rule} (k8s_pod=${pod})`,
+    output_fields: { 'k8s.ns.name': ns, 'k8s.pod.name': pod, 'container.name': 'app', 'container.id': containerIds.get(pod) ?? null, 'proc.name': 'sh' },
   });
 }
 
@@ -99,10 +103,29 @@ async function containment(order: 'ContainFirst' | 'EvidenceFirst', pods: string
         break;
       }
       if (c === 'False') throw new Error(`${name}: NetworkIsolated False`);
-      await sleep(10);
+      await sleep(25);
     }
+    // The next alert meets a quiet operator: each figure is one alert's path, not the tail of the last case.
+    while ((await condition(name, 'Ready').catch(() => undefined)) !== 'True') await sleep(200);
   }
   return { policyMs, isolatedMs };
+}
+
+/** The operator's own view of intake latency: the p-quantile bucket bound of its request histogram. */
+function serverQuantile(q: number): string {
+  const metrics = kubectl('-n', 'casefile-system', 'exec', 'deploy/casefile-operator', '-c', 'operator', '--', '/usr/bin/node', '-e',
+    "require('http').get('http://127.0.0.1:8080/metrics',r=>{let t='';r.on('data',d=>t+=d);r.on('end',()=>process.stdout.write(t))})");
+  const buckets = new Map<number, number>();
+  for (const m of metrics.matchAll(/^casefile_intake_request_duration_seconds_bucket\{([^}]*)\} (\d+)/gm)) {
+    if (!/code="202"/.test(m[1]!)) continue;
+    const le = /le="([^"]+)"/.exec(m[1]!)![1]!;
+    const bound = le === '+Inf' ? Infinity : Number(le);
+    buckets.set(bound, (buckets.get(bound) ?? 0) + Number(m[2]));
+  }
+  const sorted = [...buckets.entries()].sort((a, b) => a[0] - b[0]);
+  const total = sorted.at(-1)?.[1] ?? 0;
+  const hit = sorted.find(([, n]) => n >= q * total);
+  return hit ? (hit[0] === Infinity ? 'above the largest bucket' : `<= ${(hit[0] * 1000).toFixed(0)} ms`) : 'no data';
 }
 
 async function peakRSS(): Promise<string> {
@@ -128,7 +151,10 @@ async function main(): Promise<void> {
     }
     for (;;) {
       const list = await core.listNamespacedPod({ namespace: ns });
-      if (list.items.filter((p) => p.status?.containerStatuses?.[0]?.ready).length === PODS) break;
+      if (list.items.filter((p) => p.status?.containerStatuses?.[0]?.ready).length === PODS) {
+        for (const p of list.items) containerIds.set(p.metadata!.name!, p.status!.containerStatuses![0]!.containerID!.replace(/^[a-z]+:\/\//, '').slice(0, 12));
+        break;
+      }
       await sleep(500);
     }
     const first = await containment('ContainFirst', pods);
@@ -166,11 +192,13 @@ async function main(): Promise<void> {
     }
     const settledSeconds = (performance.now() - settleStart) / 1000;
     const rss = await peakRSS();
+    const serverP99 = serverQuantile(0.99);
     const report = [
       '',
       `## Alert intake (measured ${new Date().toISOString()} on ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB)`,
       '',
-      `Alert POSTed to the casefile-intake Service (plain HTTP, bearer token, keep-alive) from the node; ${PODS} distinct pods, one after another.`,
+      `Alert POSTed to the casefile-intake Service (plain HTTP, bearer token, keep-alive) from the node; ${PODS} distinct pods, one after another,`,
+      'each alert sent once the previous case is Ready (a quiet operator).',
       'Policy in place = the NetworkPolicy\'s ADDED event on a watch opened before the runs.',
       '',
       '| measure | runs | p50 | p95 | max | target |',
@@ -186,7 +214,8 @@ async function main(): Promise<void> {
       '|---|---:|---|',
       `| Investigations opened | ${cases} | exactly ${PODS} |`,
       `| sum of status.alerts.count (settled ${settledSeconds.toFixed(1)} s after the last POST) | ${total} | ${STORM} (none lost) |`,
-      `| intake latency p50 / p99 / max | ${pct(latencies, 50).toFixed(1)} / ${pct(latencies, 99).toFixed(1)} / ${Math.max(...latencies).toFixed(1)} ms | p99 < 50 ms |`,
+      `| intake latency at the sender p50 / p99 / max | ${pct(latencies, 50).toFixed(1)} / ${pct(latencies, 99).toFixed(1)} / ${Math.max(...latencies).toFixed(1)} ms | p99 < 50 ms |`,
+      `| intake latency in the operator (202s, whole run), p99 | ${serverP99} (histogram bucket) | — |`,
       `| operator peak RSS (VmHWM) | ${rss} | < 300 MB |`,
       '',
     ].join('\n');

@@ -24,6 +24,11 @@ export interface PodSource {
 export interface PodResolverOptions {
   /** How long a pod read by name is reused. Short: a StatefulSet pod can come back with the same name and a new UID. */
   byNameTtlMs?: number;
+  /**
+   * How long a pod read by name is reused for an alert whose container ID it holds: container IDs are
+   * never reused, so that pod cannot have been replaced. Keeps the API server out of an alert storm.
+   */
+  confirmedTtlMs?: number;
   /** How long the container ID index (a list of every pod) is reused. */
   indexTtlMs?: number;
   /** An unknown container ID relists at most this often (a storm about a host or a gone pod must not hammer the API server). */
@@ -87,7 +92,7 @@ export class PodResolver {
     const namespace = outputField(alert, 'k8s.ns.name');
     const name = outputField(alert, 'k8s.pod.name');
     if (namespace && name) {
-      const pod = await this.podByName(namespace, name);
+      const pod = await this.podByName(namespace, name, containerIdOf(alert));
       return pod ? resolved(pod, alert) : undefined;
     }
     const id = containerIdOf(alert);
@@ -96,10 +101,13 @@ export class PodResolver {
     return pod ? resolved(pod, alert) : undefined;
   }
 
-  private async podByName(namespace: string, name: string): Promise<V1Pod | undefined> {
+  private async podByName(namespace: string, name: string, containerId: string | undefined): Promise<V1Pod | undefined> {
     const key = `${namespace}/${name}`;
     const cached = this.byName.get(key);
-    if (cached && this.now() - cached.at < (this.opts.byNameTtlMs ?? 2000)) return cached.pod;
+    const age = cached ? this.now() - cached.at : Infinity;
+    if (cached && age < (this.opts.byNameTtlMs ?? 2000)) return cached.pod;
+    const holdsContainer = (pod: V1Pod | undefined) => !!pod && !!containerId && containers(pod).some((c) => c.id !== undefined && matchesId(c.id, containerId));
+    if (cached && age < (this.opts.confirmedTtlMs ?? 300_000) && holdsContainer(cached.pod)) return cached.pod;
     const pod = await this.source.get(namespace, name);
     if (this.byName.size > 10_000) this.byName.clear(); // bounded: a cache, not a store
     this.byName.set(key, { at: this.now(), pod });

@@ -3,7 +3,7 @@
 // own container. Kubernetes cannot remove an ephemeral container, so it stays in the pod spec for
 // the pod's life: the observer effect the report records. Its idle process exits on its own.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PatchStrategy, setHeaderOptions, type V1ContainerStatus, type V1EphemeralContainer, type V1Pod } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type V1ContainerStatus, type V1EphemeralContainer, type V1Pod, type V1SecurityContext } from '@kubernetes/client-node';
 import { errorCode, errorMessage, isForbidden } from '../engine/kube.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
@@ -73,16 +73,21 @@ export function debugContainerSpec(name: string, image: string, targetContainer:
     stdin: false,
     tty: false,
     terminationMessagePolicy: 'File',
-    securityContext: {
-      runAsUser: 0,
-      runAsGroup: 0,
-      runAsNonRoot: false,
-      privileged: false,
-      allowPrivilegeEscalation: false,
-      readOnlyRootFilesystem: true,
-      capabilities: { drop: ['ALL'], add: [...DEBUG_CAPABILITIES] },
-      seccompProfile: { type: 'RuntimeDefault' },
-    },
+    securityContext: collectorSecurityContext(),
+  };
+}
+
+/** Root with only DEBUG_CAPABILITIES: read-only root filesystem, no escalation, default seccomp. */
+export function collectorSecurityContext(): V1SecurityContext {
+  return {
+    runAsUser: 0,
+    runAsGroup: 0,
+    runAsNonRoot: false,
+    privileged: false,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'], add: [...DEBUG_CAPABILITIES] },
+    seccompProfile: { type: 'RuntimeDefault' },
   };
 }
 

@@ -5,7 +5,7 @@
 import type { Condition, Finding } from '../api/investigation.js';
 import { importJournaledAlerts } from '../intake/case-file-import.js';
 import { renderReport, type ReportInput } from '../report/render.js';
-import { mergeFindings } from './live-state-captured.js';
+import { mergeFindings } from './collector-run.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
 const STORE_FAILURES = new Set(['EvidenceStoreFull', 'EvidenceWriteFailed']);

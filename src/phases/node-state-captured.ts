@@ -5,11 +5,9 @@
 // (the suspect's namespace may forbid it), and is removed after its run; both go into custody.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
-import { ExecTimeoutError, execStream } from '../engine/exec.js';
 import { errorMessage, isForbidden, isNotFound } from '../engine/kube.js';
-import { captureCollectorOutput, COLLECTOR_STARTED, collectorBase, type CollectorOutput } from './collector-output.js';
-import { DEBUG_CAPABILITIES } from './debug-container-launched.js';
-import { bareContainerID, COLLECTOR_ENTRY, finish } from './live-state-captured.js';
+import { bareContainerID, COLLECTOR_ENTRY, runCollector } from './collector-run.js';
+import { collectorSecurityContext, DEBUG_CAPABILITIES } from './debug-container-launched.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
 const POLL_MS = 250;
@@ -34,6 +32,7 @@ async function captureNode(ctx: PhaseContext): Promise<PhaseOutcome> {
   if (!image) return { status: 'False', reason: 'NoDebugImage', message: "no collector image: set spec.evidence.live.image or the operator's --debug-image (CASEFILE_DEBUG_IMAGE)" };
 
   const namespace = ctx.config.collectorNamespace;
+  await removeLeftovers(ctx, namespace);
   const name = `casefile-node-${ctx.investigation.metadata.uid.slice(0, 8)}-${collectorRuns(ctx) + 1}`;
   const timeoutSeconds = ctx.spec.evidence.live.timeoutSeconds;
   const runtimeDirs = [ctx.config.runtimeState, ctx.config.runtimeRoot];
@@ -54,13 +53,13 @@ async function captureNode(ctx: PhaseContext): Promise<PhaseOutcome> {
   try {
     const started = await waitRunning(ctx, namespace, name, timeoutSeconds * 1000);
     if (started) return started;
-    return await collect(ctx, namespace, name, timeoutSeconds);
+    return await collect(ctx, namespace, name);
   } finally {
     await removeCollector(ctx, namespace, name);
   }
 }
 
-async function collect(ctx: PhaseContext, namespace: string, pod: string, timeoutSeconds: number): Promise<PhaseOutcome> {
+async function collect(ctx: PhaseContext, namespace: string, pod: string): Promise<PhaseOutcome> {
   const command = [
     '/usr/bin/node',
     COLLECTOR_ENTRY,
@@ -71,21 +70,13 @@ async function collect(ctx: PhaseContext, namespace: string, pod: string, timeou
     '--runtime-state', `${ctx.config.runtimeState}/${TASK_BUNDLES}`,
     '--max-file-bytes', String(ctx.spec.evidence.live.maxFileBytes),
   ];
-  const base = collectorBase(ctx.caseFile, 'node');
-  await ctx.caseFile.record(COLLECTOR_STARTED, { prefix: 'node', base, pod: `${namespace}/${pod}`, command }, 'NodeStateCaptured');
-  const exec = await execStream(ctx.kube, { namespace, pod, container: 'collector' }, command, timeoutSeconds * 1000);
-  let output: CollectorOutput;
-  try {
-    output = await captureCollectorOutput(exec.stdout, ctx.caseFile, { expectPrefix: 'node', base, phase: 'NodeStateCaptured', detail: { collector: `${namespace}/${pod}` } });
-  } finally {
-    exec.abort();
-  }
-  const ended = await exec.result.then(
-    (r) => ({ ok: r.exitCode === 0, text: r.exitCode === 0 ? 'exited 0' : `exited ${r.exitCode}: ${r.stderrTail.trim().slice(-500)}`, timeout: false }),
-    (err: unknown) => ({ ok: false, text: errorMessage(err), timeout: err instanceof ExecTimeoutError }),
-  );
-  await recordHostPID(ctx, `${base}/host-process.json`);
-  return finish(ctx, output, ended, base, 'NodeStateCaptured');
+  return runCollector(ctx, {
+    phase: 'NodeStateCaptured',
+    prefix: 'node',
+    target: { namespace, pod, container: 'collector' },
+    command,
+    afterCapture: (base) => recordHostPID(ctx, `${base}/host-process.json`),
+  });
 }
 
 export function nodeCollectorPod(o: {
@@ -125,16 +116,7 @@ export function nodeCollectorPod(o: {
           image: o.image,
           imagePullPolicy: 'IfNotPresent',
           command: ['/bin/sleep', String(o.timeoutSeconds + IDLE_MARGIN_SECONDS)],
-          securityContext: {
-            runAsUser: 0,
-            runAsGroup: 0,
-            runAsNonRoot: false,
-            privileged: false,
-            allowPrivilegeEscalation: false,
-            readOnlyRootFilesystem: true,
-            capabilities: { drop: ['ALL'], add: [...DEBUG_CAPABILITIES] },
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
+          securityContext: collectorSecurityContext(),
           resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '512Mi' } },
           volumeMounts: hostDirs.map((path, i) => ({ name: volumeName(i), mountPath: `${HOST_PREFIX}${path}`, readOnly: true })),
         },
@@ -166,6 +148,18 @@ async function waitRunning(ctx: PhaseContext, namespace: string, name: string, t
     await sleep(POLL_MS);
   }
   return { status: 'False', reason: 'CollectorNotStarted', message: `node collector ${namespace}/${name} was not running after ${Math.round(timeoutMs / 1000)} s (${last})` };
+}
+
+/** A collector pod an interrupted run (operator restart) left behind is removed before a new one starts. */
+async function removeLeftovers(ctx: PhaseContext, namespace: string): Promise<void> {
+  let pods: V1Pod[];
+  try {
+    pods = (await ctx.kube.core.listNamespacedPod({ namespace, labelSelector: `casefile.dev/investigation-uid=${ctx.investigation.metadata.uid}` })).items;
+  } catch (err) {
+    if (isNotFound(err)) return; // no namespace: the create below says so
+    throw err;
+  }
+  for (const pod of pods) await removeCollector(ctx, namespace, pod.metadata!.name!);
 }
 
 async function removeCollector(ctx: PhaseContext, namespace: string, name: string): Promise<void> {

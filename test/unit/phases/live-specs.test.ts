@@ -3,7 +3,8 @@
 import { describe, expect, test } from '@jest/globals';
 import type { Finding } from '../../../src/api/investigation.js';
 import { DEBUG_CAPABILITIES, debugContainerSpec } from '../../../src/phases/debug-container-launched.js';
-import { bareContainerID, collectorCommand, declaredPorts, mergeFindings, MAX_STATUS_FINDINGS } from '../../../src/phases/live-state-captured.js';
+import { bareContainerID, mergeFindings, MAX_STATUS_FINDINGS } from '../../../src/phases/collector-run.js';
+import { collectorCommand, declaredPorts } from '../../../src/phases/live-state-captured.js';
 import { nodeCollectorPod } from '../../../src/phases/node-state-captured.js';
 
 describe('the debug container', () => {

@@ -1,0 +1,71 @@
+// Pod resolution for alerts: by name (cached briefly), by container ID, and the storm case where the
+// alert's container ID proves a cached pod is still the same pod, so the API server is not asked.
+import { describe, expect, test } from '@jest/globals';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { FalcoAlert } from '../../../src/intake/alert-schema.js';
+import { PodResolver, type PodSource } from '../../../src/intake/pod-resolver.js';
+
+const FULL_ID = '3f2a9c1e7b44' + 'a'.repeat(52);
+const pod = (uid: string, id = FULL_ID): V1Pod => ({
+  metadata: { namespace: 'production', name: 'web-0', uid },
+  spec: { containers: [{ name: 'app' }] },
+  status: { containerStatuses: [{ name: 'app', containerID: `containerd://${id}`, image: 'x', imageID: 'y', ready: true, restartCount: 0 }] },
+});
+
+function alert(fields: Record<string, string | null>): FalcoAlert {
+  return { rule: 'r', priority: 'Critical', time: '2026-11-20T10:17:03Z', tags: [], output_fields: fields } as unknown as FalcoAlert;
+}
+
+function source(pods: () => V1Pod | undefined): PodSource & { gets: number } {
+  const s = {
+    gets: 0,
+    async get() {
+      s.gets++;
+      return pods();
+    },
+    async list() {
+      const p = pods();
+      return p ? [p] : [];
+    },
+  };
+  return s;
+}
+
+describe('PodResolver', () => {
+  test('by name: cached for byNameTtlMs, then read again', async () => {
+    let now = 0;
+    const src = source(() => pod('uid-1'));
+    const r = new PodResolver(src, { now: () => now });
+    const a = alert({ 'k8s.ns.name': 'production', 'k8s.pod.name': 'web-0' });
+    expect(await r.resolve(a)).toMatchObject({ uid: 'uid-1' });
+    now = 1000;
+    await r.resolve(a);
+    expect(src.gets).toBe(1);
+    now = 2500;
+    await r.resolve(a);
+    expect(src.gets).toBe(2);
+  });
+
+  test('an alert whose container ID the cached pod holds reuses it past the short TTL', async () => {
+    let now = 0;
+    const src = source(() => pod('uid-1'));
+    const r = new PodResolver(src, { now: () => now });
+    const a = alert({ 'k8s.ns.name': 'production', 'k8s.pod.name': 'web-0', 'container.id': '3f2a9c1e7b44' });
+    expect(await r.resolve(a)).toMatchObject({ uid: 'uid-1', container: 'app' });
+    for (now = 3000; now < 200_000; now += 3000) await r.resolve(a);
+    expect(src.gets).toBe(1);
+  });
+
+  test('a replacement pod (same name, new UID and container ID) is found: the old container ID no longer matches', async () => {
+    let now = 0;
+    let current = pod('uid-1');
+    const src = source(() => current);
+    const r = new PodResolver(src, { now: () => now });
+    await r.resolve(alert({ 'k8s.ns.name': 'production', 'k8s.pod.name': 'web-0', 'container.id': '3f2a9c1e7b44' }));
+    current = pod('uid-2', 'b'.repeat(64));
+    now = 3000;
+    const fresh = await r.resolve(alert({ 'k8s.ns.name': 'production', 'k8s.pod.name': 'web-0', 'container.id': 'bbbbbbbbbbbb' }));
+    expect(fresh).toMatchObject({ uid: 'uid-2' });
+    expect(src.gets).toBe(2);
+  });
+});
