@@ -2,8 +2,9 @@
 // workload, a target with no shell, a namespace whose PodSecurity refuses the debug container (the
 // node collector takes over), all read back from the case file on the evidence volume.
 import { beforeAll, describe, expect, test } from '@jest/globals';
-import { createTestNamespace, podExec, useCleanup, waitForPodReady } from '../support/cluster.js';
+import { createTestNamespace, podExec, useCleanup, waitFor, waitForPodReady } from '../support/cluster.js';
 import {
+  busyboxPod,
   caseDirOf,
   conditionOf,
   core,
@@ -210,6 +211,34 @@ describe('live capture from an ephemeral debug container', () => {
       const left = await core.listNamespacedPod({ namespace: 'casefile-collectors' });
       expect(left.items.map((p) => p.metadata?.name)).not.toContain(created!.detail!.pod);
       await expectCaseVerifies(caseDir);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    'refusals are explicit: a debug image that cannot be pulled, a target container that is not running',
+    async () => {
+      const ns = await createTestNamespace('live-refused');
+      const running = `web-${token()}`;
+      await core.createNamespacedPod({ namespace: ns, body: busyboxPod(running, 'exec sleep 3600') });
+      await waitForPodReady(kc, ns, running, 90_000);
+      const noImage = `noimg-${token()}`;
+      await createInvestigation(ns, noImage, { target: { pod: running }, evidence: { live: { ...liveSpec, image: 'localhost/casefile/no-such-image:0' } } });
+      const pulled = await waitForCondition(ns, noImage, 'EvidenceSealed', 'True', 180_000);
+      expect(conditionOf(pulled, 'DebugContainerLaunched')).toMatchObject({ status: 'False', reason: 'DebugImageUnavailable' });
+      expect(conditionOf(pulled, 'LiveStateCaptured')).toMatchObject({ status: 'False', reason: 'DebugContainerUnavailable' });
+
+      const exited = `done-${token()}`;
+      const body = busyboxPod(exited, 'exit 0');
+      body.spec!.restartPolicy = 'Never';
+      await core.createNamespacedPod({ namespace: ns, body });
+      await waitFor(`${exited} finished`, () => core.readNamespacedPod({ namespace: ns, name: exited }), { timeoutMs: 60_000, until: (p) => p.status?.phase === 'Succeeded' });
+      const notRunning = `nrun-${token()}`;
+      await createInvestigation(ns, notRunning, { target: { pod: exited }, evidence: { live: liveSpec } });
+      const done = await waitForCondition(ns, notRunning, 'EvidenceSealed', 'True', 180_000);
+      expect(conditionOf(done, 'DebugContainerLaunched')).toMatchObject({ status: 'False', reason: 'TargetNotRunning' });
+      // The negative finding is in the report, not left out.
+      expect(await readEvidence(`${caseDirOf(done)}/report.md`)).toMatch(/no live state: container app is not running/);
     },
     TEST_TIMEOUT_MS,
   );
