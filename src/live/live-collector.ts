@@ -364,6 +364,7 @@ function socketFindings(s: SocketEntry, cidrs: CidrSet, declared: DeclaredPort[]
 
 function mapsFindings(r: ProcessRecord, list: SuspiciousRegion[], findings: Findings): void {
   const deleted = list.filter((x) => x.reason === 'deleted-file-executable');
+  const jitLike = list.some((x) => x.reason !== 'deleted-file-executable');
   const reasons = [...new Set(list.map((x) => x.reason))].join(', ');
   findings.add({
     severity: deleted.length > 0 ? 'high' : 'low',
@@ -371,7 +372,7 @@ function mapsFindings(r: ProcessRecord, list: SuspiciousRegion[], findings: Find
     summary:
       `${describeProcess(r)} has ${list.length} suspicious executable memory region(s) (${reasons})` +
       (deleted.length > 0 ? `, code mapped from deleted file ${deleted[0]!.path}` : '') +
-      '; JIT runtimes (Java, Node.js, .NET, browsers) create rwx and anonymous executable regions legitimately.',
+      (jitLike ? '; JIT runtimes (Java, Node.js, .NET, browsers) create rwx and anonymous executable regions legitimately.' : '.'),
     artifact: 'live/maps.json',
     pid: r.pid,
   });
