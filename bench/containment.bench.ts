@@ -3,18 +3,13 @@
 // and to enforcement verified by the probe. Appends to bench/results.md.
 import { appendFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { CoreV1Api, CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
+import { Watch } from '@kubernetes/client-node';
+import { core, custom, kc, pct, required, sleep } from './support.js';
 
-const kc = new KubeConfig();
-kc.loadFromDefault();
-const core = kc.makeApiClient(CoreV1Api);
-const custom = kc.makeApiClient(CustomObjectsApi);
-const busybox = process.env.CASEFILE_BUSYBOX_IMAGE;
-if (!busybox) throw new Error('CASEFILE_BUSYBOX_IMAGE is not set: run eval "$(e2e/cluster/env)" first');
+const busybox = required('CASEFILE_BUSYBOX_IMAGE');
 const runs = Number(process.env.BENCH_CONTAINMENT_RUNS ?? 50);
 const ns = `bench-contain-${Date.now().toString(36)}`;
 const group = { group: 'casefile.dev', version: 'v1alpha1', namespace: ns, plural: 'investigations' };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // Policy creation times, from a watch started before the first Investigation.
 const policySeen = new Map<string, number>();
@@ -50,7 +45,6 @@ async function runOnce(i: number, verify: boolean): Promise<{ policyMs: number; 
   }
 }
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
 const row = (label: string, xs: number[], target: string) =>
   `| ${label} | ${xs.length} | ${pct(xs, 50).toFixed(0)} ms | ${pct(xs, 95).toFixed(0)} ms | ${Math.max(...xs).toFixed(0)} ms | ${target} |`;
 

@@ -9,22 +9,16 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
-import { CoreV1Api, CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
+import { Watch } from '@kubernetes/client-node';
+import { core, custom, kc, kubectl, operatorMemory, pct, required, sleep } from './support.js';
 
-const kc = new KubeConfig();
-kc.loadFromDefault();
-const core = kc.makeApiClient(CoreV1Api);
-const custom = kc.makeApiClient(CustomObjectsApi);
-const busybox = process.env.CASEFILE_BUSYBOX_IMAGE;
-if (!busybox) throw new Error('CASEFILE_BUSYBOX_IMAGE is not set: run eval "$(e2e/cluster/env)" first');
+const busybox = required('CASEFILE_BUSYBOX_IMAGE');
 const PODS = Number(process.env.BENCH_INTAKE_PODS ?? 50);
 const STORM = Number(process.env.BENCH_INTAKE_STORM ?? 10_000);
 const ns = `bench-intake-${Date.now().toString(36)}`;
 const TOKEN = randomBytes(24).toString('hex');
 const G = { group: 'casefile.dev', version: 'v1alpha1' };
 const INTAKE_ENV = ['CASEFILE_INTAKE_PORT=8443', 'CASEFILE_INTAKE_NAMESPACE_RATE=200', 'CASEFILE_INTAKE_NAMESPACE_BURST=200', 'CASEFILE_INTAKE_POLICY_RATE=200', 'CASEFILE_INTAKE_POLICY_BURST=200'];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const kubectl = (...args: string[]) => execFileSync('kubectl', args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 let url = '';
 
@@ -128,13 +122,6 @@ function serverQuantile(q: number): string {
   return hit ? (hit[0] === Infinity ? 'above the largest bucket' : `<= ${(hit[0] * 1000).toFixed(0)} ms`) : 'no data';
 }
 
-async function peakRSS(): Promise<string> {
-  const out = kubectl('-n', 'casefile-system', 'exec', 'deploy/casefile-operator', '-c', 'operator', '--', '/usr/bin/node', '-e',
-    "const s=require('fs').readFileSync('/proc/1/status','utf8');console.log(/VmHWM:\\s*(\\d+)/.exec(s)[1])");
-  return `${(Number(out.trim()) / 1024).toFixed(0)} MiB`;
-}
-
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
 const row = (label: string, xs: number[], target: string) =>
   `| ${label} | ${xs.length} | ${pct(xs, 50).toFixed(0)} ms | ${pct(xs, 95).toFixed(0)} ms | ${Math.max(...xs).toFixed(0)} ms | ${target} |`;
 
@@ -191,7 +178,7 @@ async function main(): Promise<void> {
       await sleep(1000);
     }
     const settledSeconds = (performance.now() - settleStart) / 1000;
-    const rss = await peakRSS();
+    const rss = `${operatorMemory().peakRSSMiB.toFixed(0)} MiB`;
     const serverP99 = serverQuantile(0.99);
     const report = [
       '',

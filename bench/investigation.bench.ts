@@ -1,28 +1,16 @@
 // Benchmarks on the local cluster (never a timed test): time from an Investigation's creation to
 // EvidenceSealed for pods with 1 MB and 50 MB of logs, and the operator's peak RSS while 100
 // Investigations run at once. Writes bench/results.md.
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { core, custom, kubectl, operatorMemory, pct, required, seconds as fmt, sleep } from './support.js';
 
-const kc = new KubeConfig();
-kc.loadFromDefault();
-const core = kc.makeApiClient(CoreV1Api);
-const custom = kc.makeApiClient(CustomObjectsApi);
 const busybox = required('CASEFILE_BUSYBOX_IMAGE');
 const ns = `bench-${Date.now().toString(36)}`;
 const runs1MB = Number(process.env.BENCH_RUNS_1MB ?? 20);
 const runs50MB = Number(process.env.BENCH_RUNS_50MB ?? 5);
 const concurrent = Number(process.env.BENCH_CONCURRENT ?? 100);
 
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run eval "$(e2e/cluster/env)" first`);
-  return value;
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const kubectl = (...args: string[]) => execFileSync('kubectl', args, { encoding: 'utf8' });
 
 async function logPod(name: string, bytes: number): Promise<void> {
   // `yes | head -c` writes exactly `bytes` bytes of log lines, then the container idles.
@@ -76,18 +64,6 @@ async function timeToSeal(prefix: string, pod: string, runs: number): Promise<nu
   return times;
 }
 
-function operatorMemory(): { peakRSSMiB: number; rssMiB: number } {
-  const status = kubectl('-n', 'casefile-system', 'exec', 'deploy/casefile-operator', '--', '/usr/bin/node', '-e',
-    "process.stdout.write(require('fs').readFileSync('/proc/1/status','utf8'))");
-  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return { peakRSSMiB: kib('VmHWM') / 1024, rssMiB: kib('VmRSS') / 1024 };
-}
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-};
-const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 async function main(): Promise<void> {
   // A fresh operator process, so its peak RSS belongs to this run.

@@ -2,27 +2,15 @@
 // processes and 2,000 files under /tmp; time from DebugContainerLaunched to LiveStateCaptured (from
 // the custody log's millisecond timestamps), bytes moved, and the operator's memory before/after.
 // Appends to bench/results.md.
-import { execFileSync } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { core, custom, kubectl, operatorMemory, pct, required, seconds as fmt, sleep } from './support.js';
 
-const kc = new KubeConfig();
-kc.loadFromDefault();
-const core = kc.makeApiClient(CoreV1Api);
-const custom = kc.makeApiClient(CustomObjectsApi);
 const busybox = required('CASEFILE_BUSYBOX_IMAGE');
 const ns = `bench-live-${Date.now().toString(36)}`;
 const runs = Number(process.env.BENCH_LIVE_RUNS ?? 5);
 const PROCESSES = 200;
 const FILES = 2000;
 
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run eval "$(e2e/cluster/env)" first`);
-  return value;
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const kubectl = (...args: string[]) => execFileSync('kubectl', args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
 
 // sh (PID 1) + 199 sleeps = 200 processes; 2,000 small files under /tmp, two of them executable.
 const SCRIPT = [
@@ -71,18 +59,6 @@ function custody(path: string): { time: string; action: string; phase?: string; 
   return text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
 }
 
-function operatorMemory(): { peakRSSMiB: number; rssMiB: number } {
-  const status = kubectl('-n', 'casefile-system', 'exec', 'deploy/casefile-operator', '--', '/usr/bin/node', '-e',
-    "process.stdout.write(require('fs').readFileSync('/proc/1/status','utf8'))");
-  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return { peakRSSMiB: kib('VmHWM') / 1024, rssMiB: kib('VmRSS') / 1024 };
-}
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-};
-const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 async function main(): Promise<void> {
   kubectl('create', 'namespace', ns);

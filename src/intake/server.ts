@@ -47,6 +47,8 @@ export interface IntakeServerOptions {
 const JSON_TYPE = /^application\/([a-z0-9.+-]+\+)?json$/;
 
 /** A server for the intake endpoint, not yet listening. Client certificates are verified but not required by TLS: an unverified one gets 401. */
+const KEEP_ALIVE_MS = 120_000;
+
 export function createIntakeServer(opts: IntakeServerOptions): http.Server {
   const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const started = performance.now();
@@ -57,15 +59,21 @@ export function createIntakeServer(opts: IntakeServerOptions): http.Server {
       else res.destroy();
     });
   };
-  if (!opts.tls) return http.createServer(handler);
-  return https.createServer(
-    {
-      cert: opts.tls.cert,
-      key: opts.tls.key,
-      ...(opts.tls.clientCA ? { ca: opts.tls.clientCA, requestCert: true, rejectUnauthorized: false } : {}),
-    },
-    handler,
-  );
+  const server = opts.tls
+    ? https.createServer(
+        {
+          cert: opts.tls.cert,
+          key: opts.tls.key,
+          ...(opts.tls.clientCA ? { ca: opts.tls.clientCA, requestCert: true, rejectUnauthorized: false } : {}),
+        },
+        handler,
+      )
+    : http.createServer(handler);
+  // Senders keep connections open (Go's default idle timeout is 90 s) and do not retry a POST that
+  // hits a connection the server closed at that instant: close idle connections later than they do.
+  server.keepAliveTimeout = KEEP_ALIVE_MS;
+  server.headersTimeout = KEEP_ALIVE_MS + 5000;
+  return server;
 }
 
 async function handle(req: http.IncomingMessage, res: http.ServerResponse, opts: IntakeServerOptions): Promise<void> {

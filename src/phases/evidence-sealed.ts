@@ -57,6 +57,7 @@ function reportInput(ctx: PhaseContext, conditions: Condition[], findings: Findi
     conditions: conditions.filter((c) => c.type !== 'EvidenceSealed' && c.type !== 'Ready'),
     findings,
     live: ctx.status.live,
+    alerts: ctx.status.alerts,
     artifacts: ctx.caseFile.artifacts(),
     notes: ctx.caseFile
       .custodyRecords()

@@ -1,6 +1,6 @@
 // report.md: the incident note a reviewer reads first. Pure: everything comes from the status and
 // the custody log, so the report can never claim something the case file does not hold.
-import type { Condition, ContainmentStatus, Finding, InvestigationSpec, LiveStatus, TargetStatus } from '../api/investigation.js';
+import type { Condition, ContainmentStatus, Finding, InvestigationSpec, InvestigationStatus, LiveStatus, TargetStatus } from '../api/investigation.js';
 
 export interface ReportInput {
   namespace: string;
@@ -14,6 +14,8 @@ export interface ReportInput {
   findings: Finding[];
   /** What casefile added to the scene to observe it. */
   live?: LiveStatus;
+  /** Alerts the intake attached to this case (the first one opened it). */
+  alerts?: InvestigationStatus['alerts'];
   artifacts: { artifact: string; sha256: string; bytes: number; truncated?: boolean }[];
   /** Negative findings and limitations recorded in the custody log, in order. */
   notes: { phase?: string; kind: 'negative-finding' | 'limitation' | 'refused'; text: string }[];
@@ -36,6 +38,9 @@ export function renderReport(input: ReportInput): string {
     if (spec.alert.priority) push(`- Priority: ${spec.alert.priority}`);
     if (spec.alert.time) push(`- Alert time: ${spec.alert.time}`);
     push(spec.alert.raw ? '- The original payload is kept verbatim in `alert.json`.' : '- No raw payload was attached.');
+    if (input.alerts && input.alerts.count > 1) {
+      push(`- ${input.alerts.count} alerts about this pod reached the case (first received ${input.alerts.first ?? '?'}, last ${input.alerts.last ?? '?'}); those journaled before the seal are in \`alerts/\`.`);
+    }
   } else {
     push('- No alert was attached: the case was opened by hand (`kubectl apply`) or by GitOps.');
   }

@@ -104,3 +104,11 @@ describe('report.md observer effect', () => {
     expect(renderReport(input)).toContain('casefile added nothing to the pod or its node');
   });
 });
+
+describe('report.md detection', () => {
+  test('counts the alerts attached to the case', () => {
+    const report = renderReport({ ...input, alerts: { count: 1000, first: '2026-11-20T10:17:03Z', last: '2026-11-20T10:17:09Z' } });
+    expect(report).toContain('1000 alerts about this pod reached the case (first received 2026-11-20T10:17:03Z, last 2026-11-20T10:17:09Z)');
+    expect(renderReport(input)).not.toContain('alerts about this pod');
+  });
+});
