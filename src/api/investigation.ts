@@ -17,7 +17,7 @@ const dns1123Subdomain = z
   .min(1)
   .max(253)
   .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a lowercase DNS-1123 name (a-z, 0-9, "-", ".")');
-const dns1123Label = z
+export const dns1123Label = z
   .string()
   .min(1)
   .max(63)

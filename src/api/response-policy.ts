@@ -2,15 +2,9 @@
 // structural schema (config/crd) is the first gate; this schema is the second, so a policy that slipped
 // past an older CRD is skipped with a message naming the field instead of matching by accident.
 import { z } from 'zod';
-import { containmentSchema, evidenceSchema, falcoPriorities, type ObjectMeta } from './investigation.js';
+import { containmentSchema, dns1123Label, evidenceSchema, falcoPriorities, type ObjectMeta } from './investigation.js';
 
-export const RESPONSE_POLICY_KIND = 'ResponsePolicy';
-
-const dns1123Label = z
-  .string()
-  .min(1)
-  .max(63)
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a lowercase DNS-1123 label (a-z, 0-9, "-")');
+const RESPONSE_POLICY_KIND = 'ResponsePolicy';
 
 export const policyMatchSchema = z.object({
   /** Falco rule names, exact; empty: any rule. */
@@ -28,12 +22,12 @@ export const policyMatchSchema = z.object({
 });
 
 /** A partial Investigation spec: target and alert are filled from the alert, release is never templated. */
-export const investigationTemplateSchema = z.strictObject({
+const investigationTemplateSchema = z.strictObject({
   containment: containmentSchema.optional(),
   evidence: evidenceSchema.optional(),
 });
 
-export const responsePolicySpecSchema = z.object({
+const responsePolicySpecSchema = z.object({
   match: policyMatchSchema.default(() => policyMatchSchema.parse({})),
   investigation: investigationTemplateSchema.default({}),
   dryRun: z.boolean().default(false),

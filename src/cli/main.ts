@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { conditionTypes } from '../api/investigation.js';
 import { defaultIdentity, operatorConfigSchema } from '../config.js';
 import { runOperator } from '../engine/controller.js';
+import { errorMessage } from '../evidence/io.js';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { verifyCaseDir } from '../evidence/store.js';
 
@@ -95,7 +96,7 @@ program
     try {
       await runOperator(parsed.data);
     } catch (err) {
-      return program.error(`cannot start the operator: ${err instanceof Error ? err.message : String(err)}`);
+      return program.error(`cannot start the operator: ${errorMessage(err)}`);
     }
   });
 

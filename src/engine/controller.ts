@@ -1,13 +1,13 @@
 // Wires the operator together: leader election gates an informer (list+watch of Investigations) that
 // feeds keys into a rate-limited work queue, whose workers run the reconciler.
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { GROUP, INVESTIGATION_PLURAL, VERSION } from '../api/investigation.js';
+import { INVESTIGATION_PLURAL } from '../api/investigation.js';
 import type { OperatorConfig } from '../config.js';
 import { IntakeService } from '../intake/service.js';
 import { logger } from '../log.js';
 import { EventRecorder } from './events.js';
 import { startHealthServer } from './http.js';
-import { Informer, kubeWatchAdapter } from './informer.js';
+import { customObjectSource, Informer } from './informer.js';
 import { Kube } from './kube.js';
 import { LeaderElector } from './leader.js';
 import { Metrics } from './metrics.js';
@@ -33,16 +33,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   });
   const informer = new Informer<KubernetesObject>({
     name: 'investigations',
-    list: async () => {
-      const list = (await kube.custom.listClusterCustomObject({
-        group: GROUP, version: VERSION, plural: INVESTIGATION_PLURAL, labelSelector: config.selector || undefined,
-      })) as {
-        items: KubernetesObject[];
-        metadata: { resourceVersion: string };
-      };
-      return { items: list.items, resourceVersion: list.metadata.resourceVersion };
-    },
-    watch: kubeWatchAdapter(kube.kc, `/apis/${GROUP}/${VERSION}/${INVESTIGATION_PLURAL}`, { labelSelector: config.selector || undefined }),
+    ...customObjectSource<KubernetesObject>(kube, INVESTIGATION_PLURAL, config.selector || undefined),
     onChange: (key, _obj, type) => {
       if (type === 'DELETED') metrics.observeInvestigationPhase(key, undefined);
       queue.add(key);

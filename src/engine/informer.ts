@@ -4,6 +4,8 @@
 // operator must keep its view of the cluster across API server restarts and network blips.
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { GROUP, VERSION } from '../api/investigation.js';
+import type { Kube } from './kube.js';
 
 /**
  * What the informer reads of an object. Any KubernetesObject fits, and so do CRD types that (like the
@@ -283,5 +285,23 @@ export function kubeWatchAdapter(
       (err) => onDone(err ?? undefined),
     );
     return { abort: () => controller.abort() };
+  };
+}
+
+/** list + watch of one casefile.dev custom resource across namespaces, optionally by label selector. */
+export function customObjectSource<T extends ObjectWithMeta>(
+  kube: Kube,
+  plural: string,
+  labelSelector?: string,
+): Pick<InformerOptions<T>, 'list' | 'watch'> {
+  return {
+    list: async () => {
+      const list = (await kube.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural, labelSelector })) as {
+        items: T[];
+        metadata: { resourceVersion: string };
+      };
+      return { items: list.items, resourceVersion: list.metadata.resourceVersion };
+    },
+    watch: kubeWatchAdapter(kube.kc, `/apis/${GROUP}/${VERSION}/${plural}`, { labelSelector }),
   };
 }

@@ -106,6 +106,13 @@ function statusMessage(body: string): string {
   return body.slice(0, 512) || 'no response body';
 }
 
+/** `containerd://3f2a…` -> `3f2a…`: the ID as cgroups, Falco and the runtime spell it. */
+export function bareContainerID(id: string | undefined): string {
+  const s = id ?? '';
+  const i = s.indexOf('://');
+  return i === -1 ? s : s.slice(i + 3);
+}
+
 export function errorCode(err: unknown): number | undefined {
   if (err instanceof ApiException) return err.code;
   const code = (err as { code?: unknown; statusCode?: unknown } | null)?.statusCode ?? (err as { code?: unknown } | null)?.code;

@@ -4,8 +4,9 @@
 // priority and time are required here (the three an Investigation's spec.alert is built from).
 import { z } from 'zod';
 import { falcoPriorities } from '../api/investigation.js';
+import { errorMessage } from '../evidence/io.js';
 
-export type FalcoPriority = (typeof falcoPriorities)[number];
+type FalcoPriority = (typeof falcoPriorities)[number];
 
 const PRIORITY_ALIASES: Record<string, FalcoPriority> = { info: 'Informational' };
 for (const p of falcoPriorities) PRIORITY_ALIASES[p.toLowerCase()] = p;
@@ -22,7 +23,7 @@ export function priorityRank(priority: FalcoPriority): number {
 
 const outputFieldValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
-export const falcoAlertSchema = z.looseObject({
+const falcoAlertSchema = z.looseObject({
   rule: z.string().min(1).max(1024),
   priority: z.string().transform((value, ctx) => {
     const p = normalizePriority(value);
@@ -44,7 +45,6 @@ export const falcoAlertSchema = z.looseObject({
 });
 
 export type FalcoAlert = z.infer<typeof falcoAlertSchema>;
-export type OutputFieldValue = z.infer<typeof outputFieldValue>;
 
 export interface ParsedAlert {
   alert: FalcoAlert;
@@ -58,7 +58,7 @@ export function parseAlert(body: string, userAgent?: string): { ok: true; value:
   try {
     json = JSON.parse(body);
   } catch (err) {
-    return { ok: false, field: '(body)', message: `not valid JSON: ${err instanceof Error ? err.message : String(err)}` };
+    return { ok: false, field: '(body)', message: `not valid JSON: ${errorMessage(err)}` };
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     return { ok: false, field: '(body)', message: 'expected a JSON object (one Falco alert)' };

@@ -11,7 +11,7 @@ import type { Logger } from '../log.js';
 const RECHECK_MS = 1000;
 
 /** Constant-time equality of two secrets of any length (hashes first, so lengths leak nothing). */
-export function secretsEqual(a: string, b: string): boolean {
+function secretsEqual(a: string, b: string): boolean {
   const ha = createHash('sha256').update(a, 'utf8').digest();
   const hb = createHash('sha256').update(b, 'utf8').digest();
   return timingSafeEqual(ha, hb);

@@ -5,8 +5,8 @@ import { alertSchema, API_VERSION } from '../api/investigation.js';
 import type { AlertEntry } from './journal.js';
 import { policyLabelValue } from './naming.js';
 
-export const POLICY_LABEL = 'casefile.dev/policy';
-export const POLICY_ANNOTATION = 'casefile.dev/response-policy';
+const POLICY_LABEL = 'casefile.dev/policy';
+const POLICY_ANNOTATION = 'casefile.dev/response-policy';
 const RAW_LIMIT = alertSchema.shape.raw.unwrap().maxLength ?? 262144;
 
 export interface InvestigationBody {
@@ -17,7 +17,7 @@ export interface InvestigationBody {
 }
 
 /** spec.alert.raw is capped by the schema; the whole payload stays in the journal and reaches the case file. */
-export function capRaw(raw: string): string {
+function capRaw(raw: string): string {
   return raw.length <= RAW_LIMIT ? raw : raw.slice(0, RAW_LIMIT);
 }
 

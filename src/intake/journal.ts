@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
  * `_intake` cannot be a namespace's case directory: namespaces are DNS labels, which have no '_'.
  * (`intake` could: a namespace of that name would share the directory.)
  */
-export const JOURNAL_SUBDIR = '_intake';
+const JOURNAL_SUBDIR = '_intake';
 const SEGMENT = /^(\d{16})-[0-9TZ]+\.jsonl$/;
 
 export interface InvestigationRef {
@@ -180,7 +180,7 @@ export class AlertJournal {
 }
 
 /** Segment files in sequence order. */
-export async function journalSegments(dir: string): Promise<string[]> {
+async function journalSegments(dir: string): Promise<string[]> {
   let names: string[];
   try {
     names = await readdir(dir);

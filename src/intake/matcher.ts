@@ -4,7 +4,7 @@
 import type { PolicyMatch } from '../api/response-policy.js';
 import { priorityRank, type FalcoAlert } from './alert-schema.js';
 
-export type MatchCriterion = 'rules' | 'minPriority' | 'tags' | 'sources' | 'namespaces' | 'excludeNamespaces' | 'outputFields';
+type MatchCriterion = 'rules' | 'minPriority' | 'tags' | 'sources' | 'namespaces' | 'excludeNamespaces' | 'outputFields';
 
 /** undefined: the policy matches; else the criterion that failed. */
 export function mismatch(match: PolicyMatch, alert: FalcoAlert, namespace: string): MatchCriterion | undefined {

@@ -5,6 +5,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { FalcoAlert } from './alert-schema.js';
 import { outputField } from './alert-schema.js';
+import { bareContainerID } from '../engine/kube.js';
 
 export interface ResolvedPod {
   namespace: string;
@@ -21,43 +22,37 @@ export interface PodSource {
   list(): Promise<V1Pod[]>;
 }
 
-export interface PodResolverOptions {
-  /** How long a pod read by name is reused. Short: a StatefulSet pod can come back with the same name and a new UID. */
-  byNameTtlMs?: number;
-  /**
-   * How long a pod read by name is reused for an alert whose container ID it holds: container IDs are
-   * never reused, so that pod cannot have been replaced. Keeps the API server out of an alert storm.
-   */
-  confirmedTtlMs?: number;
-  /** How long the container ID index (a list of every pod) is reused. */
-  indexTtlMs?: number;
-  /** An unknown container ID relists at most this often (a storm about a host or a gone pod must not hammer the API server). */
-  relistMinMs?: number;
-  now?: () => number;
-}
+/** How long a pod read by name is reused. Short: a StatefulSet pod can come back with the same name and a new UID. */
+const BY_NAME_TTL_MS = 2000;
+/**
+ * How long a pod read by name is reused for an alert whose container ID it holds: container IDs are
+ * never reused, so that pod cannot have been replaced. Keeps the API server out of an alert storm.
+ */
+const CONFIRMED_TTL_MS = 300_000;
+/** How long the container ID index (a list of every pod) is reused. */
+const INDEX_TTL_MS = 5000;
+/** An unknown container ID relists at most this often (a storm about a host or a gone pod must not hammer the API server). */
+const RELIST_MIN_MS = 1000;
 
-/** `containerd://abc...` -> `abc...`. */
-export function stripRuntime(containerID: string): string {
-  const i = containerID.indexOf('://');
-  return i === -1 ? containerID : containerID.slice(i + 3);
+export interface PodResolverOptions {
+  now?: () => number;
 }
 
 function containers(pod: V1Pod): { name: string; id?: string }[] {
   const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? []), ...(pod.status?.ephemeralContainerStatuses ?? [])];
-  return statuses.map((s) => ({ name: s.name, id: s.containerID ? stripRuntime(s.containerID) : undefined }));
+  return statuses.map((s) => ({ name: s.name, id: s.containerID ? bareContainerID(s.containerID) : undefined }));
 }
 
 function specContainerNames(pod: V1Pod): string[] {
   return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? []), ...(pod.spec?.ephemeralContainers ?? [])].map((c) => c.name);
 }
 
-function resolved(pod: V1Pod, alert: FalcoAlert): ResolvedPod | undefined {
+function resolved(pod: V1Pod, alert: FalcoAlert, id: string | undefined): ResolvedPod | undefined {
   const namespace = pod.metadata?.namespace;
   const name = pod.metadata?.name;
   const uid = pod.metadata?.uid;
   if (!namespace || !name || !uid) return undefined;
   const byName = outputField(alert, 'container.name');
-  const id = containerIdOf(alert);
   const container = (byName && specContainerNames(pod).includes(byName) ? byName : undefined) ?? (id ? containers(pod).find((c) => c.id && matchesId(c.id, id))?.name : undefined);
   return container ? { namespace, name, uid, container } : { namespace, name, uid };
 }
@@ -65,8 +60,8 @@ function resolved(pod: V1Pod, alert: FalcoAlert): ResolvedPod | undefined {
 /** The alert's container ID when it names a container (not `host`, not empty). */
 function containerIdOf(alert: FalcoAlert): string | undefined {
   const id = outputField(alert, 'container.id');
-  if (!id || id === 'host' || !/^[0-9a-f]{12,64}$/i.test(stripRuntime(id))) return undefined;
-  return stripRuntime(id).toLowerCase();
+  if (!id || id === 'host' || !/^[0-9a-f]{12,64}$/i.test(bareContainerID(id))) return undefined;
+  return bareContainerID(id).toLowerCase();
 }
 
 function matchesId(full: string, id: string): boolean {
@@ -82,7 +77,7 @@ export class PodResolver {
 
   constructor(
     private readonly source: PodSource,
-    private readonly opts: PodResolverOptions = {},
+    opts: PodResolverOptions = {},
   ) {
     this.now = opts.now ?? (() => performance.now());
   }
@@ -91,23 +86,23 @@ export class PodResolver {
   async resolve(alert: FalcoAlert): Promise<ResolvedPod | undefined> {
     const namespace = outputField(alert, 'k8s.ns.name');
     const name = outputField(alert, 'k8s.pod.name');
-    if (namespace && name) {
-      const pod = await this.podByName(namespace, name, containerIdOf(alert));
-      return pod ? resolved(pod, alert) : undefined;
-    }
     const id = containerIdOf(alert);
+    if (namespace && name) {
+      const pod = await this.podByName(namespace, name, id);
+      return pod ? resolved(pod, alert, id) : undefined;
+    }
     if (!id) return undefined;
     const pod = await this.podByContainerId(id);
-    return pod ? resolved(pod, alert) : undefined;
+    return pod ? resolved(pod, alert, id) : undefined;
   }
 
   private async podByName(namespace: string, name: string, containerId: string | undefined): Promise<V1Pod | undefined> {
     const key = `${namespace}/${name}`;
     const cached = this.byName.get(key);
     const age = cached ? this.now() - cached.at : Infinity;
-    if (cached && age < (this.opts.byNameTtlMs ?? 2000)) return cached.pod;
+    if (cached && age < BY_NAME_TTL_MS) return cached.pod;
     const holdsContainer = (pod: V1Pod | undefined) => !!pod && !!containerId && containers(pod).some((c) => c.id !== undefined && matchesId(c.id, containerId));
-    if (cached && age < (this.opts.confirmedTtlMs ?? 300_000) && holdsContainer(cached.pod)) return cached.pod;
+    if (cached && age < CONFIRMED_TTL_MS && holdsContainer(cached.pod)) return cached.pod;
     const pod = await this.source.get(namespace, name);
     if (this.byName.size > 10_000) this.byName.clear(); // bounded: a cache, not a store
     this.byName.set(key, { at: this.now(), pod });
@@ -115,9 +110,9 @@ export class PodResolver {
   }
 
   private async podByContainerId(id: string): Promise<V1Pod | undefined> {
-    const fresh = this.index && this.now() - this.index.at < (this.opts.indexTtlMs ?? 5000);
+    const fresh = this.index && this.now() - this.index.at < INDEX_TTL_MS;
     let pod = fresh ? this.lookup(id) : undefined;
-    if (pod || (fresh && this.now() - this.listedAt < (this.opts.relistMinMs ?? 1000))) return pod;
+    if (pod || (fresh && this.now() - this.listedAt < RELIST_MIN_MS)) return pod;
     await this.relist();
     pod = this.lookup(id);
     return pod;

@@ -14,7 +14,7 @@ export interface ActivePolicy {
   template: Record<string, unknown>;
 }
 
-export interface PolicySource {
+interface PolicySource {
   list(): ResponsePolicy[];
 }
 

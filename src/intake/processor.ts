@@ -8,6 +8,7 @@ import { investigationName } from './naming.js';
 import type { ActivePolicy } from './policy-cache.js';
 import type { ResolvedPod } from './pod-resolver.js';
 import { IntakeUnavailableError, type AcceptResult, type IntakeOutcome } from './server.js';
+import { errorMessage } from '../evidence/io.js';
 
 export interface AlertProcessorDeps {
   resolver: { resolve(alert: FalcoAlert): Promise<ResolvedPod | undefined> };
@@ -26,7 +27,7 @@ export function alertProcessor(deps: AlertProcessorDeps): (parsed: ParsedAlert, 
     try {
       pod = await deps.resolver.resolve(alert);
     } catch (err) {
-      throw new IntakeUnavailableError(`cannot look up the alert's pod right now (${err instanceof Error ? err.message : String(err)}); retry`);
+      throw new IntakeUnavailableError(`cannot look up the alert's pod right now (${errorMessage(err)}); retry`);
     }
     if (!pod) {
       deps.log.info({ ...about, containerID: outputField(alert, 'container.id'), pod: outputField(alert, 'k8s.pod.name'), namespace: outputField(alert, 'k8s.ns.name') }, 'alert names no existing pod (host event or pod gone): counted, nothing opened');
@@ -65,7 +66,7 @@ export function alertProcessor(deps: AlertProcessorDeps): (parsed: ParsedAlert, 
     try {
       committed = await journal.append(entries);
     } catch (err) {
-      throw new IntakeUnavailableError(`the alert could not be journaled (${err instanceof Error ? err.message : String(err)}); retry`);
+      throw new IntakeUnavailableError(`the alert could not be journaled (${errorMessage(err)}); retry`);
     }
     deps.onCommitted(committed);
     outcomes.push('accepted', ...live.map((): IntakeOutcome => 'matched'));

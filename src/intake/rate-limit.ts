@@ -2,7 +2,7 @@
 // open Investigations faster than responders and the API server can take them. A held-back creation
 // is not dropped: the caller retries after the wait this returns.
 
-export interface BucketLimits {
+interface BucketLimits {
   /** Tokens added per second. */
   rate: number;
   /** Bucket size: creations allowed at once after a quiet period. */

@@ -9,7 +9,7 @@ import type { Logger } from '../log.js';
 import { parseAlert, type ParsedAlert } from './alert-schema.js';
 import { authenticate, type Authenticator } from './auth.js';
 
-export const INTAKE_PATHS = new Set(['/', '/alerts']);
+const INTAKE_PATHS = new Set(['/', '/alerts']);
 
 export type IntakeOutcome =
   | 'accepted'

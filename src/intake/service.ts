@@ -9,7 +9,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, INVESTIGATION_PLURAL, RESPONSE_POLICY_PLURAL, VERSION, type Investigation } from '../api/investigation.js';
 import type { ResponsePolicy } from '../api/response-policy.js';
 import type { IntakeConfig } from '../config.js';
-import { Informer, kubeWatchAdapter } from '../engine/informer.js';
+import { customObjectSource, Informer } from '../engine/informer.js';
 import { isNotFound, type Kube } from '../engine/kube.js';
 import type { Metrics } from '../engine/metrics.js';
 import type { Logger } from '../log.js';
@@ -31,7 +31,7 @@ export interface IntakeServiceDeps {
   evidenceDir: string;
 }
 
-export function investigationApi(kube: Kube): InvestigationApi {
+function investigationApi(kube: Kube): InvestigationApi {
   const base = { group: GROUP, version: VERSION, plural: INVESTIGATION_PLURAL };
   return {
     create: async (body) => (await kube.custom.createNamespacedCustomObject({ ...base, namespace: body.metadata.namespace, body })) as Investigation,
@@ -68,14 +68,7 @@ export class IntakeService {
     this.log = deps.log.child({ component: 'intake' });
     this.policies = new Informer<ResponsePolicy>({
       name: 'responsepolicies',
-      list: async () => {
-        const list = (await kube.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: RESPONSE_POLICY_PLURAL })) as {
-          items: ResponsePolicy[];
-          metadata: { resourceVersion: string };
-        };
-        return { items: list.items, resourceVersion: list.metadata.resourceVersion };
-      },
-      watch: kubeWatchAdapter(kube.kc, `/apis/${GROUP}/${VERSION}/${RESPONSE_POLICY_PLURAL}`),
+      ...customObjectSource<ResponsePolicy>(kube, RESPONSE_POLICY_PLURAL),
       onChange: () => undefined, // matched on demand against the cache
       resyncMs: 0,
       log: this.log,

@@ -7,7 +7,7 @@
 // on replay, a case whose alerts are all acknowledged needs nothing (and is not re-created if someone
 // deleted it since).
 import type { Investigation } from '../api/investigation.js';
-import { errorCode } from '../engine/kube.js';
+import { isConflict, isNotFound } from '../engine/kube.js';
 import { WorkQueue } from '../engine/queue.js';
 import type { Logger } from '../log.js';
 import { buildInvestigation, type InvestigationBody } from './investigation-factory.js';
@@ -180,8 +180,8 @@ export class AlertWorker {
       this.noteReleased(s, inv, log);
     } catch (err) {
       s.resourceVersion = undefined;
-      if (errorCode(err) === 409) return { requeueAfterMs: 20 }; // the reconciler wrote meanwhile: re-read, try again
-      if (errorCode(err) === 404) {
+      if (isConflict(err)) return { requeueAfterMs: 20 }; // the reconciler wrote meanwhile: re-read, try again
+      if (isNotFound(err)) {
         s.exists = false;
         return { requeueAfterMs: 0 };
       }
@@ -212,7 +212,7 @@ export class AlertWorker {
       s.notBefore = this.now() + (this.opts.afterCreateMs ?? 1000);
       log.info({ pod: entry.pod.name, podUID: entry.pod.uid, rule: entry.alert.rule, seq: entry.seq }, 'Investigation opened from an alert');
     } catch (err) {
-      if (errorCode(err) !== 409) throw err;
+      if (!isConflict(err)) throw err;
       // AlreadyExists: the open case for this pod and policy; the alert attaches to it.
       s.resourceVersion = undefined;
     }

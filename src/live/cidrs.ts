@@ -3,7 +3,7 @@ import { BlockList, isIP } from 'node:net';
 /** Address classes the findings need: loopback, unspecified, inside the cluster's CIDRs. */
 
 /** '::ffff:10.0.0.1' → '10.0.0.1'; anything else unchanged. */
-export function unmapIpv4(address: string): string {
+function unmapIpv4(address: string): string {
   const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   return m ? m[1]! : address;
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
 import { lstat, open, opendir, readlink, type FileHandle } from 'node:fs/promises';
-import { errorCode } from './procfs.js';
+import { errorCode, handleChunks } from './procfs.js';
 
 /**
  * Walking a suspect's filesystem without trusting it. Every name below the walk root is looked up
@@ -175,18 +175,6 @@ async function openRegular(dir: FileHandle, name: Buffer, expected: Pick<Stats, 
     throw Object.assign(new Error('replaced since it was listed'), { code: 'ECHANGED' });
   }
   return handle;
-}
-
-/** Reads an open file to its end in 64 KiB chunks (a fresh buffer each: consumers may keep them). */
-export async function* handleChunks(handle: FileHandle, limit = Number.MAX_SAFE_INTEGER): AsyncGenerator<Buffer> {
-  let total = 0;
-  while (total < limit) {
-    const buf = Buffer.allocUnsafe(Math.min(65536, limit - total));
-    const { bytesRead } = await handle.read(buf, 0, buf.length, null);
-    if (bytesRead === 0) return;
-    total += bytesRead;
-    yield buf.subarray(0, bytesRead);
-  }
 }
 
 /** Hashes a stream and notes whether it starts like an ELF binary or a "#!" script. */

@@ -1,4 +1,4 @@
-import { jsonArray, toAsync } from './json-stream.js';
+import { jsonArray } from './json-stream.js';
 import type { Run } from './run.js';
 
 /** Findings: what a responder should look at first, each pointing at the artifact that proves it. */
@@ -46,7 +46,7 @@ export class Findings {
 /** Writes the findings artifact, with a note when it is truncated or empty (a negative finding is still a finding). */
 export async function emitFindings(artifact: string, findings: Findings, run: Run): Promise<void> {
   run.count('findings', findings.total);
-  await run.artifact(artifact, jsonArray(toAsync(findings.list())));
+  await run.artifact(artifact, jsonArray(findings.list()));
   if (findings.truncated) await run.note('warn', `${artifact} keeps the ${findings.list().length} most severe of ${findings.total} findings`);
   if (findings.total === 0) await run.note('info', `no findings (${artifact} is empty)`);
 }

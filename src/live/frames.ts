@@ -31,10 +31,10 @@ export class ArtifactContentError extends Error {
   }
 }
 
-export const MAX_DATA_BYTES = 65536;
-export const MAX_HEADER_BYTES = 65536;
+const MAX_DATA_BYTES = 65536;
+const MAX_HEADER_BYTES = 65536;
 /** A note of this many UTF-16 units, each escaped to at most 6 bytes, stays well under MAX_HEADER_BYTES. */
-export const MAX_NOTE_CHARS = 4096;
+const MAX_NOTE_CHARS = 4096;
 
 const NEWLINE = 0x0a;
 

@@ -1,6 +1,6 @@
 /** Writing JSON arrays element by element, so an artifact never has to exist whole in memory. */
 
-export async function* jsonArray(items: AsyncIterable<unknown>): AsyncGenerator<string> {
+export async function* jsonArray(items: Iterable<unknown> | AsyncIterable<unknown>): AsyncGenerator<string> {
   let first = true;
   yield '[';
   for await (const item of items) {
@@ -13,7 +13,7 @@ export async function* jsonArray(items: AsyncIterable<unknown>): AsyncGenerator<
 /**
  * An object whose last key is a streamed array: `{"a":1,...,"<key>":[ ...items ]}`.
  */
-export async function* jsonObjectWithArray(head: Record<string, unknown>, key: string, items: AsyncIterable<unknown>): AsyncGenerator<string> {
+export async function* jsonObjectWithArray(head: Record<string, unknown>, key: string, items: Iterable<unknown> | AsyncIterable<unknown>): AsyncGenerator<string> {
   const prefix = JSON.stringify(head);
   yield `${prefix.slice(0, -1)}${prefix === '{}' ? '' : ','}${JSON.stringify(key)}:`;
   yield* jsonArray(items);

@@ -1,11 +1,11 @@
-import { open, readdir, readFile, readlink, stat } from 'node:fs/promises';
+import { readdir, readFile, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CidrSet, isLoopback, isUnspecified } from './cidrs.js';
 import { collectTree, type TreeOptions } from './file-tree.js';
 import { emitFindings, Findings, type Finding } from './findings.js';
 import { FrameWriter } from './frames.js';
-import { handleChunks, inspectChunks } from './files.js';
-import { jsonArray, jsonObjectWithArray, toAsync } from './json-stream.js';
+import { inspectChunks } from './files.js';
+import { jsonArray, jsonObjectWithArray } from './json-stream.js';
 import { suspiciousRegion, type SuspiciousRegion } from './maps.js';
 import { classify, describeProcess, processJson, readProcess, redactEnvironment, stripDeleted, type Environment, type ProcessRecord } from './processes.js';
 import { CLK_TCK, errorCode, lines, listPids, parseBootTime, pidDir, readChunks, splitNul, startTimeIso, tapLines } from './procfs.js';
@@ -181,7 +181,7 @@ export async function collectLive(opts: LiveOptions, writer: FrameWriter): Promi
       }
     })(),
   );
-  await run.artifact('live/maps.json', jsonArray(toAsync([...regions].map(([pid, list]) => ({ pid, regions: list })))));
+  await run.artifact('live/maps.json', jsonArray([...regions].map(([pid, list]) => ({ pid, regions: list }))));
   for (const r of targets) {
     const list = regions.get(r.pid);
     if (list !== undefined) mapsFindings(r, list, findings);
@@ -401,41 +401,28 @@ async function recoverExecutables(proc: string, targets: ProcessRecord[], maxFil
     entries.push({ pid: r.pid, exe: r.exe, dev: st.dev, inode: st.ino, ...result });
   }
   if (entries.length === 0) await run.note('info', 'no target process runs a deleted executable');
-  await run.artifact('live/recovered.json', jsonArray(toAsync(entries)));
+  await run.artifact('live/recovered.json', jsonArray(entries));
 }
 
 async function recoverOne(exeLink: string, r: ProcessRecord, size: number, maxFileBytes: number, run: Run): Promise<{ sha256: string | null; bytes: number | null; copied: string | null }> {
   // Opening /proc/<pid>/exe reaches the running inode even though its name is gone.
   if (size <= maxFileBytes) {
     const name = `live/recovered/${r.pid}-exe`;
-    const sent = await run.artifact(name, readLimited(exeLink, maxFileBytes));
+    const sent = await run.artifact(name, readChunks(exeLink, maxFileBytes));
     if (sent === null) return { sha256: null, bytes: null, copied: null };
     run.count('recovered');
     run.count('copied');
     return { ...sent, copied: name };
   }
   try {
-    const handle = await open(exeLink, 'r');
-    try {
-      const { sha256, bytes } = await inspectChunks(handleChunks(handle));
-      run.count('recovered');
-      await run.note('info', `${r.exe} of pid ${r.pid} is ${bytes} bytes, over --max-file-bytes ${maxFileBytes}: hashed (${sha256}), not copied`);
-      return { sha256, bytes, copied: null };
-    } finally {
-      await handle.close();
-    }
+    const { sha256, bytes } = await inspectChunks(readChunks(exeLink));
+    run.count('recovered');
+    await run.note('info', `${r.exe} of pid ${r.pid} is ${bytes} bytes, over --max-file-bytes ${maxFileBytes}: hashed (${sha256}), not copied`);
+    return { sha256, bytes, copied: null };
   } catch (err) {
     await run.note('warn', `cannot hash ${r.exe} of pid ${r.pid}: ${errorCode(err)}`);
     return { sha256: null, bytes: null, copied: null };
   }
 }
 
-async function* readLimited(file: string, limit: number): AsyncGenerator<Buffer> {
-  const handle = await open(file, 'r');
-  try {
-    yield* handleChunks(handle, limit);
-  } finally {
-    await handle.close();
-  }
-}
 

@@ -1,4 +1,5 @@
 /** Suspicious regions of /proc/<pid>/maps. */
+import { DELETED } from './procfs.js';
 
 export type RegionReason = 'rwx' | 'anonymous-executable' | 'deleted-file-executable';
 
@@ -23,7 +24,7 @@ export function suspiciousRegion(line: string): SuspiciousRegion | null {
   const path = rawPath.trimEnd();
   if (!perms.includes('x')) return null;
   let reason: RegionReason | null = null;
-  if (path.endsWith(' (deleted)')) reason = 'deleted-file-executable';
+  if (path.endsWith(DELETED)) reason = 'deleted-file-executable';
   else if (perms.includes('w')) reason = 'rwx';
   else if (path === '' || (path.startsWith('[') && !BENIGN_SPECIAL.has(path))) reason = 'anonymous-executable';
   return reason === null ? null : { range, perms, path, reason };

@@ -13,7 +13,7 @@ export interface MountInfo {
 }
 
 /** The kernel writes space, tab, newline and backslash (and ',' '=' in options) as \ooo. */
-export function unescapeOctal(text: string): string {
+function unescapeOctal(text: string): string {
   return text.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 

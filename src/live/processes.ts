@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
-import { errorCode, NAMESPACES, parseIds, parseStat, parseStatus, pidDir, splitNul, type IdSet, type NamespaceName } from './procfs.js';
+import { DELETED, errorCode, NAMESPACES, parseIds, parseStat, parseStatus, pidDir, splitNul, type IdSet, type NamespaceName } from './procfs.js';
 
 export type Role = 'target' | 'observer' | 'other';
 
@@ -25,7 +25,6 @@ export interface ProcessRecord {
   inEntrypointTree: boolean;
 }
 
-const DELETED = ' (deleted)';
 
 /** The path a " (deleted)" exe/fd/map link named, without the suffix. */
 export function stripDeleted(link: string): string {

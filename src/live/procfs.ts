@@ -1,6 +1,9 @@
-import { open, readdir } from 'node:fs/promises';
+import { open, readdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
+
+/** What the kernel appends to a /proc link (exe, fd, maps path) whose file was deleted. */
+export const DELETED = ' (deleted)';
 
 /**
  * Readers of /proc/<pid>/*. Every path is built from a proc root so tests can point at a fake
@@ -108,16 +111,23 @@ export function splitNul(buf: Buffer): string[] {
   return items;
 }
 
-/** Streams a file (including /proc files whose size reads as 0) in chunks, never whole. */
-export async function* readChunks(file: string): AsyncGenerator<Buffer> {
+/** Reads an open file to its end in 64 KiB chunks (a fresh buffer each: consumers may keep them). */
+export async function* handleChunks(handle: FileHandle, limit = Number.MAX_SAFE_INTEGER): AsyncGenerator<Buffer> {
+  let total = 0;
+  while (total < limit) {
+    const buf = Buffer.allocUnsafe(Math.min(65536, limit - total));
+    const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+    if (bytesRead === 0) return;
+    total += bytesRead;
+    yield buf.subarray(0, bytesRead);
+  }
+}
+
+/** Streams a file (including /proc files whose size reads as 0) in chunks, never whole, up to `limit` bytes. */
+export async function* readChunks(file: string, limit = Number.MAX_SAFE_INTEGER): AsyncGenerator<Buffer> {
   const handle = await open(file, 'r');
   try {
-    for (;;) {
-      const buf = Buffer.allocUnsafe(65536);
-      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) return;
-      yield buf.subarray(0, bytesRead);
-    }
+    yield* handleChunks(handle, limit);
   } finally {
     await handle.close();
   }

@@ -47,10 +47,9 @@ export async function captureCollectorOutput(
         out.summary = frame.summary;
         out.complete = true;
       } else if (frame.t === 'open') {
+        // decodeFrames enforces the grammar: data and close come only inside an open artifact.
         const ended = await captureArtifact(frame.artifact, pull, caseFile, opts, out);
         if (ended) break;
-      } else {
-        out.problems.push(`collector sent a ${frame.t} frame with no artifact open`);
       }
     }
   } catch (err) {
@@ -77,11 +76,11 @@ async function captureArtifact(
         ended = true;
         throw new StreamCut(`the collector's output ended inside ${name}`);
       }
-      if (f.t === 'data') yield f.chunk;
-      else if (f.t === 'close') {
+      if (f.t === 'close') {
         close = f;
         return;
-      } else throw new StreamCut(`a ${f.t} frame inside ${name}`);
+      }
+      if (f.t === 'data') yield f.chunk;
     }
   }
   const drain = async () => {
@@ -135,3 +134,11 @@ export function collectorBase(caseFile: CaseFile, prefix: string): string {
 }
 
 export const COLLECTOR_STARTED = 'collector-started';
+
+/** Where each collector run of the case wrote, in order (from their custody records). */
+export function collectorBases(caseFile: CaseFile): string[] {
+  return caseFile
+    .custodyRecords()
+    .filter((r) => r.action === COLLECTOR_STARTED && typeof r.detail?.base === 'string')
+    .map((r) => r.detail!.base as string);
+}

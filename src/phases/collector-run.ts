@@ -52,7 +52,8 @@ async function finish(
 ): Promise<PhaseOutcome> {
   await ctx.caseFile.writeJSON(`${base}/collector-notes.json`, { notes: output.notes, droppedNotes: output.droppedNotes, problems: output.problems, summary: output.summary ?? null, exit: ended.text }, { phase });
   const findings = await readFindings(ctx, `${base}/findings.json`);
-  ctx.status.findings = mergeFindings(ctx.status.findings ?? [], findings);
+  // Status stays small: summaries quote attacker-chosen paths; the case file and report keep them whole.
+  ctx.status.findings = mergeFindings(ctx.status.findings ?? [], findings.map((f) => ({ ...f, summary: f.summary.slice(0, 500) })));
   const counts = output.summary ? Object.entries(output.summary).map(([k, v]) => `${v} ${k}`).join(', ') : 'no summary';
   const where = `${output.artifacts.length} artifacts under ${base}/`;
   if (ended.timeout) {
@@ -65,12 +66,13 @@ async function finish(
   return { status: 'True', reason: 'Captured', message: `${where} (${counts}); ${findings.length} findings` };
 }
 
-async function readFindings(ctx: PhaseContext, artifact: string): Promise<Finding[]> {
+/** A collector's findings artifact, entries that are not well-formed findings dropped; [] when absent or unreadable. */
+export async function readFindings(ctx: Pick<PhaseContext, 'caseFile' | 'log'>, artifact: string): Promise<Finding[]> {
   if (!ctx.caseFile.has(artifact)) return [];
   try {
     const parsed = JSON.parse(await ctx.caseFile.readText(artifact)) as unknown;
     const list = Array.isArray(parsed) ? parsed : ((parsed as { findings?: unknown[] }).findings ?? []);
-    return list.filter(isFinding).map((f) => ({ severity: f.severity, kind: f.kind, summary: f.summary.slice(0, 500), artifact: f.artifact }));
+    return list.filter(isFinding).map((f) => ({ severity: f.severity, kind: f.kind, summary: f.summary, artifact: f.artifact }));
   } catch (err) {
     ctx.log.warn({ artifact, err: errorMessage(err) }, 'findings artifact unreadable');
     return [];
@@ -91,9 +93,3 @@ export function mergeFindings(existing: Finding[], added: Finding[], limit = MAX
   const all = [...existing, ...added.filter((f) => isFinding(f) && !seen.has(key(f)))];
   return all.sort((a, b) => SEVERITIES.indexOf(a.severity) - SEVERITIES.indexOf(b.severity)).slice(0, limit);
 }
-
-/** `containerd://abc…` -> `abc…` (the ID as it appears in cgroup paths). */
-export function bareContainerID(id: string | undefined): string {
-  return (id ?? '').replace(/^[a-z0-9-]+:\/\//, '');
-}
-

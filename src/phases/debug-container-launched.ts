@@ -2,19 +2,12 @@
 // (targetContainerName), from which the collectors read /proc. Nothing ever runs in the suspect's
 // own container. Kubernetes cannot remove an ephemeral container, so it stays in the pod spec for
 // the pod's life: the observer effect the report records. Its idle process exits on its own.
-import { setTimeout as sleep } from 'node:timers/promises';
-import { PatchStrategy, setHeaderOptions, type V1ContainerStatus, type V1EphemeralContainer, type V1Pod, type V1SecurityContext } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type V1ContainerStatus, type V1EphemeralContainer, type V1Pod } from '@kubernetes/client-node';
 import { errorCode, errorMessage, isForbidden } from '../engine/kube.js';
+import { DEBUG_CAPABILITIES, collectorSecurityContext, debugImage, describeState, idleSeconds, waitForContainer, type ContainerStart } from './casefile-containers.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
-/** Read /proc/<pid> (environ, fd, maps, root) of processes of any user, and their files whatever the mode. */
-export const DEBUG_CAPABILITIES = ['SYS_PTRACE', 'DAC_READ_SEARCH'] as const;
-/** How long the idle process outlives the collector's deadline before it exits by itself. */
-const IDLE_MARGIN_SECONDS = 600;
-const POLL_MS = 250;
 const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
-
-const IMAGE_PROBLEMS = new Set(['ErrImagePull', 'ImagePullBackOff', 'ErrImageNeverPull', 'InvalidImageName']);
 
 export const debugContainerLaunched: Phase = {
   condition: 'DebugContainerLaunched',
@@ -33,7 +26,7 @@ async function launch(ctx: PhaseContext): Promise<PhaseOutcome> {
     await ctx.caseFile.record('negative-finding', { finding: `no live state: ${message}` }, 'DebugContainerLaunched');
     return { status: 'False', reason: 'TargetNotRunning', message };
   }
-  const image = ctx.spec.evidence.live.image ?? ctx.config.debugImage;
+  const image = debugImage(ctx);
   if (!image) {
     return { status: 'False', reason: 'NoDebugImage', message: "no debug image: set spec.evidence.live.image or the operator's --debug-image (CASEFILE_DEBUG_IMAGE)" };
   }
@@ -52,8 +45,12 @@ async function launch(ctx: PhaseContext): Promise<PhaseOutcome> {
     await ctx.caseFile.record('debug-container-added', { pod: pod.metadata?.name, container: name, image, target: targetName, capabilities: DEBUG_CAPABILITIES }, 'DebugContainerLaunched');
   }
 
-  const started = await waitRunning(ctx, name, ctx.spec.evidence.live.timeoutSeconds * 1000);
-  if ('status' in started) return started;
+  const start = await waitForContainer(async () => {
+    const current = await ctx.livePod({ fresh: true });
+    return current && { status: ephemeralStatus(current, name) };
+  }, ctx.spec.evidence.live.timeoutSeconds * 1000);
+  if ('problem' in start) return notStarted(name, start);
+  const started = start.running;
   ctx.status.live = { ...ctx.status.live, debugContainer: name, image, imageID: started.imageID, launchedAt: new Date().toISOString() };
   await ctx.caseFile.writeJSON(`live/${name}.json`, { spec: pod.spec?.ephemeralContainers?.find((c) => c.name === name) ?? debugContainerSpec(name, image, targetName, ctx.spec.evidence.live.timeoutSeconds), status: started }, { phase: 'DebugContainerLaunched' });
   return {
@@ -69,25 +66,11 @@ export function debugContainerSpec(name: string, image: string, targetContainer:
     image,
     imagePullPolicy: 'IfNotPresent',
     targetContainerName: targetContainer,
-    command: ['/bin/sleep', String(timeoutSeconds + IDLE_MARGIN_SECONDS)],
+    command: ['/bin/sleep', String(idleSeconds(timeoutSeconds))],
     stdin: false,
     tty: false,
     terminationMessagePolicy: 'File',
     securityContext: collectorSecurityContext(),
-  };
-}
-
-/** Root with only DEBUG_CAPABILITIES: read-only root filesystem, no escalation, default seccomp. */
-export function collectorSecurityContext(): V1SecurityContext {
-  return {
-    runAsUser: 0,
-    runAsGroup: 0,
-    runAsNonRoot: false,
-    privileged: false,
-    allowPrivilegeEscalation: false,
-    readOnlyRootFilesystem: true,
-    capabilities: { drop: ['ALL'], add: [...DEBUG_CAPABILITIES] },
-    seccompProfile: { type: 'RuntimeDefault' },
   };
 }
 
@@ -120,34 +103,19 @@ async function addEphemeralContainer(ctx: PhaseContext, pod: V1Pod, container: V
   }
 }
 
-async function waitRunning(ctx: PhaseContext, name: string, timeoutMs: number): Promise<V1ContainerStatus | PhaseOutcome> {
-  const deadline = Date.now() + timeoutMs;
-  let last: V1ContainerStatus | undefined;
-  while (Date.now() < deadline) {
-    const pod = await ctx.livePod({ fresh: true });
-    if (!pod) return { status: 'False', reason: 'TargetGone', message: `the target pod disappeared while ${name} was starting` };
-    last = ephemeralStatus(pod, name);
-    if (last?.state?.running) return last;
-    const waiting = last?.state?.waiting?.reason;
-    if (waiting && IMAGE_PROBLEMS.has(waiting)) {
-      return { status: 'False', reason: 'DebugImageUnavailable', message: `${name} cannot start: ${waiting}: ${last?.state?.waiting?.message ?? ''} (is the debug image present on the node or pullable?)` };
-    }
-    if (last?.state?.terminated) {
-      return { status: 'False', reason: 'DebugContainerFailed', message: `${name} exited at once (${describeState(last)})` };
-    }
-    await sleep(POLL_MS);
+function notStarted(name: string, start: Extract<ContainerStart, { problem: string }>): PhaseOutcome {
+  switch (start.problem) {
+    case 'gone':
+      return { status: 'False', reason: 'TargetGone', message: `the target pod disappeared while ${name} was starting` };
+    case 'image':
+      return { status: 'False', reason: 'DebugImageUnavailable', message: `${name} cannot start: ${start.detail} (is the debug image present on the node or pullable?)` };
+    case 'exited':
+      return { status: 'False', reason: 'DebugContainerFailed', message: `${name} exited at once (${start.detail})` };
+    case 'timeout':
+      return { status: 'False', reason: 'DebugContainerNotStarted', message: `${name} was ${start.detail}` };
   }
-  return { status: 'False', reason: 'DebugContainerNotStarted', message: `${name} was not running after ${Math.round(timeoutMs / 1000)} s (${describeState(last)})` };
 }
 
 function ephemeralStatus(pod: V1Pod, name: string): V1ContainerStatus | undefined {
   return pod.status?.ephemeralContainerStatuses?.find((s) => s.name === name);
-}
-
-function describeState(s: V1ContainerStatus | undefined): string {
-  if (!s?.state) return 'no status yet';
-  if (s.state.running) return 'running';
-  if (s.state.waiting) return `waiting: ${s.state.waiting.reason ?? ''}${s.state.waiting.message ? ` ${s.state.waiting.message}` : ''}`;
-  const t = s.state.terminated;
-  return `terminated: exit code ${t?.exitCode}${t?.reason ? ` (${t.reason})` : ''}`;
 }

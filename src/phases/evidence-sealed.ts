@@ -5,7 +5,8 @@
 import type { Condition, Finding } from '../api/investigation.js';
 import { importJournaledAlerts } from '../intake/case-file-import.js';
 import { renderReport, type ReportInput } from '../report/render.js';
-import { mergeFindings } from './collector-run.js';
+import { collectorBases } from './collector-output.js';
+import { mergeFindings, readFindings } from './collector-run.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
 const STORE_FAILURES = new Set(['EvidenceStoreFull', 'EvidenceWriteFailed']);
@@ -72,19 +73,9 @@ function reportInput(ctx: PhaseContext, conditions: Condition[], findings: Findi
 }
 
 
-const FINDINGS_ARTIFACT = /^(live|node)(\/retry-\d+)?\/findings\.json$/;
-
 /** Every collector finding for the report (status keeps only the most severe few). */
 async function collectedFindings(ctx: PhaseContext): Promise<Finding[]> {
   let all: Finding[] = ctx.status.findings ?? [];
-  for (const a of ctx.caseFile.artifacts().filter((r) => FINDINGS_ARTIFACT.test(r.artifact))) {
-    try {
-      const parsed = JSON.parse(await ctx.caseFile.readText(a.artifact)) as unknown;
-      const list = (Array.isArray(parsed) ? parsed : ((parsed as { findings?: unknown[] }).findings ?? [])) as Finding[];
-      all = mergeFindings(all, list, Infinity);
-    } catch {
-      // Unparseable findings stay in the case file as written; the phase condition already said why.
-    }
-  }
+  for (const base of collectorBases(ctx.caseFile)) all = mergeFindings(all, await readFindings(ctx, `${base}/findings.json`), Infinity);
   return all;
 }

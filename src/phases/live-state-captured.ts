@@ -3,8 +3,11 @@
 // files in writable paths, recovered deleted executables, findings. The suspect container itself
 // is only read, through /proc of the shared process namespace.
 import type { V1Pod } from '@kubernetes/client-node';
+import { getCondition } from '../api/conditions.js';
+import { bareContainerID } from '../engine/kube.js';
+import { idleSeconds } from './casefile-containers.js';
 import { clusterRanges } from './cluster-ranges.js';
-import { bareContainerID, COLLECTOR_ENTRY, runCollector } from './collector-run.js';
+import { COLLECTOR_ENTRY, runCollector } from './collector-run.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
 export const liveStateCaptured: Phase = {
@@ -15,7 +18,7 @@ export const liveStateCaptured: Phase = {
 };
 
 async function capture(ctx: PhaseContext): Promise<PhaseOutcome> {
-  const launched = ctx.status.conditions?.find((c) => c.type === 'DebugContainerLaunched');
+  const launched = getCondition(ctx.status.conditions, 'DebugContainerLaunched');
   const debug = ctx.status.live?.debugContainer;
   if (launched?.status !== 'True' || !debug) {
     const fallback = ctx.spec.evidence.node.enabled ? ' The node collector (NodeStateCaptured) still runs.' : '';
@@ -25,7 +28,7 @@ async function capture(ctx: PhaseContext): Promise<PhaseOutcome> {
   const pod = await ctx.livePod({ fresh: true });
   if (!pod) return { status: 'False', reason: 'TargetGone', message: 'the target pod no longer exists: its processes are gone' };
   const running = pod.status?.ephemeralContainerStatuses?.find((s) => s.name === debug)?.state?.running;
-  if (!running) return { status: 'False', reason: 'DebugContainerGone', message: `debug container ${debug} is no longer running (its idle process exits ${ctx.spec.evidence.live.timeoutSeconds + 600} s after launch)` };
+  if (!running) return { status: 'False', reason: 'DebugContainerGone', message: `debug container ${debug} is no longer running (its idle process exits ${idleSeconds(ctx.spec.evidence.live.timeoutSeconds)} s after launch)` };
 
   const live = ctx.spec.evidence.live;
   const ranges = await clusterRanges(ctx);

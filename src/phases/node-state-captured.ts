@@ -3,15 +3,12 @@
 // runtime state and the overlay upper layer (what the container added or changed). It mounts the
 // host's /proc and the runtime's directories read-only, runs in the operator's collector namespace
 // (the suspect's namespace may forbid it), and is removed after its run; both go into custody.
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
-import { errorMessage, isForbidden, isNotFound } from '../engine/kube.js';
-import { bareContainerID, COLLECTOR_ENTRY, runCollector } from './collector-run.js';
-import { collectorSecurityContext, DEBUG_CAPABILITIES } from './debug-container-launched.js';
+import { bareContainerID, errorMessage, isForbidden, isNotFound } from '../engine/kube.js';
+import { COLLECTOR_ENTRY, runCollector } from './collector-run.js';
+import { collectorSecurityContext, DEBUG_CAPABILITIES, debugImage, idleSeconds, waitForContainer } from './casefile-containers.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
-const POLL_MS = 250;
-const IDLE_MARGIN_SECONDS = 600;
 /** containerd's CRI shim state under its state dir, one directory per container ID (init.pid, config.json). */
 const TASK_BUNDLES = 'io.containerd.runtime.v2.task/k8s.io';
 /** The host is seen under this prefix in the collector pod: host path P is /host/P. */
@@ -28,7 +25,7 @@ async function captureNode(ctx: PhaseContext): Promise<PhaseOutcome> {
   const pod = await ctx.livePod({ fresh: true });
   const node = ctx.status.target?.node;
   if (!pod || !node) return { status: 'False', reason: 'TargetGone', message: 'the target pod no longer exists: its container state on the node is gone' };
-  const image = ctx.spec.evidence.live.image ?? ctx.config.debugImage;
+  const image = debugImage(ctx);
   if (!image) return { status: 'False', reason: 'NoDebugImage', message: "no collector image: set spec.evidence.live.image or the operator's --debug-image (CASEFILE_DEBUG_IMAGE)" };
 
   const namespace = ctx.config.collectorNamespace;
@@ -108,14 +105,14 @@ export function nodeCollectorPod(o: {
       automountServiceAccountToken: false,
       enableServiceLinks: false,
       terminationGracePeriodSeconds: 0,
-      activeDeadlineSeconds: o.timeoutSeconds + IDLE_MARGIN_SECONDS,
+      activeDeadlineSeconds: idleSeconds(o.timeoutSeconds),
       tolerations: [{ operator: 'Exists' }],
       containers: [
         {
           name: 'collector',
           image: o.image,
           imagePullPolicy: 'IfNotPresent',
-          command: ['/bin/sleep', String(o.timeoutSeconds + IDLE_MARGIN_SECONDS)],
+          command: ['/bin/sleep', String(idleSeconds(o.timeoutSeconds))],
           securityContext: collectorSecurityContext(),
           resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '512Mi' } },
           volumeMounts: hostDirs.map((path, i) => ({ name: volumeName(i), mountPath: `${HOST_PREFIX}${path}`, readOnly: true })),
@@ -130,24 +127,18 @@ function collectorRuns(ctx: PhaseContext): number {
   return ctx.caseFile.custodyRecords().filter((r) => r.action === 'node-collector-created').length;
 }
 
+const NOT_STARTED = { image: 'CollectorImageUnavailable', timeout: 'CollectorNotStarted', exited: 'CollectorFailed', gone: 'CollectorFailed' } as const;
+
 async function waitRunning(ctx: PhaseContext, namespace: string, name: string, timeoutMs: number): Promise<PhaseOutcome | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'no status yet';
-  while (Date.now() < deadline) {
-    const pod = await ctx.kube.core.readNamespacedPod({ name, namespace });
-    const cs = pod.status?.containerStatuses?.[0];
-    if (cs?.state?.running) return undefined;
-    const waiting = cs?.state?.waiting;
-    if (waiting?.reason && /Image|InvalidImageName/.test(waiting.reason)) {
-      return { status: 'False', reason: 'CollectorImageUnavailable', message: `node collector ${namespace}/${name} cannot start: ${waiting.reason} ${waiting.message ?? ''}` };
-    }
-    if (cs?.state?.terminated || pod.status?.phase === 'Failed') {
-      return { status: 'False', reason: 'CollectorFailed', message: `node collector ${namespace}/${name} stopped: ${cs?.state?.terminated?.reason ?? pod.status?.reason ?? 'failed'}` };
-    }
-    last = waiting?.reason ?? pod.status?.phase ?? last;
-    await sleep(POLL_MS);
-  }
-  return { status: 'False', reason: 'CollectorNotStarted', message: `node collector ${namespace}/${name} was not running after ${Math.round(timeoutMs / 1000)} s (${last})` };
+  const start = await waitForContainer(async () => {
+    const pod = await ctx.kube.core.readNamespacedPod({ name, namespace }).catch((err: unknown) => {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    });
+    return pod && { status: pod.status?.containerStatuses?.[0], failed: pod.status?.phase === 'Failed' ? (pod.status.reason ?? 'failed') : undefined };
+  }, timeoutMs);
+  if ('running' in start) return undefined;
+  return { status: 'False', reason: NOT_STARTED[start.problem], message: `node collector ${namespace}/${name}: ${start.detail}` };
 }
 
 /** A collector pod an interrupted run (operator restart) left behind is removed before a new one starts. */

@@ -3,7 +3,7 @@
 // field the alert lacks; derive it and say from where).
 import type { V1ContainerStatus, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
 import type { OwnerRef, TargetStatus } from '../api/investigation.js';
-import { errorMessage, isNotFound, type Kube } from '../engine/kube.js';
+import { bareContainerID, errorMessage, isNotFound, type Kube } from '../engine/kube.js';
 import { RetryableError, type Phase, type PhaseOutcome } from './phase.js';
 
 export const targetResolved: Phase = {
@@ -121,7 +121,7 @@ export function chooseContainer(pod: V1Pod, requested: string | undefined, hints
     return { error: `container ${requested} is not in pod ${pod.metadata?.name}; its containers are: ${names.join(', ')}` };
   }
   if (hints.containerID) {
-    const match = allStatuses(pod).find((s) => s.containerID?.replace(/^[a-z]+:\/\//, '').startsWith(hints.containerID!));
+    const match = allStatuses(pod).find((s) => bareContainerID(s.containerID).startsWith(hints.containerID!));
     if (match) return { name: match.name, how: `container ${match.name} matched by the alert's container.id ${hints.containerID}` };
   }
   if (hints.containerName && names.includes(hints.containerName)) {
