@@ -70,7 +70,10 @@ start_component() {
     stop_component "$name"
   fi
   mkdir -p "$RUN_DIR/pids" "$STATE/logs"
-  setsid "$@" >>"$STATE/logs/$name.log" 2>&1 < /dev/null &
+  # Only stdin/stdout/stderr go to the daemon: an inherited descriptor (a caller's lock file or pipe)
+  # would otherwise stay open for the daemon's whole life, holding that lock or pipe with it.
+  setsid bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null; exec "$@"' \
+    "$name" "$@" >>"$STATE/logs/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN_DIR/pids/$name.pid"
   readlink -f "$(command -v "$1")" > "$RUN_DIR/pids/$name.bin"
 }
