@@ -29,6 +29,16 @@ describe('policy matching', () => {
     expect(mismatch(match(no), alert(), 'production')).toBe(criterion);
   });
 
+  it('outputFields: every key is checked, whichever one differs', () => {
+    const want = { 'container.name': 'app', 'user.uid': '1000', cluster: 'prod-eu-1' };
+    expect(mismatch(match({ outputFields: want }), alert(), 'production')).toBeUndefined();
+    for (const key of Object.keys(want)) {
+      const wrong = { ...want, [key]: 'something else' };
+      expect([key, mismatch(match({ outputFields: wrong }), alert(), 'production')]).toEqual([key, 'outputFields']);
+    }
+    expect(mismatch(match({ outputFields: { ...want, 'absent.field': 'x' } }), alert(), 'production')).toBe('outputFields');
+  });
+
   it('minPriority compares in Falco order, whatever the case the sender wrote', () => {
     const r = parseAlert(JSON.stringify({ rule: 'r', priority: 'warning', time: '2026-11-20T10:17:03Z' }));
     if (!r.ok) throw new Error(r.message);

@@ -85,6 +85,46 @@ describe('captureCollectorOutput', () => {
     expect(caseFile.has('live/cut.bin')).toBe(false);
   });
 
+  /** Hand-made frames: a collector that sends `body` but claims `claimed` in its close frame. */
+  function lyingCollector(body: string, claimed: { sha256: string; bytes: number }): Buffer[] {
+    return [
+      `${JSON.stringify({ t: 'open', artifact: 'live/cmdline' })}\n`,
+      `${JSON.stringify({ t: 'data', bytes: Buffer.byteLength(body) })}\n${body}`,
+      `${JSON.stringify({ t: 'close', ...claimed })}\n`,
+      `${JSON.stringify({ t: 'done', summary: {} })}\n`,
+    ].map((s) => Buffer.from(s));
+  }
+
+  test('a collector that lies about its hash is caught: the store keeps what arrived and says so', async () => {
+    const claimed = { sha256: sha('sleep 1000'), bytes: 10 };
+    const out = await captureCollectorOutput(from(lyingCollector('/tmp/.x -c', claimed)), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect(out.artifacts).toEqual(['live/cmdline']);
+    expect(out.problems).toEqual([`live/cmdline: the collector hashed ${claimed.sha256} (10 bytes), the store ${sha('/tmp/.x -c')} (10 bytes)`]);
+    expect(caseFile.get('live/cmdline')).toMatchObject({ sha256: sha('/tmp/.x -c'), bytes: 10 });
+  });
+
+  test('a collector that lies about the size alone is caught too', async () => {
+    const out = await captureCollectorOutput(from(lyingCollector('abc', { sha256: sha('abc'), bytes: 4 })), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect(out.problems).toEqual([`live/cmdline: the collector hashed ${sha('abc')} (4 bytes), the store ${sha('abc')} (3 bytes)`]);
+  });
+
+  test('an honest hand-made close frame raises no problem (the lying tests above differ only in the claim)', async () => {
+    const out = await captureCollectorOutput(from(lyingCollector('abc', { sha256: sha('abc'), bytes: 3 })), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect(out).toMatchObject({ complete: true, problems: [], artifacts: ['live/cmdline'] });
+  });
+
+  test('an artifact sent twice keeps the first copy, and is not reported as a hash mismatch', async () => {
+    const input = await framed(async (w) => {
+      await w.artifact('live/a.json', '{"first":true}');
+      await w.artifact('live/a.json', '{"second":true}');
+      await w.done({});
+    });
+    const out = await captureCollectorOutput(from(input), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect(out.artifacts).toEqual(['live/a.json']);
+    expect(out.problems).toEqual(['live/a.json was already in the case; the new copy was not written']);
+    expect(await readFile(path.join(caseFile.dir, 'live/a.json'), 'utf8')).toBe('{"first":true}');
+  });
+
   test('a second run goes to live/retry-2, never over the first', async () => {
     expect(collectorBase(caseFile, 'live')).toBe('live');
     await caseFile.record(COLLECTOR_STARTED, { prefix: 'live', base: 'live' });
