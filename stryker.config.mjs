@@ -30,7 +30,7 @@ export default {
   incrementalFile: 'reports/stryker-incremental.json',
   thresholds: { high: 90, low: 85, break: null },
   concurrency: 1,
-  timeoutMS: 20000,
+  timeoutMS: 8000,
   tempDirName: '.stryker-tmp',
   cleanTempDir: true,
 };
