@@ -1,7 +1,7 @@
 // One test per way to tamper with a sealed case directory. Each pins one check of verifyCaseDir by
 // expecting the exact problem list: with any single check removed, its test fails.
 import { createHash } from 'node:crypto';
-import { cp, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from '@jest/globals';
@@ -37,7 +37,11 @@ beforeEach(async () => {
 
 const read = (rel: string) => readFile(path.join(copy, rel), 'utf8');
 const write = (rel: string, text: string) => writeFile(path.join(copy, rel), text);
-const problems = async () => (await verifyCaseDir(copy)).problems;
+const problems = async () => {
+  const result = await verifyCaseDir(copy);
+  expect(result.ok).toBe(result.problems.length === 0);
+  return result.problems;
+};
 
 /** Rewrites the hash in the last custody line, the 'sealed' record: nothing after it links to it. */
 async function forgeSealedHash(manifest: string): Promise<void> {
@@ -140,5 +144,37 @@ describe('verifyCaseDir catches', () => {
   test('the manifest deleted', async () => {
     await unlink(path.join(copy, MANIFEST));
     expect(await verifyCaseDir(copy)).toEqual({ ok: false, problems: [`${MANIFEST} is missing: the case is not sealed`], artifacts: 0 });
+  });
+
+  test('a manifest line with anything before the hash', async () => {
+    const manifest = (await read(MANIFEST)).replace(/^(?=[0-9a-f]{64} {2}logs\/app\.log$)/m, 'x');
+    await write(MANIFEST, manifest);
+    await forgeSealedHash(manifest);
+    expect(await problems()).toEqual([`${MANIFEST} line 1 is malformed`, `logs/app.log: recorded in ${CUSTODY} but not in ${MANIFEST} (written after sealing?)`]);
+  });
+
+  test('a manifest line naming a directory, not a file', async () => {
+    const manifest = `${await read(MANIFEST)}${sha('x')}  logs\n`;
+    await write(MANIFEST, manifest);
+    await forgeSealedHash(manifest);
+    const found = await problems();
+    expect(found).toHaveLength(2);
+    expect(found[0]).toMatch(/^logs: .*EISDIR/);
+    expect(found[1]).toBe('logs: manifest entry does not match the custody log');
+  });
+
+  test('a custody log that cannot be read is an error, not "missing"', async () => {
+    await unlink(path.join(copy, CUSTODY));
+    await mkdir(path.join(copy, CUSTODY));
+    await expect(verifyCaseDir(copy)).rejects.toMatchObject({ code: 'EISDIR' });
+  });
+});
+
+describe('verifyCaseDir accepts', () => {
+  test('a manifest whose last line has no newline (every entry is still checked)', async () => {
+    const manifest = (await read(MANIFEST)).replace(/\n$/, '');
+    await write(MANIFEST, manifest);
+    await forgeSealedHash(manifest);
+    expect(await verifyCaseDir(copy)).toEqual({ ok: true, problems: [], artifacts: 3 });
   });
 });

@@ -97,3 +97,48 @@ describe('verifyCustodyChain catches', () => {
     expect(verifyCustodyChain(text([lines[0]!, 'garbage']))).toEqual({ ok: false, line: 2, reason: 'not valid JSON' });
   });
 });
+
+describe('verifyCustodyChain checks the shape of every line', () => {
+  const base = { seq: 1, time: '2026-12-03T00:00:00.000Z', actor: 'a', action: 'x', prev: GENESIS_PREV };
+  const one = (record: unknown) => verifyCustodyChain(`${JSON.stringify(record)}\n`);
+
+  test('a record with every optional field well-formed is accepted', () => {
+    expect(one({ ...base, phase: 'P', artifact: 'a/b', sha256: sha('x'), bytes: 0, detail: {} }).ok).toBe(true);
+  });
+
+  test.each<[string, unknown, string]>([
+    ['an array', [], 'not a JSON object'],
+    ['null', null, 'not a JSON object'],
+    ['a string', 'line', 'not a JSON object'],
+    ['seq as a string', { ...base, seq: '1' }, 'seq is "1", expected 1'],
+    ['time not a string', { ...base, time: 5 }, 'time must be a non-empty string'],
+    ['time empty', { ...base, time: '' }, 'time must be a non-empty string'],
+    ['actor missing', { ...base, actor: undefined }, 'actor must be a non-empty string'],
+    ['action empty', { ...base, action: '' }, 'action must be a non-empty string'],
+    ['prev a number', { ...base, prev: 0 }, 'prev must be 64 hex digits'],
+    ['prev 63 digits', { ...base, prev: '0'.repeat(63) }, 'prev must be 64 hex digits'],
+    ['phase a number', { ...base, phase: 1 }, 'phase must be a string'],
+    ['artifact a number', { ...base, artifact: 1 }, 'artifact must be a string'],
+    ['sha256 a number', { ...base, sha256: 1 }, 'sha256 must be 64 hex digits'],
+    ['sha256 not hex', { ...base, sha256: 'z'.repeat(64) }, 'sha256 must be 64 hex digits'],
+    ['bytes negative', { ...base, bytes: -1 }, 'bytes must be a non-negative integer'],
+    ['bytes fractional', { ...base, bytes: 1.5 }, 'bytes must be a non-negative integer'],
+    ['bytes a string', { ...base, bytes: '3' }, 'bytes must be a non-negative integer'],
+    ['detail an array', { ...base, detail: [] }, 'detail must be an object'],
+    ['detail null', { ...base, detail: null }, 'detail must be an object'],
+    ['detail a string', { ...base, detail: 'x' }, 'detail must be an object'],
+  ])('%s', (_what, record, reason) => {
+    expect(one(record)).toEqual({ ok: false, line: 1, reason });
+  });
+});
+
+describe('CustodyLog writes nested detail with sorted keys', () => {
+  test('null values and many keys in any order', async () => {
+    const file = path.join(tmp, 'sorted.jsonl');
+    const log = await CustodyLog.open(file, 'tester');
+    await log.append({ action: 'x', detail: { outer: { d: 1, b: null, a: 2, c: { z: 1, y: 2 }, e: 3 } } });
+    await log.close();
+    expect(await readFile(file, 'utf8')).toContain('"detail":{"outer":{"a":2,"b":null,"c":{"y":2,"z":1},"d":1,"e":3}}');
+  });
+});
+
