@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import { CaseFile } from '../../../src/evidence/index.js';
 import { FrameWriter } from '../../../src/live/frames.js';
-import { artifactPath, captureCollectorOutput, COLLECTOR_STARTED, collectorBase } from '../../../src/phases/collector-output.js';
+import { artifactPath, captureCollectorOutput, COLLECTOR_STARTED, collectorBase, collectorBases } from '../../../src/phases/collector-output.js';
 
 let root: string;
 let caseFile: CaseFile;
@@ -68,7 +68,10 @@ describe('captureCollectorOutput', () => {
     });
     const out = await captureCollectorOutput(from(input), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
     expect(out.artifacts).toEqual(['live/ok.json']);
-    expect(out.problems).toHaveLength(2);
+    expect(out.problems).toEqual([
+      'refused artifact name "node/host-process.json": not a sanitised path under live/',
+      'refused artifact name "live/../../escape": not a sanitised path under live/',
+    ]);
     expect(caseFile.has('node/host-process.json')).toBe(false);
   });
 
@@ -125,11 +128,26 @@ describe('captureCollectorOutput', () => {
     expect(await readFile(path.join(caseFile.dir, 'live/a.json'), 'utf8')).toBe('{"first":true}');
   });
 
+  test('keeps 2000 notes and counts the rest; artifacts are recorded under the phase', async () => {
+    const input = await framed(async (w) => {
+      for (let i = 0; i < 2001; i++) await w.note('info', `n${i}`);
+      await w.artifact('live/a.json', '{}');
+      await w.done({});
+    });
+    const out = await captureCollectorOutput(from(input), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect({ kept: out.notes.length, last: out.notes.at(-1)?.message, dropped: out.droppedNotes }).toEqual({ kept: 2000, last: 'n1999', dropped: 1 });
+    expect(caseFile.custodyRecords().find((r) => r.artifact === 'live/a.json')).toMatchObject({ action: 'artifact', phase: 'LiveStateCaptured' });
+  });
+
   test('a second run goes to live/retry-2, never over the first', async () => {
     expect(collectorBase(caseFile, 'live')).toBe('live');
     await caseFile.record(COLLECTOR_STARTED, { prefix: 'live', base: 'live' });
     expect(collectorBase(caseFile, 'live')).toBe('live/retry-2');
     expect(collectorBase(caseFile, 'node')).toBe('node');
+    await caseFile.record('phase-started', { prefix: 'live', base: 'elsewhere' });
+    await caseFile.record(COLLECTOR_STARTED, { prefix: 'live', base: 'live/retry-2' });
+    expect(collectorBases(caseFile)).toEqual(['live', 'live/retry-2']);
+    expect(collectorBase(caseFile, 'live')).toBe('live/retry-3');
   });
 });
 
