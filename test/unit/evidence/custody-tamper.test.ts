@@ -117,6 +117,8 @@ describe('verifyCustodyChain checks the shape of every line', () => {
     ['action empty', { ...base, action: '' }, 'action must be a non-empty string'],
     ['prev a number', { ...base, prev: 0 }, 'prev must be 64 hex digits'],
     ['prev 63 digits', { ...base, prev: '0'.repeat(63) }, 'prev must be 64 hex digits'],
+    ['prev an array holding the hex string', { ...base, prev: [GENESIS_PREV] }, 'prev must be 64 hex digits'],
+    ['sha256 an array holding a hex string', { ...base, sha256: [sha('x')] }, 'sha256 must be 64 hex digits'],
     ['phase a number', { ...base, phase: 1 }, 'phase must be a string'],
     ['artifact a number', { ...base, artifact: 1 }, 'artifact must be a string'],
     ['sha256 a number', { ...base, sha256: 1 }, 'sha256 must be 64 hex digits'],
