@@ -10,9 +10,11 @@
 import type { V1Node } from '@kubernetes/client-node';
 import { GROUP, INVESTIGATION_PLURAL, VERSION, type ContainmentStatus } from '../api/investigation.js';
 import { errorMessage, isConflict, isForbidden, isNotFound } from '../engine/kube.js';
-import { sanitizeSegment } from '../evidence/paths.js';
+import { sanitizeSegment, uidPrefix } from '../evidence/paths.js';
 import { evidenceErrorReason } from '../evidence/store.js';
-import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome, type ReleaseOutcome } from './phase.js';
+import { RetryableError } from '../errors.js';
+import type { Phase, PhaseContext, PhaseOutcome, ReleaseContext, ReleaseOutcome } from './phase.js';
+import { recordOnce } from './shared/record-once.js';
 
 const PHASE = 'NodeCordoned';
 export const CORDON_PREFIX = 'cordon.casefile.dev/';
@@ -27,7 +29,7 @@ export interface CordonHold {
 
 /** This Investigation's annotation key: the first 8 hex digits of its UID (dashes removed). */
 export function cordonKey(uid: string): string {
-  return `${CORDON_PREFIX}${uid.replace(/-/g, '').slice(0, 8).toLowerCase()}`;
+  return `${CORDON_PREFIX}${uidPrefix(uid)}`;
 }
 
 export function cordonAnnotation(investigation: string, wasUnschedulable: boolean, at: string): string {
@@ -182,7 +184,7 @@ function passThrough(err: unknown, doing: string): unknown {
   return new RetryableError(`${doing}: ${errorMessage(err)}`);
 }
 
-async function readNode(ctx: PhaseContext, name: string): Promise<V1Node | undefined> {
+async function readNode(ctx: ReleaseContext, name: string): Promise<V1Node | undefined> {
   try {
     return await ctx.kube.core.readNode({ name });
   } catch (err) {
@@ -191,7 +193,7 @@ async function readNode(ctx: PhaseContext, name: string): Promise<V1Node | undef
   }
 }
 
-const investigationName = (ctx: PhaseContext) => `${ctx.investigation.metadata.namespace}/${ctx.investigation.metadata.name}`;
+const investigationName = (ctx: ReleaseContext) => `${ctx.investigation.metadata.namespace}/${ctx.investigation.metadata.name}`;
 
 function nodeGone(nodeName: string, containment: ContainmentStatus): PhaseOutcome {
   containment.cordoned = false;
@@ -241,7 +243,7 @@ async function cordon(ctx: PhaseContext, nodeName: string, containment: Containm
       ...(hadHold ? { reapplied: true } : {}),
     }, PHASE);
   }
-  await recordOnce(ctx, 'limitation', { finding: `node ${nodeName}: ${CAVEAT}` });
+  await recordOnce(ctx, PHASE, 'limitation', { finding: `node ${nodeName}: ${CAVEAT}` });
 
   containment.cordoned = true;
   containment.nodeWasUnschedulable = plan.wasUnschedulable;
@@ -259,7 +261,7 @@ async function cordon(ctx: PhaseContext, nodeName: string, containment: Containm
 }
 
 /** Holds of Investigations that no longer exist (deleted without release): they must not keep a node cordoned forever. */
-async function staleHolds(ctx: PhaseContext, annotations: Record<string, string> | undefined, ownKey: string): Promise<Set<string>> {
+async function staleHolds(ctx: ReleaseContext, annotations: Record<string, string> | undefined, ownKey: string): Promise<Set<string>> {
   const stale = new Set<string>();
   for (const { key, hold } of casefileHolds(annotations)) {
     if (key === ownKey || !hold) continue;
@@ -279,10 +281,10 @@ async function staleHolds(ctx: PhaseContext, annotations: Record<string, string>
   return stale;
 }
 
-async function uncordon(ctx: PhaseContext, nodeName: string): Promise<ReleaseOutcome> {
+async function uncordon(ctx: ReleaseContext, nodeName: string): Promise<ReleaseOutcome> {
   const node = await readNode(ctx, nodeName);
   if (!node) {
-    await recordOnce(ctx, 'node-cordon-released', { node: nodeName, outcome: 'NodeGone' });
+    await recordOnce(ctx, PHASE, 'node-cordon-released', { node: nodeName, outcome: 'NodeGone' });
     return { message: `node ${nodeName} no longer exists: nothing to restore` };
   }
   const key = cordonKey(ctx.investigation.metadata.uid);
@@ -323,10 +325,4 @@ async function uncordon(ctx: PhaseContext, nodeName: string): Promise<ReleaseOut
   else if (plan.uncordon) message = `node ${nodeName} uncordoned: ${plan.why}${stale}`;
   else message = `node ${nodeName} left unschedulable: ${plan.why}; this Investigation's hold removed${stale}`;
   return { message, ...(differences.length ? { differences } : {}) };
-}
-
-async function recordOnce(ctx: PhaseContext, action: string, detail: Record<string, unknown>): Promise<void> {
-  const key = JSON.stringify(detail);
-  if (ctx.caseFile.custodyRecords().some((r) => r.action === action && r.phase === PHASE && JSON.stringify(r.detail) === key)) return;
-  await ctx.caseFile.record(action, detail, PHASE);
 }

@@ -1,0 +1,34 @@
+// Objects as found before containment changed them, saved in the case file under names no two objects
+// share: containment/originals/<Kind>/<namespace or _cluster>/<name>.<uid>.yaml. The name is only a
+// locator: a long name is shortened with a hash, so what an original is (kind, namespace, name) is
+// always read back from the saved object itself, never from its file name.
+import { parse } from 'yaml';
+import { sanitizeSegment } from '../../evidence/paths.js';
+import type { ReleaseContext } from '../phase.js';
+
+export const ORIGINALS_ROOT = 'containment/originals/';
+
+export function originalArtifact(kind: string, namespace: string | undefined, name: string, uid: string): string {
+  return `${ORIGINALS_ROOT}${sanitizeSegment(kind)}/${namespace ? sanitizeSegment(namespace) : '_cluster'}/${sanitizeSegment(`${name}.${uid}`)}.yaml`;
+}
+
+export interface SavedObject<T> {
+  artifact: string;
+  object: T & { kind?: string; metadata?: { name?: string; namespace?: string; uid?: string; generation?: number; resourceVersion?: string } };
+}
+
+/** Every saved original of `kind`, parsed, in artifact order. */
+export async function savedOriginals<T>(ctx: ReleaseContext, kind: string): Promise<SavedObject<T>[]> {
+  const prefix = `${ORIGINALS_ROOT}${sanitizeSegment(kind)}/`;
+  const artifacts = ctx.caseFile.artifacts().map((a) => a.artifact).filter((a) => a.startsWith(prefix) && a.endsWith('.yaml')).sort();
+  const out: SavedObject<T>[] = [];
+  for (const artifact of artifacts) {
+    const object = parse(await ctx.caseFile.readText(artifact)) as SavedObject<T>['object'] | null;
+    if (!object?.metadata?.name) {
+      ctx.log.warn({ artifact }, 'saved original names no object; skipped');
+      continue;
+    }
+    out.push({ artifact, object });
+  }
+  return out;
+}
