@@ -27,7 +27,8 @@ import type { Phase, PhaseContext, PhaseOutcome, ReleaseContext } from '../phase
 import { EventRecorder } from './events.js';
 import { isConflict, isNotFound, type Kube } from './kube.js';
 import type { Metrics } from './metrics.js';
-import { classify, RepeatFilter, type Verdict } from './outcome.js';
+import { classify, type Verdict } from './outcome.js';
+import { RepeatFilter } from './repeat-filter.js';
 import type { ReconcileResult } from './queue.js';
 
 export interface ReconcilerDeps {
@@ -201,9 +202,13 @@ export class InvestigationReconciler {
       await writer.write(status);
       return undefined;
     }
-    set(type, { status: 'Unknown', reason: 'InProgress', message: 'running' });
-    status.phase = phase.containment ? 'Containing' : 'Capturing';
-    await writer.write(status);
+    // A phase already Unknown (waiting, retrying) is not flipped back to InProgress: each flip is a status
+    // write, and each write an informer event that would run the key again before its backoff is over.
+    if (getCondition(status.conditions, type)?.status !== 'Unknown') {
+      set(type, { status: 'Unknown', reason: 'InProgress', message: 'running' });
+      status.phase = phase.containment ? 'Containing' : 'Capturing';
+      await writer.write(status);
+    }
 
     const started = performance.now();
     let outcome: PhaseOutcome;
