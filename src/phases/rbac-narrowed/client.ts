@@ -1,6 +1,6 @@
 // RBACNarrowed, the API calls: bindings are listed, read and updated, never created or deleted.
 import type { V1RoleBinding } from '@kubernetes/client-node';
-import { isNotFound } from '../../engine/kube.js';
+import { isForbidden, isNotFound } from '../../engine/kube.js';
 import type { ReleaseContext } from '../phase.js';
 import { RBAC_API_VERSION, type BindingItem, type BindingRef } from './plan.js';
 
@@ -42,6 +42,9 @@ export async function namespaceGoing(ctx: ReleaseContext, namespace: string): Pr
     return Boolean(ns.metadata?.deletionTimestamp) || ns.status?.phase === 'Terminating';
   } catch (err) {
     if (isNotFound(err)) return true;
+    // Without `get namespaces` the question cannot be answered: treat the namespace as staying (a
+    // missing binding is then reported as deleted by someone else), rather than block release.
+    if (isForbidden(err)) return false;
     throw err;
   }
 }
