@@ -73,11 +73,11 @@ export class InvestigationReconciler {
       throw err;
     }
     const log = this.deps.log.child({ investigation: key });
-    if (inv.metadata.deletionTimestamp) return this.finalize(inv, log);
-    if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) {
-      inv = await this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] });
-    }
     try {
+      if (inv.metadata.deletionTimestamp) return await this.finalize(inv, log);
+      if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) {
+        inv = await this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] });
+      }
       return await this.run(inv, log);
     } catch (err) {
       return this.stopped(key, err, log);
