@@ -5,7 +5,7 @@ import { isNotFound } from '../../engine/kube.js';
 import { during, RequeueAfter, RetryableError } from '../../errors.js';
 import type { ReleaseContext, ReleaseOutcome } from '../phase.js';
 import { jsonPointer } from '../shared/json-pointer.js';
-import { ORIGINALS_ROOT, savedOriginals } from '../shared/originals.js';
+import { savedOriginals } from '../shared/originals.js';
 import type { PatchedPolicy } from './apply.js';
 import { reattachToWorkload } from './detach.js';
 import { PHASE } from './policy.js';
@@ -28,8 +28,8 @@ export function appliedIsolation(ctx: ReleaseContext): { policy?: string; labelK
 export async function releaseIsolation(ctx: ReleaseContext): Promise<ReleaseOutcome> {
   const { namespace } = ctx.investigation.metadata;
   const applied = appliedIsolation(ctx);
-  const anySaved = ctx.caseFile.artifacts().some((a) => a.artifact.startsWith(ORIGINALS_ROOT + 'NetworkPolicy/'));
-  if (!applied.policy && !applied.labelKey && applied.patched.length === 0 && !anySaved) return { message: 'nothing was isolated' };
+  const saved = await savedOriginals<V1NetworkPolicy>(ctx, 'NetworkPolicy');
+  if (!applied.policy && !applied.labelKey && applied.patched.length === 0 && saved.length === 0) return { message: 'nothing was isolated' };
   const differences: string[] = [];
   // Workload labels first (the pod rejoins its owner while still isolated), then the incident label.
   differences.push(...(await reattachToWorkload(ctx)));
@@ -43,7 +43,7 @@ export async function releaseIsolation(ctx: ReleaseContext): Promise<ReleaseOutc
     }
   }
   const restored: string[] = [];
-  const originals = new Map((await savedOriginals<V1NetworkPolicy>(ctx, 'NetworkPolicy')).map((o) => [o.artifact, o.object]));
+  const originals = new Map(saved.map((o) => [o.artifact, o.object]));
   // An original saved without a record of its patch (the process stopped in between) is undone too.
   for (const [original, object] of originals) {
     if (!applied.patched.some((p) => p.original === original)) applied.patched.push({ name: object.metadata!.name!, original });

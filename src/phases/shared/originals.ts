@@ -17,15 +17,22 @@ export interface SavedObject<T> {
   object: T & { kind?: string; metadata?: { name?: string; namespace?: string; uid?: string; generation?: number; resourceVersion?: string } };
 }
 
-/** Every saved original of `kind`, parsed, in artifact order. */
+/** Where case files opened before this layout kept originals (same content, lossy file names). */
+const LEGACY_DIRS: Record<string, string> = {
+  NetworkPolicy: `${ORIGINALS_ROOT}networkpolicies/`,
+  RoleBinding: `${ORIGINALS_ROOT}rbac/`,
+  ClusterRoleBinding: `${ORIGINALS_ROOT}rbac/`,
+};
+
+/** Every saved original of `kind`, parsed, in artifact order; what it is comes from its content. */
 export async function savedOriginals<T>(ctx: ReleaseContext, kind: string): Promise<SavedObject<T>[]> {
-  const prefix = `${ORIGINALS_ROOT}${sanitizeSegment(kind)}/`;
-  const artifacts = ctx.caseFile.artifacts().map((a) => a.artifact).filter((a) => a.startsWith(prefix) && a.endsWith('.yaml')).sort();
+  const prefixes = [`${ORIGINALS_ROOT}${sanitizeSegment(kind)}/`, LEGACY_DIRS[kind]].filter((p): p is string => Boolean(p));
+  const artifacts = ctx.caseFile.artifacts().map((a) => a.artifact).filter((a) => prefixes.some((p) => a.startsWith(p)) && a.endsWith('.yaml')).sort();
   const out: SavedObject<T>[] = [];
   for (const artifact of artifacts) {
     const object = parse(await ctx.caseFile.readText(artifact)) as SavedObject<T>['object'] | null;
-    if (!object?.metadata?.name) {
-      ctx.log.warn({ artifact }, 'saved original names no object; skipped');
+    if (!object?.metadata?.name || (object.kind ?? kind) !== kind) {
+      if (!object?.metadata?.name) ctx.log.warn({ artifact }, 'saved original names no object; skipped');
       continue;
     }
     out.push({ artifact, object });

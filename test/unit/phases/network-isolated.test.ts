@@ -157,4 +157,18 @@ describe('NetworkIsolated release from the record', () => {
       await ctx.caseFile.close();
     }
   });
+
+  test('an original saved in the old layout (lossy file name) is still found and undone by the name inside it', async () => {
+    const cluster = seed(3);
+    const ctx = await context(cluster);
+    try {
+      const other = 'allow-web';
+      cluster.policies.set(other, { metadata: { name: other, namespace: NS, uid: 'u-web', generation: 2 }, spec: { podSelector: { matchExpressions: [{ key: KEY, operator: 'DoesNotExist' }] } } });
+      await ctx.caseFile.writeText('containment/originals/networkpolicies/allow-w~1234.yaml', stringify({ kind: 'NetworkPolicy', metadata: { name: other, namespace: NS, generation: 1 }, spec: { podSelector: {} } }));
+      await releaseIsolation(ctx);
+      expect(cluster.policies.get(other)!.spec!.podSelector).toEqual({});
+    } finally {
+      await ctx.caseFile.close();
+    }
+  });
 });
