@@ -10,6 +10,7 @@ import type { Investigation, InvestigationStatus } from '../../../src/api/invest
 import type { OperatorConfig } from '../../../src/config.js';
 import type { Kube } from '../../../src/engine/kube.js';
 import { classify } from '../../../src/engine/outcome.js';
+import { sanitizeSegment } from '../../../src/evidence/paths.js';
 import { CaseFile } from '../../../src/evidence/store.js';
 import { logger } from '../../../src/log.js';
 import { releaseIsolation } from '../../../src/phases/network-isolated/restore.js';
@@ -164,7 +165,7 @@ describe('NetworkIsolated release from the record', () => {
     try {
       const other = 'allow-web';
       cluster.policies.set(other, { metadata: { name: other, namespace: NS, uid: 'u-web', generation: 2 }, spec: { podSelector: { matchExpressions: [{ key: KEY, operator: 'DoesNotExist' }] } } });
-      await ctx.caseFile.writeText('containment/originals/networkpolicies/allow-w~1234.yaml', stringify({ kind: 'NetworkPolicy', metadata: { name: other, namespace: NS, generation: 1 }, spec: { podSelector: {} } }));
+      await ctx.caseFile.writeText(`containment/originals/networkpolicies/${sanitizeSegment(`allow-w${'x'.repeat(200)}`)}.yaml`, stringify({ kind: 'NetworkPolicy', metadata: { name: other, namespace: NS, generation: 1 }, spec: { podSelector: {} } }));
       await releaseIsolation(ctx);
       expect(cluster.policies.get(other)!.spec!.podSelector).toEqual({});
     } finally {
