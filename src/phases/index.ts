@@ -10,7 +10,7 @@ import { liveStateCaptured } from './live-state-captured.js';
 import { logsCaptured } from './logs-captured.js';
 import { manifestCaptured } from './manifest-captured.js';
 import { networkIsolated } from './network-isolated/index.js';
-import { nodeCordoned } from './node-cordoned.js';
+import { nodeCordoned } from './node-cordoned/index.js';
 import { nodeStateCaptured } from './node-state-captured.js';
 import { rbacNarrowed } from './rbac-narrowed/index.js';
 import type { Phase } from './phase.js';
