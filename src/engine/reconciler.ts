@@ -78,7 +78,9 @@ export class InvestigationReconciler {
       if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) {
         inv = await this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] });
       }
-      return await this.run(inv, log);
+      const result = await this.run(inv, log);
+      this.repeats.forget(key);
+      return result;
     } catch (err) {
       return this.stopped(key, err, log);
     }
