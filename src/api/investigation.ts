@@ -57,7 +57,7 @@ export const networkContainmentSchema = z.object({
   allowCIDRs: z.array(cidr).max(64).default([]),
   allowNamespaces: z.array(dns1123Label).max(64).default([]),
   detachFromWorkload: z.boolean().default(false),
-  verify: z.boolean().default(false),
+  verify: z.boolean().default(true),
 });
 
 export const containmentSchema = z.object({
@@ -208,8 +208,9 @@ export interface ContainmentStatus {
   label?: string;
   networkPolicy?: string;
   /** Other policies that also selected the pod, patched to exclude the incident label. */
-  patchedPolicies?: { name: string; original: string }[];
-  rbac?: { kind: 'RoleBinding' | 'ClusterRoleBinding'; namespace?: string; name: string; action: 'SubjectRemoved' | 'Deleted'; original: string }[];
+  patchedPolicies?: { name: string; original: string; generation?: number }[];
+  /** Bindings casefile took the ServiceAccount out of (updated, never deleted); emptied: no subject left. */
+  rbac?: { kind: 'RoleBinding' | 'ClusterRoleBinding'; namespace?: string; name: string; action: 'SubjectRemoved'; original: string; emptied?: boolean }[];
   /** Grants casefile cannot narrow to one account (group subjects): still in force. */
   remainingExposure?: string[];
   /** Other pods running as the same ServiceAccount: narrowing RBAC affects them too. */

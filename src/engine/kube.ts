@@ -17,6 +17,7 @@ import {
   RbacAuthorizationV1Api,
   setHeaderOptions,
 } from '@kubernetes/client-node';
+import { statusMessage } from '../errors.js';
 
 const STREAM_IDLE_MS = 60_000;
 
@@ -96,16 +97,6 @@ export class Kube {
   }
 }
 
-function statusMessage(body: string): string {
-  try {
-    const status = JSON.parse(body) as { message?: string };
-    if (status.message) return status.message;
-  } catch {
-    // not a Status object: fall through to the raw text
-  }
-  return body.slice(0, 512) || 'no response body';
-}
-
 /** `containerd://3f2a…` -> `3f2a…`: the ID as cgroups, Falco and the runtime spell it. */
 export function bareContainerID(id: string | undefined): string {
   const s = id ?? '';
@@ -123,14 +114,4 @@ export const isNotFound = (err: unknown): boolean => errorCode(err) === 404;
 export const isConflict = (err: unknown): boolean => errorCode(err) === 409;
 export const isForbidden = (err: unknown): boolean => errorCode(err) === 403;
 
-/** The API server's own explanation when there is one, else the error's message. */
-export function errorMessage(err: unknown): string {
-  if (err instanceof ApiException) {
-    const body = err.body as unknown;
-    if (typeof body === 'string') return `${err.code}: ${statusMessage(body)}`;
-    const message = (body as { message?: string } | undefined)?.message;
-    if (message) return `${err.code}: ${message}`;
-    return `${err.code}: ${err.message.split('\n')[0]}`;
-  }
-  return err instanceof Error ? err.message : String(err);
-}
+export { errorMessage } from '../errors.js';

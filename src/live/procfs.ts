@@ -1,6 +1,7 @@
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
+import { errorMessage } from '../errors.js';
 
 /** What the kernel appends to a /proc link (exe, fd, maps path) whose file was deleted. */
 export const DELETED = ' (deleted)';
@@ -31,13 +32,7 @@ export interface IdSet {
   fs: number;
 }
 
-export function errorMessage(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code !== undefined && !err.message.startsWith(code) ? `${code}: ${err.message}` : err.message;
-  }
-  return String(err);
-}
+export { errorMessage };
 
 /** Short form for notes: "ENOENT" rather than the full message that repeats the path. */
 export function errorCode(err: unknown): string {

@@ -68,14 +68,14 @@ describe('main', () => {
 });
 
 describe('the debug image entry', () => {
-  it('imports only node built-ins, src/live and the dependency-free path helpers', async () => {
+  it('imports only node built-ins, src/live and the dependency-free path and error helpers', async () => {
     const { readdir, readFile } = await import('node:fs/promises');
     const dir = new URL('../../../src/live/', import.meta.url);
-    const files = [...(await readdir(dir)).map((f) => new URL(f, dir)), new URL('../../../src/evidence/paths.ts', import.meta.url)];
+    const files = [...(await readdir(dir)).map((f) => new URL(f, dir)), new URL('../../../src/evidence/paths.ts', import.meta.url), new URL('../../../src/errors.ts', import.meta.url)];
     for (const file of files) {
       const text = await readFile(file, 'utf8');
       for (const [, spec] of text.matchAll(/^import [^;]*? from '([^']+)';/gms)) {
-        expect([file.pathname, spec]).toEqual([file.pathname, expect.stringMatching(/^(node:|\.\/[a-z-]+\.js$|\.\.\/evidence\/paths\.js$)/)]);
+        expect([file.pathname, spec]).toEqual([file.pathname, expect.stringMatching(/^(node:|\.\/[a-z-]+\.js$|\.\.\/evidence\/paths\.js$|\.\.\/errors\.js$)/)]);
       }
     }
   });

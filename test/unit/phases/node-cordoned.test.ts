@@ -7,14 +7,9 @@ import type { OperatorConfig } from '../../../src/config.js';
 import type { Kube } from '../../../src/engine/kube.js';
 import { CaseFile } from '../../../src/evidence/store.js';
 import { logger } from '../../../src/log.js';
-import {
-  casefileHolds,
-  cordonAnnotation,
-  cordonKey,
-  nodeCordoned,
-  planCordon,
-  planUncordon,
-} from '../../../src/phases/node-cordoned.js';
+import { classify } from '../../../src/engine/outcome.js';
+import { nodeCordoned } from '../../../src/phases/node-cordoned/index.js';
+import { casefileHolds, cordonAnnotation, cordonKey, planCordon, planUncordon } from '../../../src/phases/node-cordoned/plan.js';
 import type { PhaseContext } from '../../../src/phases/phase.js';
 
 const A = cordonKey('aaaaaaaa-1111-2222-3333-444444444444');
@@ -280,7 +275,8 @@ describe('NodeCordoned against a fake API server', () => {
       return n;
     };
     try {
-      await expect(nodeCordoned.run(a)).rejects.toMatchObject({ reason: 'Conflict' });
+      const err = await nodeCordoned.run(a).then(() => undefined, (e: unknown) => e);
+      expect(classify(err)).toMatchObject({ kind: 'retry', reason: 'Conflict' });
       expect(cluster.nodes.get('node-1')!.metadata!.annotations).toEqual({ changed: 'meanwhile' });
     } finally {
       await a.caseFile.close();

@@ -5,9 +5,9 @@
 // control that is cut off too (e.g. a namespace default-deny) makes the answer inconclusive, never a pass.
 import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { errorMessage, isNotFound } from '../engine/kube.js';
-import { debugImage } from './casefile-containers.js';
-import type { PhaseContext } from './phase.js';
+import { errorMessage, isNotFound } from '../../engine/kube.js';
+import { debugImage } from '../casefile-containers.js';
+import type { PhaseContext } from '../phase.js';
 
 const PORT = 8080;
 const TIMEOUT_MS = 60_000;
