@@ -5,7 +5,7 @@
 #   busybox      workloads for tests (busybox-static from Debian)
 #   debug-tools  the default image of the operator's ephemeral debug containers
 #   operator     the project's build output + the host's node runtime and the libraries it links
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 IMAGE_CACHE="$CACHE_ROOT/images"
 mkdir -p "$IMAGE_CACHE"
