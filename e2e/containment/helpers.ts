@@ -112,10 +112,54 @@ export async function startWeb(namespace: string, targetIP: string, opts: { serv
 
 // ---- traffic ----
 
-/** One TCP attempt from the client pod: true if it connected. */
+/**
+ * How one TCP attempt from the client pod ended. A policy drop times out; a policy reject (kube-router
+ * answers with ICMP port-unreachable) reads as refused, as does a port nobody listens on. So "not
+ * connected" proves a block only next to a baseline that connected to the same listener before, and
+ * a connect again after release (see expectBlockedBetween). Anything else (exec failure, no nc,
+ * a bad address) throws rather than counting as blocked.
+ */
+export type TcpOutcome = 'connected' | 'refused' | 'timed-out' | 'unreachable';
+
+export async function tcpAttempt(namespace: string, ip: string): Promise<TcpOutcome> {
+  const started = Date.now();
+  const r = await podExec(kc, namespace, 'client', 'app', ['sh', '-c', `echo | nc -w 2 ${ip} ${PORT} 2>&1 >/dev/null`], 20_000);
+  if (r.exitCode === 0) return 'connected';
+  const said = `${r.stdout}${r.stderr}`.trim();
+  if (/refused/i.test(said)) return 'refused';
+  if (/timed out|timeout/i.test(said) || (said === '' && Date.now() - started >= 1900)) return 'timed-out';
+  if (/unreachable|no route/i.test(said)) return 'unreachable';
+  throw new Error(`nc from client to ${ip}:${PORT} failed in an unexpected way (exit ${r.exitCode}): ${JSON.stringify(said)}`);
+}
+
+/** One TCP attempt from the client pod: true if it connected, false if refused, timed out or unreachable. */
 export async function connects(namespace: string, ip: string): Promise<boolean> {
-  const r = await podExec(kc, namespace, 'client', 'app', ['sh', '-c', `echo | nc -w 2 ${ip} ${PORT} >/dev/null 2>&1`], 20_000);
-  return r.exitCode === 0;
+  return (await tcpAttempt(namespace, ip)) === 'connected';
+}
+
+/**
+ * A block that proves itself: `pod` (which serves on PORT from container start) accepted a
+ * connection before `contain`, refuses or drops them while contained, and accepts again after
+ * `release`, without its container restarting in between. A listener that never started, or died,
+ * would fail the baseline or the reconnect.
+ */
+export async function expectBlockedBetween(
+  namespace: string,
+  pod: string,
+  steps: { contain: () => Promise<void>; whileContained?: () => Promise<void>; release: () => Promise<void> },
+): Promise<void> {
+  const before = await core.readNamespacedPod({ name: pod, namespace });
+  const ip = before.status!.podIP!;
+  const restarts = (p: V1Pod) => p.status?.containerStatuses?.find((c) => c.name === 'app')?.restartCount;
+  await waitConnects(namespace, `${pod} before containment (baseline)`, ip, true, 30_000);
+  await steps.contain();
+  await waitConnects(namespace, `${pod} while contained`, ip, false, 30_000);
+  expect(['refused', 'timed-out', 'unreachable']).toContain(await tcpAttempt(namespace, ip));
+  await steps.whileContained?.();
+  await steps.release();
+  await waitConnects(namespace, `${pod} after release`, ip, true, 60_000);
+  const after = await core.readNamespacedPod({ name: pod, namespace });
+  expect({ uid: after.metadata?.uid, restarts: restarts(after) }).toEqual({ uid: before.metadata?.uid, restarts: restarts(before) });
 }
 
 /** Waits (bounded) until a TCP attempt from the client to ip gives `want`. */

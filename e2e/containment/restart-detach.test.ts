@@ -3,6 +3,7 @@
 // suspect lives on outside its Service), and a target whose node no longer exists.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { DiscoveryV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import type { Investigation } from '../../src/api/investigation.js';
 import { createTestNamespace, images, registerCleanup, useCleanup, waitFor } from '../support/cluster.js';
 import {
   caseDirOf,
@@ -17,7 +18,7 @@ import {
   readEvidence,
   waitForCondition,
 } from '../operator/support.js';
-import { apps, connects, expectCaseVerifies, incidentKey, kc, policyName, podLabels, readPolicy, requestRelease, startClient, startEchoServer, startWeb, TEST_TIMEOUT_MS, waitAllowed } from './helpers.js';
+import { apps, expectBlockedBetween, expectCaseVerifies, incidentKey, kc, policyName, podLabels, readPolicy, requestRelease, startClient, startEchoServer, startWeb, TEST_TIMEOUT_MS, waitAllowed } from './helpers.js';
 
 const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
 const discovery = kc.makeApiClient(DiscoveryV1Api);
@@ -50,35 +51,48 @@ describe('containment under stress', () => {
     const { suspect } = await startWeb(ns, target, { serviceAccountName: 'web' });
     await waitAllowed(ns, 'web', 'get', 'secrets', true);
 
-    await deployOperatorWithEnv(['CASEFILE_EXIT_AFTER_PHASE=NetworkIsolated']);
-    const restartsBefore = (await operatorPod()).status?.containerStatuses?.[0]?.restartCount ?? 0;
-    const inv = await createInvestigation(ns, 'killed', {
-      target: { pod: suspect.metadata!.name! },
-      containment: { order: 'ContainFirst', network: { isolate: true }, rbac: { narrow: true } },
+    let inv: Investigation | undefined;
+    let caseDir = '';
+    await expectBlockedBetween(ns, suspect.metadata!.name!, {
+      contain: async () => {
+        await deployOperatorWithEnv(['CASEFILE_EXIT_AFTER_PHASE=NetworkIsolated']);
+        const restartsBefore = (await operatorPod()).status?.containerStatuses?.[0]?.restartCount ?? 0;
+        inv = await createInvestigation(ns, 'killed', {
+          target: { pod: suspect.metadata!.name! },
+          containment: { order: 'ContainFirst', network: { isolate: true }, rbac: { narrow: true } },
+        });
+        await waitFor('the operator to exit after NetworkIsolated and be restarted', async () => (await operatorPod()).status?.containerStatuses?.[0]?.restartCount ?? 0, {
+          timeoutMs: 120_000,
+          until: (n) => n > restartsBefore,
+        });
+        const done = await waitForCondition(ns, 'killed', 'Ready', 'True', 180_000);
+        caseDir = caseDirOf(done);
+        // Each condition with the object it claims: the policy and label, the binding gone.
+        expect(conditionOf(done, 'NetworkIsolated')?.status).toBe('True');
+        expect(await readPolicy(ns, policyName(inv))).toBeDefined();
+        expect((await podLabels(ns, suspect.metadata!.name!))[incidentKey(inv)]).toBe('isolated');
+        expect(conditionOf(done, 'RBACNarrowed')?.status).toBe('True');
+        // Its only subject was the ServiceAccount, so narrowing deletes the binding (release recreates it).
+        expect((await rbac.listNamespacedRoleBinding({ namespace: ns })).items.map((b) => b.metadata?.name)).not.toContain('web-secrets');
+        await waitAllowed(ns, 'web', 'get', 'secrets', false);
+      },
+      whileContained: async () => {
+        const actions = await custodyActions(caseDir);
+        const count = (a: string) => actions.filter((r) => r.action === a).length;
+        expect({ created: count('networkpolicy-created'), labelled: count('pod-labelled'), narrowed: count('rbac-narrowed') }).toEqual({ created: 1, labelled: 1, narrowed: 1 });
+        const artifacts = actions.filter((r) => r.action === 'artifact').map((r) => (r as { artifact?: string }).artifact);
+        expect(new Set(artifacts).size).toBe(artifacts.length);
+      },
+      release: async () => {
+        await deployOperatorWithout(['CASEFILE_EXIT_AFTER_PHASE']);
+        await requestRelease(ns, 'killed');
+        await waitForCondition(ns, 'killed', 'Released', 'True');
+      },
     });
-    await waitFor('the operator to exit after NetworkIsolated and be restarted', async () => (await operatorPod()).status?.containerStatuses?.[0]?.restartCount ?? 0, {
-      timeoutMs: 120_000,
-      until: (n) => n > restartsBefore,
-    });
-    const done = await waitForCondition(ns, 'killed', 'Ready', 'True', 180_000);
-    expect(conditionOf(done, 'NetworkIsolated')?.status).toBe('True');
-    expect(conditionOf(done, 'RBACNarrowed')?.status).toBe('True');
-    await waitAllowed(ns, 'web', 'get', 'secrets', false);
-    expect(await connects(ns, suspect.status!.podIP!)).toBe(false);
 
-    const caseDir = caseDirOf(done);
-    const actions = await custodyActions(caseDir);
-    const count = (a: string) => actions.filter((r) => r.action === a).length;
-    expect({ created: count('networkpolicy-created'), labelled: count('pod-labelled'), narrowed: count('rbac-narrowed') }).toEqual({ created: 1, labelled: 1, narrowed: 1 });
-    const artifacts = actions.filter((r) => r.action === 'artifact').map((r) => (r as { artifact?: string }).artifact);
-    expect(new Set(artifacts).size).toBe(artifacts.length);
-
-    await deployOperatorWithout(['CASEFILE_EXIT_AFTER_PHASE']);
-    await requestRelease(ns, 'killed');
-    await waitForCondition(ns, 'killed', 'Released', 'True');
     await waitAllowed(ns, 'web', 'get', 'secrets', true);
-    expect(await readPolicy(ns, policyName(inv))).toBeUndefined();
-    expect(Object.keys(await podLabels(ns, suspect.metadata!.name!))).not.toContain(incidentKey(inv));
+    expect(await readPolicy(ns, policyName(inv!))).toBeUndefined();
+    expect(Object.keys(await podLabels(ns, suspect.metadata!.name!))).not.toContain(incidentKey(inv!));
     const binding = await rbac.readNamespacedRoleBinding({ name: 'web-secrets', namespace: ns });
     expect(binding.subjects).toEqual([expect.objectContaining({ kind: 'ServiceAccount', name: 'web', namespace: ns })]);
     await expectCaseVerifies(caseDir);
@@ -101,6 +115,7 @@ describe('containment under stress', () => {
     });
     const isolated = await waitForCondition(ns, 'detach', 'NetworkIsolated', 'True');
     expect(conditionOf(isolated, 'NetworkIsolated')?.message).toContain('detached from its workload');
+    expect(await readPolicy(ns, policyName(inv))).toBeDefined();
 
     const labels = await podLabels(ns, suspect.metadata!.name!);
     expect(labels).not.toHaveProperty('app');

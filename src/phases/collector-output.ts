@@ -98,10 +98,12 @@ async function captureArtifact(
     const record = await caseFile.captureOnce(dest, () => body(), { phase: opts.phase, detail: opts.detail });
     if (record.reused) {
       out.problems.push(`${dest} was already in the case; the new copy was not written`);
+      // The close frame describes the copy that was not written: comparing it with the stored one
+      // would report a false mismatch.
       await drain();
-    } else {
-      out.artifacts.push(dest);
+      return ended;
     }
+    out.artifacts.push(dest);
   } catch (err) {
     if (evidenceErrorReason(err)) throw err;
     // A cut stream leaves the partial bytes in interrupted/ (the store records them), never in place.

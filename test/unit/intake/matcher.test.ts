@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { policyMatchSchema, parsePolicySpec } from '../../../src/api/response-policy.js';
 import { parseAlert, type FalcoAlert } from '../../../src/intake/alert-schema.js';
-import { mismatch } from '../../../src/intake/matcher.js';
+import { matches, mismatch } from '../../../src/intake/matcher.js';
 import { fixture } from './helpers.js';
 
 const alert = (): FalcoAlert => {
@@ -27,6 +27,23 @@ describe('policy matching', () => {
   ])('%s: positive and negative', (criterion, yes, no) => {
     expect(mismatch(match(yes), alert(), 'production')).toBeUndefined();
     expect(mismatch(match(no), alert(), 'production')).toBe(criterion);
+  });
+
+  it('outputFields: every key is checked, whichever one differs', () => {
+    const want = { 'container.name': 'app', 'user.uid': '1000', cluster: 'prod-eu-1' };
+    expect(mismatch(match({ outputFields: want }), alert(), 'production')).toBeUndefined();
+    for (const key of Object.keys(want)) {
+      const wrong = { ...want, [key]: 'something else' };
+      expect([key, mismatch(match({ outputFields: wrong }), alert(), 'production')]).toEqual([key, 'outputFields']);
+    }
+    expect(mismatch(match({ outputFields: { ...want, 'absent.field': 'x' } }), alert(), 'production')).toBe('outputFields');
+    // A missing field is not the string "undefined".
+    expect(mismatch(match({ outputFields: { 'absent.field': 'undefined' } }), alert(), 'production')).toBe('outputFields');
+  });
+
+  it('matches is mismatch === undefined', () => {
+    expect(matches(match({ namespaces: ['production'] }), alert(), 'production')).toBe(true);
+    expect(matches(match({ namespaces: ['staging'] }), alert(), 'production')).toBe(false);
   });
 
   it('minPriority compares in Falco order, whatever the case the sender wrote', () => {

@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import { CaseFile } from '../../../src/evidence/index.js';
 import { FrameWriter } from '../../../src/live/frames.js';
-import { artifactPath, captureCollectorOutput, COLLECTOR_STARTED, collectorBase } from '../../../src/phases/collector-output.js';
+import { artifactPath, captureCollectorOutput, COLLECTOR_STARTED, collectorBase, collectorBases } from '../../../src/phases/collector-output.js';
 
 let root: string;
 let caseFile: CaseFile;
@@ -68,7 +68,10 @@ describe('captureCollectorOutput', () => {
     });
     const out = await captureCollectorOutput(from(input), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
     expect(out.artifacts).toEqual(['live/ok.json']);
-    expect(out.problems).toHaveLength(2);
+    expect(out.problems).toEqual([
+      'refused artifact name "node/host-process.json": not a sanitised path under live/',
+      'refused artifact name "live/../../escape": not a sanitised path under live/',
+    ]);
     expect(caseFile.has('node/host-process.json')).toBe(false);
   });
 
@@ -85,11 +88,66 @@ describe('captureCollectorOutput', () => {
     expect(caseFile.has('live/cut.bin')).toBe(false);
   });
 
+  /** Hand-made frames: a collector that sends `body` but claims `claimed` in its close frame. */
+  function lyingCollector(body: string, claimed: { sha256: string; bytes: number }): Buffer[] {
+    return [
+      `${JSON.stringify({ t: 'open', artifact: 'live/cmdline' })}\n`,
+      `${JSON.stringify({ t: 'data', bytes: Buffer.byteLength(body) })}\n${body}`,
+      `${JSON.stringify({ t: 'close', ...claimed })}\n`,
+      `${JSON.stringify({ t: 'done', summary: {} })}\n`,
+    ].map((s) => Buffer.from(s));
+  }
+
+  test('a collector that lies about its hash is caught: the store keeps what arrived and says so', async () => {
+    const claimed = { sha256: sha('sleep 1000'), bytes: 10 };
+    const out = await captureCollectorOutput(from(lyingCollector('/tmp/.x -c', claimed)), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect(out.artifacts).toEqual(['live/cmdline']);
+    expect(out.problems).toEqual([`live/cmdline: the collector hashed ${claimed.sha256} (10 bytes), the store ${sha('/tmp/.x -c')} (10 bytes)`]);
+    expect(caseFile.get('live/cmdline')).toMatchObject({ sha256: sha('/tmp/.x -c'), bytes: 10 });
+  });
+
+  test('a collector that lies about the size alone is caught too', async () => {
+    const out = await captureCollectorOutput(from(lyingCollector('abc', { sha256: sha('abc'), bytes: 4 })), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect(out.problems).toEqual([`live/cmdline: the collector hashed ${sha('abc')} (4 bytes), the store ${sha('abc')} (3 bytes)`]);
+  });
+
+  test('an honest hand-made close frame raises no problem (the lying tests above differ only in the claim)', async () => {
+    const out = await captureCollectorOutput(from(lyingCollector('abc', { sha256: sha('abc'), bytes: 3 })), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect(out).toMatchObject({ complete: true, problems: [], artifacts: ['live/cmdline'] });
+  });
+
+  test('an artifact sent twice keeps the first copy, and is not reported as a hash mismatch', async () => {
+    const input = await framed(async (w) => {
+      await w.artifact('live/a.json', '{"first":true}');
+      await w.artifact('live/a.json', '{"second":true}');
+      await w.done({});
+    });
+    const out = await captureCollectorOutput(from(input), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect(out.artifacts).toEqual(['live/a.json']);
+    expect(out.problems).toEqual(['live/a.json was already in the case; the new copy was not written']);
+    expect(await readFile(path.join(caseFile.dir, 'live/a.json'), 'utf8')).toBe('{"first":true}');
+  });
+
+  test('keeps 2000 notes and counts the rest; artifacts are recorded under the phase', async () => {
+    const input = await framed(async (w) => {
+      for (let i = 0; i < 2001; i++) await w.note('info', `n${i}`);
+      await w.artifact('live/a.json', '{}');
+      await w.done({});
+    });
+    const out = await captureCollectorOutput(from(input), caseFile, { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' });
+    expect({ kept: out.notes.length, last: out.notes.at(-1)?.message, dropped: out.droppedNotes }).toEqual({ kept: 2000, last: 'n1999', dropped: 1 });
+    expect(caseFile.custodyRecords().find((r) => r.artifact === 'live/a.json')).toMatchObject({ action: 'artifact', phase: 'LiveStateCaptured' });
+  });
+
   test('a second run goes to live/retry-2, never over the first', async () => {
     expect(collectorBase(caseFile, 'live')).toBe('live');
     await caseFile.record(COLLECTOR_STARTED, { prefix: 'live', base: 'live' });
     expect(collectorBase(caseFile, 'live')).toBe('live/retry-2');
     expect(collectorBase(caseFile, 'node')).toBe('node');
+    await caseFile.record('phase-started', { prefix: 'live', base: 'elsewhere' });
+    await caseFile.record(COLLECTOR_STARTED, { prefix: 'live', base: 'live/retry-2' });
+    expect(collectorBases(caseFile)).toEqual(['live', 'live/retry-2']);
+    expect(collectorBase(caseFile, 'live')).toBe('live/retry-3');
   });
 });
 
