@@ -2,6 +2,8 @@
 // alert.json (from spec.alert); the ones that attached later are copied, verbatim journal lines, into
 // write-once artifacts `alerts/<firstSeq>-<lastSeq>.jsonl`, each holding only alerts no earlier
 // artifact holds. Called right before the case is sealed; alerts after the seal stay in the journal.
+// A case that moved off its derived name (someone else's Investigation held it) takes the alerts
+// journaled under that name; the holder takes none.
 import type { ArtifactRecord, CaseFile } from '../evidence/store.js';
 import { journalDir, readJournal, type AlertEntry } from './journal.js';
 
@@ -21,9 +23,12 @@ function importedThrough(caseFile: CaseFile): number {
 export async function importJournaledAlerts(caseFile: CaseFile, evidenceDir: string, namespace: string, name: string): Promise<ArtifactRecord | undefined> {
   const dir = journalDir(evidenceDir);
   const through = importedThrough(caseFile);
+  // The journal names cases by their derived name; where each one moved, if it did.
+  const movedTo = new Map<string, string>();
+  for await (const e of readJournal(dir)) if (e.type === 'moved' && e.investigation.namespace === namespace) movedTo.set(e.investigation.name, e.to);
   const wanted = (e: { type: string; seq: number; investigation: { namespace: string; name: string } }): boolean =>
-    e.type === 'alert' && e.seq > through && e.investigation.namespace === namespace && e.investigation.name === name;
-  // Two passes over the journal: the artifact's name needs the range, and nothing is held in memory.
+    e.type === 'alert' && e.seq > through && e.investigation.namespace === namespace && (movedTo.get(e.investigation.name) ?? e.investigation.name) === name;
+  // Two more passes: the artifact's name needs the range, and nothing is held in memory.
   let first = 0;
   let last = 0;
   for await (const e of readJournal(dir)) {

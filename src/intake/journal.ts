@@ -4,8 +4,12 @@
 // few milliseconds share one write and one fsync (group commit). Each process writes its own segment
 // files, created with O_EXCL, appended to and never rewritten; a segment is never reopened for writing,
 // so a line torn by a crash stays the (ignored) tail of its own segment.
+//
+// The journal is bounded (maxBytes over all segments): past it, alerts are refused (the sender gets
+// 503 and retries later) rather than filling the evidence volume; acknowledgements still go in, and
+// nothing already accepted is dropped.
 import { createReadStream } from 'node:fs';
-import { open, readdir, type FileHandle } from 'node:fs/promises';
+import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { errnoCode, fileStamp, fsyncDir, mkdirDurable, writeFully } from '../evidence/io.js';
@@ -48,8 +52,17 @@ export interface AckEntry {
   count: number;
 }
 
-export type JournalEntry = AlertEntry | AckEntry;
-export type NewJournalEntry = Omit<AlertEntry, 'seq'> | Omit<AckEntry, 'seq'>;
+/** The case journaled under `investigation` is opened as `to`: an Investigation casefile did not create held the name. */
+export interface MovedEntry {
+  type: 'moved';
+  seq: number;
+  at: string;
+  investigation: InvestigationRef;
+  to: string;
+}
+
+export type JournalEntry = AlertEntry | AckEntry | MovedEntry;
+export type NewJournalEntry = Omit<AlertEntry, 'seq'> | Omit<AckEntry, 'seq'> | Omit<MovedEntry, 'seq'>;
 
 export interface JournalOptions {
   log: Logger;
@@ -57,11 +70,24 @@ export interface JournalOptions {
   groupCommitMs?: number;
   /** A segment is closed and a new one started beyond this size. Default 64 MiB. */
   segmentBytes?: number;
+  /** Alerts are refused (JournalFullError) once the segments hold this much. Default 1 GiB. */
+  maxBytes?: number;
   onFsync?: (seconds: number) => void;
 }
 
+/** The journal holds maxBytes: the alert is not accepted (503 journal_full), nothing accepted is lost. */
+export class JournalFullError extends Error {
+  constructor(readonly bytes: number, readonly maxBytes: number) {
+    super(`the alert journal is full (${bytes} of ${maxBytes} bytes, --intake-journal-max-bytes); the alert was not accepted; retry later`);
+    this.name = 'JournalFullError';
+  }
+}
+
+const DEFAULT_MAX_BYTES = 1024 ** 3;
+
 interface Pending {
   entries: JournalEntry[];
+  lines: string;
   resolve: (entries: JournalEntry[]) => void;
   reject: (err: unknown) => void;
 }
@@ -76,12 +102,17 @@ export class AlertJournal {
   private flushing: Promise<void> | undefined;
   private segment: { fh: FileHandle; bytes: number } | undefined;
   private closed = false;
+  /** Bytes in the segments plus bytes waiting to be written. */
+  private bytes: number;
 
   private constructor(
     readonly dir: string,
     private lastSeq: number,
+    bytes: number,
     private readonly opts: JournalOptions,
-  ) {}
+  ) {
+    this.bytes = bytes;
+  }
 
   /** Replays every committed entry (in sequence order) through `onEntry`, then opens for appending. */
   static async open(dir: string, opts: JournalOptions, onEntry: (entry: JournalEntry) => void): Promise<AlertJournal> {
@@ -91,19 +122,30 @@ export class AlertJournal {
       lastSeq = Math.max(lastSeq, entry.seq);
       onEntry(entry);
     }
-    return new AlertJournal(dir, lastSeq, opts);
+    let bytes = 0;
+    for (const file of await journalSegments(dir)) bytes += (await stat(file)).size;
+    return new AlertJournal(dir, lastSeq, bytes, opts);
   }
 
   get sequence(): number {
     return this.lastSeq;
   }
 
+  /** Bytes the journal holds (written and pending). */
+  get size(): number {
+    return this.bytes;
+  }
+
   /** Assigns sequence numbers and resolves with the entries once they are written and fsynced. */
   append(entries: NewJournalEntry[]): Promise<JournalEntry[]> {
     if (this.closed) return Promise.reject(new Error('alert journal is closed'));
+    const max = this.opts.maxBytes ?? DEFAULT_MAX_BYTES;
+    if (this.bytes >= max && entries.some((e) => e.type === 'alert')) return Promise.reject(new JournalFullError(this.bytes, max));
     const numbered = entries.map((e) => ({ ...e, seq: ++this.lastSeq }) as JournalEntry);
+    const lines = numbered.map((e) => `${JSON.stringify(e)}\n`).join('');
+    this.bytes += Buffer.byteLength(lines);
     return new Promise((resolve, reject) => {
-      this.pending.push({ entries: numbered, resolve, reject });
+      this.pending.push({ entries: numbered, lines, resolve, reject });
       this.schedule();
     });
   }
@@ -143,7 +185,7 @@ export class AlertJournal {
     this.pending = [];
     if (batch.length === 0) return;
     const all = batch.flatMap((p) => p.entries);
-    const buf = Buffer.from(all.map((e) => `${JSON.stringify(e)}\n`).join(''), 'utf8');
+    const buf = Buffer.from(batch.map((p) => p.lines).join(''), 'utf8');
     try {
       const segment = await this.segmentFor(all[0]!.seq, buf.length);
       await writeFully(segment.fh, buf);
@@ -156,6 +198,7 @@ export class AlertJournal {
       const segment = this.segment;
       this.segment = undefined;
       await segment?.fh.close().catch(() => undefined);
+      this.bytes -= buf.length; // not written (a partial line may be: the count is an estimate until the next open)
       this.opts.log.error({ err, entries: all.length }, 'alert journal write failed');
       for (const p of batch) p.reject(err);
       return;
@@ -212,7 +255,7 @@ export async function* readJournal(dir: string, log?: Logger): AsyncGenerator<Jo
 function parseEntry(line: string): JournalEntry | undefined {
   try {
     const e = JSON.parse(line) as JournalEntry;
-    if (typeof e.seq !== 'number' || (e.type !== 'alert' && e.type !== 'ack') || typeof e.investigation?.name !== 'string') return undefined;
+    if (typeof e.seq !== 'number' || (e.type !== 'alert' && e.type !== 'ack' && e.type !== 'moved') || typeof e.investigation?.name !== 'string') return undefined;
     return e;
   } catch {
     return undefined;

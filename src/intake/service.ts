@@ -82,6 +82,7 @@ export class IntakeService {
       limiter,
       log: this.log,
       onRateLimited: () => metrics.intakeAlerts.inc({ outcome: 'rate_limited' }),
+      onNameTaken: () => metrics.intakeAlerts.inc({ outcome: 'name_taken' }),
     });
     const resolver = new PodResolver({
       get: async (namespace, name) => {
@@ -102,6 +103,7 @@ export class IntakeService {
       tls,
       auth: { tokenFile: config.tokenFile ? new TokenFile(config.tokenFile, this.log) : undefined, mutualTLS: Boolean(config.clientCA) },
       maxBodyBytes: config.maxBodyBytes,
+      maxConnections: config.maxConnections,
       ready: () => this.ready,
       accept: alertProcessor({
         resolver,
@@ -132,7 +134,7 @@ export class IntakeService {
   async startLeading(): Promise<void> {
     while (!this.stopped && !this.journal) {
       try {
-        this.journal = await AlertJournal.open(journalDir(this.deps.evidenceDir), { log: this.log, onFsync: (s) => this.deps.metrics.journalFsync.observe(s) }, (e) =>
+        this.journal = await AlertJournal.open(journalDir(this.deps.evidenceDir), { log: this.log, maxBytes: this.config.journalMaxBytes, onFsync: (s) => this.deps.metrics.journalFsync.observe(s) }, (e) =>
           this.worker.observe(e),
         );
       } catch (err) {

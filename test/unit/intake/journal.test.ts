@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { appendFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { AlertJournal, readJournal, type JournalEntry } from '../../../src/intake/journal.js';
+import { AlertJournal, JournalFullError, readJournal, type JournalEntry } from '../../../src/intake/journal.js';
 import { alertEntry, silent } from './helpers.js';
 
 let dir: string;
@@ -78,5 +78,32 @@ describe('AlertJournal', () => {
     const [next] = await reopened.append([alertEntry('a', 3)]);
     expect(next!.seq).toBe(3);
     await reopened.close();
+  });
+});
+
+describe('AlertJournal bound', () => {
+  it('refuses alerts past maxBytes with JournalFullError, still takes acknowledgements, and loses nothing accepted', async () => {
+    const journal = await AlertJournal.open(dir, { log: silent, groupCommitMs: 0, maxBytes: 4096 }, () => undefined);
+    const accepted: number[] = [];
+    let refused: unknown;
+    for (let i = 0; i < 100 && !refused; i++) {
+      try {
+        accepted.push(...(await journal.append([alertEntry('a', i)])).map((e) => e.seq));
+      } catch (err) {
+        refused = err;
+      }
+    }
+    expect(refused).toBeInstanceOf(JournalFullError);
+    expect((refused as Error).message).toMatch(/--intake-journal-max-bytes/);
+    expect(accepted.length).toBeGreaterThan(5);
+    await journal.append([{ type: 'ack', at: new Date().toISOString(), investigation: { namespace: 'production', name: 'a' }, throughSeq: accepted.at(-1)!, count: accepted.length }]);
+    await journal.close();
+
+    // Reopened, the bound counts what is on disk: still full.
+    const replayed: number[] = [];
+    const again = await AlertJournal.open(dir, { log: silent, maxBytes: 4096 }, (e) => e.type === 'alert' && replayed.push(e.seq));
+    expect(replayed).toEqual(accepted);
+    await expect(again.append([alertEntry('a', 1000)])).rejects.toBeInstanceOf(JournalFullError);
+    await again.close();
   });
 });

@@ -170,7 +170,7 @@ describe('intake over HTTP with a bearer token', () => {
     expect(r.status).toBe(202);
     expect(r.body.status).toBe('accepted');
     const lines = await journalLines(path.join(h.dir, 'journal'));
-    const line = lines.find((l) => l.seq === r.body.seq[0]);
+    const line = lines.find((l) => l.seq === r.body.seq);
     expect(line).toMatchObject({
       type: 'alert',
       source: 'falcosidekick',
