@@ -8,6 +8,14 @@ import { captureCollectorOutput, COLLECTOR_STARTED, collectorBase, type Collecto
 import type { PhaseContext, PhaseOutcome } from './phase.js';
 
 export const COLLECTOR_ENTRY = '/app/dist/live/collector-cli.js';
+/**
+ * The collector's files walk gets half of the exec's time: the suspect decides how long a walk takes,
+ * and everything else (processes, sockets, findings) is written before it starts.
+ */
+export function walkSeconds(timeoutSeconds: number): number {
+  return Math.max(1, Math.floor(timeoutSeconds / 2));
+}
+
 /** Findings kept in status (all of them are in the case file and the report). */
 export const MAX_STATUS_FINDINGS = 20;
 
@@ -51,7 +59,7 @@ async function finish(
   phase: 'LiveStateCaptured' | 'NodeStateCaptured',
 ): Promise<PhaseOutcome> {
   await ctx.caseFile.writeJSON(`${base}/collector-notes.json`, { notes: output.notes, droppedNotes: output.droppedNotes, problems: output.problems, summary: output.summary ?? null, exit: ended.text }, { phase });
-  const findings = await readFindings(ctx, `${base}/findings.json`);
+  const findings = await collectorFindings(ctx, base);
   // Status stays small: summaries quote attacker-chosen paths; the case file and report keep them whole.
   ctx.status.findings = mergeFindings(ctx.status.findings ?? [], findings.map((f) => ({ ...f, summary: f.summary.slice(0, 500) })));
   const counts = output.summary ? Object.entries(output.summary).map(([k, v]) => `${v} ${k}`).join(', ') : 'no summary';
@@ -64,6 +72,11 @@ async function finish(
     return { status: 'False', reason: 'CollectorFailed', message: `${why}; kept what it sent: ${where}` };
   }
   return { status: 'True', reason: 'Captured', message: `${where} (${counts}); ${findings.length} findings` };
+}
+
+/** Everything a collector found: written before its files walk (findings.json) and by it (file-findings.json). */
+export async function collectorFindings(ctx: Pick<PhaseContext, 'caseFile' | 'log'>, base: string): Promise<Finding[]> {
+  return [...(await readFindings(ctx, `${base}/findings.json`)), ...(await readFindings(ctx, `${base}/file-findings.json`))];
 }
 
 /** A collector's findings artifact, entries that are not well-formed findings dropped; [] when absent or unreadable. */
