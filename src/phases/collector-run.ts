@@ -2,7 +2,7 @@
 // about to run, one exec in casefile's own container, its framed output into the case file, then the
 // notes, the findings (into status) and one outcome that says what arrived and what did not.
 import type { Finding } from '../api/investigation.js';
-import { ExecTimeoutError, execStream } from '../engine/exec.js';
+import { ExecOverflowError, ExecTimeoutError, execStream } from '../engine/exec.js';
 import { errorMessage } from '../engine/kube.js';
 import { captureCollectorOutput, COLLECTOR_STARTED, collectorBase, type CollectorOutput } from './collector-output.js';
 import type { PhaseContext, PhaseOutcome } from './phase.js';
@@ -43,8 +43,8 @@ export async function runCollector(ctx: PhaseContext, run: CollectorRun): Promis
     exec.abort();
   }
   const ended = await exec.result.then(
-    (r) => ({ ok: r.exitCode === 0, text: r.exitCode === 0 ? 'exited 0' : `exited ${r.exitCode}: ${r.stderrTail.trim().slice(-500)}`, timeout: false }),
-    (err: unknown) => ({ ok: false, text: errorMessage(err), timeout: err instanceof ExecTimeoutError }),
+    (r) => ({ ok: r.exitCode === 0, text: r.exitCode === 0 ? 'exited 0' : `exited ${r.exitCode}: ${r.stderrTail.trim().slice(-500)}`, timeout: false, overflow: false }),
+    (err: unknown) => ({ ok: false, text: errorMessage(err), timeout: err instanceof ExecTimeoutError, overflow: err instanceof ExecOverflowError }),
   );
   await run.afterCapture?.(base);
   return finish(ctx, output, ended, base, run.phase);
@@ -54,7 +54,7 @@ export async function runCollector(ctx: PhaseContext, run: CollectorRun): Promis
 async function finish(
   ctx: PhaseContext,
   output: CollectorOutput,
-  ended: { ok: boolean; text: string; timeout: boolean },
+  ended: { ok: boolean; text: string; timeout: boolean; overflow: boolean },
   base: string,
   phase: 'LiveStateCaptured' | 'NodeStateCaptured',
 ): Promise<PhaseOutcome> {
@@ -66,6 +66,9 @@ async function finish(
   const where = `${output.artifacts.length} artifacts under ${base}/`;
   if (ended.timeout) {
     return { status: 'False', reason: 'CollectorTimeout', message: `the collector did not finish within ${ctx.spec.evidence.live.timeoutSeconds} s (spec.evidence.live.timeoutSeconds); kept what it sent: ${where}` };
+  }
+  if (ended.overflow) {
+    return { status: 'False', reason: 'CollectorOutputOverflow', message: `${ended.text}; the collector wrote faster than the case file could take: ${where}` };
   }
   if (!output.complete || !ended.ok || output.problems.length > 0) {
     const why = [!ended.ok ? `collector ${ended.text}` : '', !output.complete ? 'its output ended before the final frame' : '', ...output.problems.slice(0, 3)].filter(Boolean).join('; ');
