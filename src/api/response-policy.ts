@@ -1,5 +1,5 @@
 // The ResponsePolicy resource (casefile.dev/v1alpha1): which alerts open which Investigations. The CRD's
-// structural schema (config/crd) is the first gate; this schema is the second, so a policy that slipped
+// structural schema (crds/) is the first gate; this schema is the second, so a policy that slipped
 // past an older CRD is skipped with a message naming the field instead of matching by accident.
 import { z } from 'zod';
 import { containmentSchema, dns1123Label, evidenceSchema, falcoPriorities, type ObjectMeta } from './investigation.js';
