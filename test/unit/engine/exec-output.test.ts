@@ -2,8 +2,18 @@
 // as it can, the reader here is slow, and the operator's buffer must stay near the pause threshold
 // (the socket pauses, TCP pushes back on the writer) instead of growing with the stream.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from '@jest/globals';
-import WebSocket from 'ws';
+
+/** The client the Kubernetes library uses (ws); it ships no types of its own here. */
+interface WsClient {
+  on(event: 'message', listener: (data: Buffer) => void): void;
+  once(event: 'open', listener: () => void): void;
+  pause(): void;
+  resume(): void;
+  terminate(): void;
+}
+const WebSocket = createRequire(import.meta.url)('ws') as new (url: string) => WsClient;
 import { EXEC_PAUSE_AT_BYTES, ExecOutputPipe } from '../../../src/engine/exec-output.js';
 
 const MiB = 1024 * 1024;
@@ -53,7 +63,7 @@ describe('ExecOutputPipe', () => {
       pipe.write(data);
       maxBuffered = Math.max(maxBuffered, pipe.output.readableLength);
     });
-    await new Promise((r) => ws.once('open', r));
+    await new Promise<void>((r) => ws.once('open', r));
     pipe.attach(ws);
 
     // A reader much slower than loopback: about 10 MiB/s, for 24 MiB.
