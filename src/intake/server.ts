@@ -71,16 +71,19 @@ export function createIntakeServer(opts: IntakeServerOptions): http.Server {
       else res.destroy();
     });
   };
+  // Timeouts are checked this often (Node's default, 30 s, would let a slow client hold a connection 4x longer than the header timeout).
+  const checking = { connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs ?? 1000) };
   const server = opts.tls
     ? https.createServer(
         {
+          ...checking,
           cert: opts.tls.cert,
           key: opts.tls.key,
           ...(opts.tls.clientCA ? { ca: opts.tls.clientCA, requestCert: true, rejectUnauthorized: false } : {}),
         },
         handler,
       )
-    : http.createServer(handler);
+    : http.createServer(checking, handler);
   // Senders keep connections open (Go's default idle timeout is 90 s) and do not retry a POST that
   // hits a connection the server closed at that instant: close idle connections later than they do.
   // Idle connections cost a socket, not a buffer, and there are at most maxConnections of them.
