@@ -5,7 +5,10 @@
 // A case that moved off its derived name (someone else's Investigation held it) takes the alerts
 // journaled under that name; the holder takes none.
 import type { ArtifactRecord, CaseFile } from '../evidence/store.js';
-import { journalDir, readJournal, type AlertEntry } from './journal.js';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { sanitizeSegment } from '../evidence/paths.js';
+import { journalDir, readJournal, type AlertEntry, type ImportedCheck } from './journal.js';
 
 const ALERTS_ARTIFACT = /^alerts\/(\d+)-(\d+)\.jsonl$/;
 
@@ -43,4 +46,35 @@ export async function importJournaledAlerts(caseFile: CaseFile, evidenceDir: str
     }
   }
   return caseFile.captureOnce(`alerts/${first}-${last}.jsonl`, () => lines(), { phase: 'EvidenceSealed', detail: { firstSeq: first, lastSeq: last, source: 'alert journal' } });
+}
+
+/**
+ * For journal compaction: whether an alert is in a sealed case file of its Investigation, any UID
+ * (MANIFEST.sha256 present: nothing more is imported into it, and what is there is final). Reads each
+ * case's directories once per check.
+ */
+export function sealedImports(evidenceDir: string): ImportedCheck {
+  const ranges = new Map<string, Promise<[number, number][]>>();
+  const load = async (namespace: string, name: string): Promise<[number, number][]> => {
+    const nsDir = path.join(evidenceDir, sanitizeSegment(namespace));
+    const prefix = `${sanitizeSegment(name)}-`;
+    const found: [number, number][] = [];
+    const dirs = await readdir(nsDir).catch(() => [] as string[]);
+    for (const d of dirs) {
+      if (!d.startsWith(prefix) || d.length !== prefix.length + 8) continue;
+      const files = await readdir(path.join(nsDir, d)).catch(() => [] as string[]);
+      if (!files.includes('MANIFEST.sha256')) continue;
+      for (const a of await readdir(path.join(nsDir, d, 'alerts')).catch(() => [] as string[])) {
+        const m = ALERTS_ARTIFACT.exec(`alerts/${a}`);
+        if (m) found.push([Number(m[1]), Number(m[2])]);
+      }
+    }
+    return found;
+  };
+  return async (entry, name) => {
+    const key = `${entry.investigation.namespace}/${name}`;
+    let r = ranges.get(key);
+    if (!r) ranges.set(key, (r = load(entry.investigation.namespace, name)));
+    return (await r).some(([a, b]) => a <= entry.seq && entry.seq <= b);
+  };
 }

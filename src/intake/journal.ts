@@ -7,9 +7,13 @@
 //
 // The journal is bounded (maxBytes over all segments): past it, alerts are refused (the sender gets
 // 503 and retries later) rather than filling the evidence volume; acknowledgements still go in, and
-// nothing already accepted is dropped.
+// nothing already accepted is dropped. Past half of it the journal is compacted: every closed segment
+// is rewritten into one checkpoint that keeps each alert not yet both acknowledged (status.alerts
+// counts it) and copied into a sealed case file, plus one `case` line per Investigation carrying the
+// counts of what was dropped. The checkpoint is renamed into place before the segments it replaces are
+// deleted; a reader takes the newest checkpoint and only the segments begun after it.
 import { createReadStream } from 'node:fs';
-import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { errnoCode, fileStamp, fsyncDir, mkdirDurable, writeFully } from '../evidence/io.js';
@@ -21,6 +25,7 @@ import type { Logger } from '../log.js';
  */
 const JOURNAL_SUBDIR = '_intake';
 const SEGMENT = /^(\d{16})-[0-9TZ]+\.jsonl$/;
+const CHECKPOINT = /^(\d{16})-checkpoint\.jsonl$/;
 
 export interface InvestigationRef {
   namespace: string;
@@ -61,7 +66,23 @@ export interface MovedEntry {
   to: string;
 }
 
-export type JournalEntry = AlertEntry | AckEntry | MovedEntry;
+/** In a checkpoint: the alerts of one case it no longer holds line by line (seq: the checkpoint's). */
+export interface CaseEntry {
+  type: 'case';
+  seq: number;
+  investigation: InvestigationRef;
+  policy: { namespace: string; name: string };
+  podUID: string;
+  count: number;
+  first: string;
+  last: string;
+  lastSeq: number;
+  ackedThrough: number;
+}
+
+export type ImportedCheck = (entry: AlertEntry, name: string) => Promise<boolean>;
+
+export type JournalEntry = AlertEntry | AckEntry | MovedEntry | CaseEntry;
 export type NewJournalEntry = Omit<AlertEntry, 'seq'> | Omit<AckEntry, 'seq'> | Omit<MovedEntry, 'seq'>;
 
 export interface JournalOptions {
@@ -72,6 +93,13 @@ export interface JournalOptions {
   segmentBytes?: number;
   /** Alerts are refused (JournalFullError) once the segments hold this much. Default 1 GiB. */
   maxBytes?: number;
+  /**
+   * A check, fresh for each compaction, of whether an alert is in a sealed case file (`name`: the
+   * Investigation it went to). Without it the journal is never compacted. Compaction starts past
+   * compactAtBytes (default maxBytes / 2).
+   */
+  importedCheck?: () => ImportedCheck;
+  compactAtBytes?: number;
   onFsync?: (seconds: number) => void;
 }
 
@@ -104,6 +132,8 @@ export class AlertJournal {
   private closed = false;
   /** Bytes in the segments plus bytes waiting to be written. */
   private bytes: number;
+  /** Size right after the last compaction: the next one waits for real growth. */
+  private compactedAt = 0;
 
   private constructor(
     readonly dir: string,
@@ -174,10 +204,12 @@ export class AlertJournal {
   }
 
   private startFlush(): void {
-    this.flushing = this.flush().finally(() => {
-      this.flushing = undefined;
-      if (this.pending.length) this.schedule();
-    });
+    this.flushing = this.flush()
+      .then(() => this.maybeCompact())
+      .finally(() => {
+        this.flushing = undefined;
+        if (this.pending.length) this.schedule();
+      });
   }
 
   private async flush(): Promise<void> {
@@ -206,6 +238,34 @@ export class AlertJournal {
     for (const p of batch) p.resolve(p.entries);
   }
 
+  /** Runs inside the flush chain: no write happens meanwhile (appends wait in `pending`). */
+  private async maybeCompact(): Promise<void> {
+    const check = this.opts.importedCheck;
+    const at = this.opts.compactAtBytes ?? (this.opts.maxBytes ?? DEFAULT_MAX_BYTES) / 2;
+    if (!check || this.closed || this.bytes < at || this.bytes - this.compactedAt < at / 4) return;
+    try {
+      if (this.segment) {
+        await this.segment.fh.close();
+        this.segment = undefined;
+      }
+      const before = this.bytes;
+      await compactJournal(this.dir, this.lastWritten(), check());
+      let bytes = 0;
+      for (const file of await journalSegments(this.dir)) bytes += (await stat(file)).size;
+      this.bytes = bytes + this.pending.reduce((n, p) => n + Buffer.byteLength(p.lines), 0);
+      this.compactedAt = this.bytes;
+      this.opts.log.info({ before, after: this.bytes }, 'alert journal compacted');
+    } catch (err) {
+      this.compactedAt = this.bytes; // not again at once; the journal as it was stays valid
+      this.opts.log.error({ err }, 'alert journal compaction failed; the journal is unchanged');
+    }
+  }
+
+  /** The highest sequence number on disk (entries in `pending` are numbered but not written). */
+  private lastWritten(): number {
+    return this.lastSeq - this.pending.reduce((n, p) => n + p.entries.length, 0);
+  }
+
   private async segmentFor(firstSeq: number, bytes: number): Promise<{ fh: FileHandle; bytes: number }> {
     const max = this.opts.segmentBytes ?? 64 * 1024 * 1024;
     if (this.segment && this.segment.bytes > 0 && this.segment.bytes + bytes > max) {
@@ -222,16 +282,84 @@ export class AlertJournal {
   }
 }
 
-/** Segment files in sequence order. */
-async function journalSegments(dir: string): Promise<string[]> {
+/** What to read: the newest checkpoint, then the segments begun after it, in sequence order; and what they replace. */
+async function journalFiles(dir: string): Promise<{ live: string[]; replaced: string[] }> {
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return [];
+    if (errnoCode(err) === 'ENOENT') return { live: [], replaced: [] };
     throw err;
   }
-  return names.filter((n) => SEGMENT.test(n)).sort().map((n) => path.join(dir, n));
+  const checkpoints = names.filter((n) => CHECKPOINT.test(n)).sort();
+  const newest = checkpoints.at(-1);
+  const through = newest ? Number(CHECKPOINT.exec(newest)![1]) : 0;
+  const segments = names.filter((n) => SEGMENT.test(n)).sort();
+  const after = segments.filter((n) => Number(SEGMENT.exec(n)![1]) > through);
+  return {
+    live: [...(newest ? [newest] : []), ...after].map((n) => path.join(dir, n)),
+    // Also the temporary file of a compaction that crashed.
+    replaced: [...checkpoints.slice(0, -1), ...segments.filter((n) => !after.includes(n)), ...names.filter((n) => n.endsWith('.tmp'))].map((n) => path.join(dir, n)),
+  };
+}
+
+async function journalSegments(dir: string): Promise<string[]> {
+  return (await journalFiles(dir)).live;
+}
+
+const caseKey = (ref: InvestigationRef) => `${ref.namespace}/${ref.name}`;
+
+/**
+ * Rewrites every entry up to `through` into one checkpoint: alerts kept unless acknowledged and
+ * imported, acknowledgements and dropped alerts folded into `case` lines, moves kept. Then deletes
+ * what it replaces. A crash before the rename leaves only a temporary file; after it, the old files
+ * are ignored by readers and deleted on the next compaction.
+ */
+export async function compactJournal(dir: string, through: number, isImported: ImportedCheck): Promise<void> {
+  const acked = new Map<string, number>();
+  const movedTo = new Map<string, string>();
+  for await (const e of readJournal(dir)) {
+    if (e.seq > through) continue;
+    const key = caseKey(e.investigation);
+    if (e.type === 'ack') acked.set(key, Math.max(acked.get(key) ?? 0, e.throughSeq));
+    if (e.type === 'case') acked.set(key, Math.max(acked.get(key) ?? 0, e.ackedThrough));
+    if (e.type === 'moved') movedTo.set(key, e.to);
+  }
+  const folded = new Map<string, CaseEntry>();
+  const fold = (key: string, c: Omit<CaseEntry, 'type' | 'seq'>) => {
+    const f = folded.get(key);
+    if (!f) return folded.set(key, { type: 'case', seq: through, ...c, ackedThrough: acked.get(key) ?? 0 });
+    f.count += c.count;
+    if (c.first < f.first) f.first = c.first;
+    if (c.last > f.last) f.last = c.last;
+    f.lastSeq = Math.max(f.lastSeq, c.lastSeq);
+  };
+  const tmp = path.join(dir, `checkpoint-${through}.tmp`);
+  const fh = await open(tmp, 'w');
+  try {
+    const moves: MovedEntry[] = [];
+    for await (const e of readJournal(dir)) {
+      if (e.seq > through) continue;
+      const key = caseKey(e.investigation);
+      if (e.type === 'moved') moves.push(e);
+      else if (e.type === 'case') fold(key, e);
+      else if (e.type === 'alert') {
+        const droppable = e.seq <= (acked.get(key) ?? 0) && (await isImported(e, movedTo.get(key) ?? e.investigation.name));
+        if (droppable) fold(key, { investigation: e.investigation, policy: e.policy, podUID: e.pod.uid, count: 1, first: e.receivedAt, last: e.receivedAt, lastSeq: e.seq, ackedThrough: 0 });
+        else await writeFully(fh, Buffer.from(`${JSON.stringify(e)}\n`));
+      }
+    }
+    // Cases before moves: replaying a move needs its case.
+    for (const c of folded.values()) await writeFully(fh, Buffer.from(`${JSON.stringify(c)}\n`));
+    for (const m of moves) await writeFully(fh, Buffer.from(`${JSON.stringify(m)}\n`));
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path.join(dir, `${String(through).padStart(16, '0')}-checkpoint.jsonl`));
+  await fsyncDir(dir);
+  for (const file of (await journalFiles(dir)).replaced) await rm(file, { force: true });
+  await fsyncDir(dir);
 }
 
 /**
@@ -255,7 +383,7 @@ export async function* readJournal(dir: string, log?: Logger): AsyncGenerator<Jo
 function parseEntry(line: string): JournalEntry | undefined {
   try {
     const e = JSON.parse(line) as JournalEntry;
-    if (typeof e.seq !== 'number' || (e.type !== 'alert' && e.type !== 'ack' && e.type !== 'moved') || typeof e.investigation?.name !== 'string') return undefined;
+    if (typeof e.seq !== 'number' || !['alert', 'ack', 'moved', 'case'].includes(e.type) || typeof e.investigation?.name !== 'string') return undefined;
     return e;
   } catch {
     return undefined;

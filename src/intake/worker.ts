@@ -124,10 +124,10 @@ export class AlertWorker {
         origin: entry.investigation,
         ref: entry.investigation,
         policy: `${entry.policy.namespace}/${entry.policy.name}`,
-        podUID: entry.pod.uid,
+        podUID: entry.type === 'case' ? entry.podUID : entry.pod.uid,
         count: 0,
-        first: entry.receivedAt,
-        last: entry.receivedAt,
+        first: entry.type === 'case' ? entry.first : entry.receivedAt,
+        last: entry.type === 'case' ? entry.last : entry.receivedAt,
         lastSeq: 0,
         ackedThrough: 0,
         exists: false,
@@ -136,6 +136,17 @@ export class AlertWorker {
         releasedLogged: false,
       };
       this.cases.set(key, s);
+    }
+    if (entry.type === 'case') {
+      // A checkpoint's summary of alerts it no longer holds one by one.
+      s.count += entry.count;
+      if (entry.first < s.first) s.first = entry.first;
+      if (entry.last > s.last) s.last = entry.last;
+      s.lastSeq = Math.max(s.lastSeq, entry.lastSeq);
+      s.ackedThrough = Math.max(s.ackedThrough, entry.ackedThrough);
+      if (s.creator && s.creator.seq <= s.ackedThrough) s.creator = undefined;
+      if (s.latest && s.latest.seq <= s.ackedThrough) s.latest = undefined;
+      return;
     }
     s.count++;
     if (entry.receivedAt < s.first) s.first = entry.receivedAt;

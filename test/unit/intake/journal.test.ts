@@ -107,3 +107,52 @@ describe('AlertJournal bound', () => {
     await again.close();
   });
 });
+
+describe('AlertJournal compaction', () => {
+  /** Alerts per case as a replay sees them: line by line, plus a checkpoint's folded counts. */
+  async function counts(): Promise<Map<string, number>> {
+    const n = new Map<string, number>();
+    for await (const e of readJournal(dir)) {
+      if (e.type === 'alert') n.set(e.investigation.name, (n.get(e.investigation.name) ?? 0) + 1);
+      if (e.type === 'case') n.set(e.investigation.name, (n.get(e.investigation.name) ?? 0) + e.count);
+    }
+    return n;
+  }
+
+  it('past half its bound, drops alerts acknowledged and in a sealed case file, keeps the rest and every count', async () => {
+    const imported = new Set<number>();
+    const journal = await AlertJournal.open(dir, { log: silent, groupCommitMs: 0, maxBytes: 64 * 1024, importedCheck: () => async (e) => imported.has(e.seq) }, () => undefined);
+    const seqs = { a: [] as number[], b: [] as number[] };
+    // Case a: acknowledged and imported; case b: acknowledged, never sealed.
+    for (let i = 0; i < 10; i++) {
+      seqs.a.push(...(await journal.append([alertEntry('a', i)])).map((e) => e.seq));
+      seqs.b.push(...(await journal.append([alertEntry('b', i)])).map((e) => e.seq));
+    }
+    for (const s of seqs.a) imported.add(s);
+    for (const name of ['a', 'b'] as const) {
+      await journal.append([{ type: 'ack', at: new Date().toISOString(), investigation: { namespace: 'production', name }, throughSeq: seqs[name].at(-1)!, count: 10 }]);
+    }
+    // Past 32 KiB: compaction runs after a flush.
+    let i = 100;
+    while ((await readdir(dir)).every((f) => !f.endsWith('-checkpoint.jsonl'))) {
+      if (i > 400) throw new Error('never compacted');
+      seqs.b.push(...(await journal.append([alertEntry('b', i++)])).map((e) => e.seq));
+    }
+    const kept = new Set<number>();
+    for await (const e of readJournal(dir)) if (e.type === 'alert') kept.add(e.seq);
+    expect(seqs.a.filter((s) => kept.has(s))).toEqual([]); // a's alerts: folded into a case line
+    expect(seqs.b.filter((s) => !kept.has(s))).toEqual([]); // b's: all still there for its case file
+    expect(await counts()).toEqual(new Map([['a', 10], ['b', seqs.b.length]]));
+    expect(journal.size).toBeLessThan(64 * 1024);
+
+    // Appends continue after it, and a reopen reads the checkpoint plus the newer segments only.
+    const [later] = await journal.append([alertEntry('a', 999)]);
+    await journal.close();
+    const replayed: JournalEntry[] = [];
+    const again = await AlertJournal.open(dir, { log: silent }, (e) => replayed.push(e));
+    expect(replayed.find((e) => e.type === 'case' && e.investigation.name === 'a')).toMatchObject({ count: 10, ackedThrough: seqs.a.at(-1) });
+    expect(replayed.some((e) => e.seq === later!.seq)).toBe(true);
+    expect(await counts()).toEqual(new Map([['a', 11], ['b', seqs.b.length]]));
+    await again.close();
+  });
+});

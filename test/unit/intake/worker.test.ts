@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Investigation } from '../../../src/api/investigation.js';
 import type { InvestigationBody } from '../../../src/intake/investigation-factory.js';
-import { AlertJournal, type InvestigationRef } from '../../../src/intake/journal.js';
+import { AlertJournal, type AlertEntry, type InvestigationRef } from '../../../src/intake/journal.js';
 import { KeyedRateLimiter } from '../../../src/intake/rate-limit.js';
 import { AlertWorker, type AlertsStatus, type InvestigationApi } from '../../../src/intake/worker.js';
 import { alertEntry, silent } from './helpers.js';
@@ -194,5 +194,14 @@ describe('AlertWorker', () => {
     expect(held.length).toBeGreaterThan(0);
     await worker.stop();
     await journal.close();
+  });
+
+  it("a checkpoint's case line restores the counts and the acknowledgement without re-creating the case", async () => {
+    const api = new FakeApi();
+    const worker = new AlertWorker({ api, journal: () => undefined, limiter: new KeyedRateLimiter(() => ({ rate: 1000, burst: 1000 })), log: silent });
+    const ref = { namespace: 'production', name: 'case-k' };
+    worker.observe({ type: 'case', seq: 50, investigation: ref, policy: { namespace: 'casefile-system', name: 'shells' }, podUID: 'uid-web-0', count: 40, first: '2026-11-20T10:00:00.000Z', last: '2026-11-20T10:05:00.000Z', lastSeq: 48, ackedThrough: 48 });
+    worker.observe({ ...(alertEntry('case-k', 7) as Omit<AlertEntry, 'seq'>), seq: 49 } as AlertEntry);
+    expect(worker.alerts(ref)).toEqual({ count: 41, first: '2026-11-20T10:00:00.000Z', last: '2026-11-20T10:05:00.000Z', lastSeq: 49, ackedThrough: 48 });
   });
 });
