@@ -36,6 +36,8 @@ export class ExecOutputPipe extends Writable {
   ) {
     super();
     this.output = new Readable({ highWaterMark: limits.pauseAtBytes, read: () => this.resumeSource() });
+    // A frame the client writes after the connection ended (write after end) is dropped, not a crash.
+    this.on('error', () => undefined);
   }
 
   attach(source: PausableSource): void {
