@@ -27,16 +27,19 @@ const LIVE = { enabled: true, timeoutSeconds: 90, redactEnvironment: true };
 /** The suspect's setup, as its own shell script (busybox). */
 const HOSTILE = [
   'set -e',
-  'truncate -s 1T /tmp/huge.bin',
-  "printf '\\177ELF' | dd of=/tmp/huge.bin conv=notrunc 2>/dev/null",
+  // An ELF header, then a hole up to 1 TiB (dd extends the file to its seek offset).
+  "printf '\\177ELF' > /tmp/huge.bin",
+  'dd if=/dev/null of=/tmp/huge.bin bs=1048576 seek=1048576 count=0 2>/dev/null',
   'chmod +x /tmp/huge.bin',
   "printf '#!/bin/sh\\n' > \"/tmp/two\nlines\"",
   'chmod +x "/tmp/two\nlines"',
   "printf '#!/bin/sh\\n' > \"/tmp/bad-$(printf '\\303\\050')\"",
   'for i in $(seq 1 40); do head -c 1048576 /dev/urandom > /tmp/blob$i; chmod +x /tmp/blob$i; done',
   'A=$(head -c 100000 /dev/zero | tr "\\0" A)',
-  'env BIG1=$A BIG2=$A sh -c "sleep 3600" $A $A &',
-  '(i=0; while [ $i -lt 20000 ]; do echo "flood line $i $A" | head -c 1000; echo; i=$((i+1)); done) &',
+  // "; exit 0": a lone command would be exec'd in place of sh, and the long arguments with it.
+  'env BIG1=$A BIG2=$A sh -c "sleep 3600; exit 0" $A $A &',
+  'B=$(head -c 1000 /dev/zero | tr "\\0" B)',
+  '(i=0; while [ $i -lt 20000 ]; do echo "flood $i $B"; i=$((i+1)); done) &',
   'touch /tmp/ready',
   'exec sleep 3600',
 ].join('\n');
