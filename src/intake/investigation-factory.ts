@@ -38,7 +38,7 @@ export function buildInvestigation(entry: AlertEntry, as: InvestigationRef = ent
     spec: {
       ...entry.template,
       target,
-      alert: { source: entry.source, rule: entry.alert.rule, priority: entry.alert.priority, time: entry.alert.time, raw: capRaw(entry.raw) },
+      alert: { source: entry.source, rule: entry.alert.rule, priority: entry.alert.priority, time: entry.alert.time, raw: capRaw(entry.raw ?? '') },
     },
   };
 }

@@ -43,8 +43,29 @@ export interface AlertEntry {
   alert: { rule: string; priority: string; time: string };
   /** The policy's investigation template as it was when the alert matched. */
   template: Record<string, unknown>;
-  /** The request body, verbatim. */
-  raw: string;
+  /**
+   * The request body, verbatim. An alert matching several policies is stored once: the first entry
+   * of the append carries `raw`, the others `rawSeq`, the sequence number of that first entry (which
+   * always comes right before them). readJournal fills `raw` back in.
+   */
+  raw?: string;
+  rawSeq?: number;
+}
+
+/** Fills in `raw` for entries that refer to it, reading entries in journal order. */
+class RawResolver {
+  private last: { seq: number; raw: string } | undefined;
+
+  resolve<T extends JournalEntry>(e: T): T {
+    if (e.type !== 'alert') return e;
+    if (e.raw !== undefined) {
+      this.last = { seq: e.seq, raw: e.raw };
+      return e;
+    }
+    if (e.rawSeq === undefined || this.last?.seq !== e.rawSeq) return e;
+    const { rawSeq: _, ...rest } = e;
+    return { ...rest, raw: this.last.raw } as T;
+  }
 }
 
 /** The Investigation's status.alerts includes every alert of it up to throughSeq. */
@@ -172,7 +193,10 @@ export class AlertJournal {
     const max = this.opts.maxBytes ?? DEFAULT_MAX_BYTES;
     if (this.bytes >= max && entries.some((e) => e.type === 'alert')) return Promise.reject(new JournalFullError(this.bytes, max));
     const numbered = entries.map((e) => ({ ...e, seq: ++this.lastSeq }) as JournalEntry);
-    const lines = numbered.map((e) => `${JSON.stringify(e)}\n`).join('');
+    // One alert matching several policies: its body is written once.
+    const carrier = numbered.find((e): e is AlertEntry => e.type === 'alert' && e.raw !== undefined);
+    const stored = numbered.map((e) => (e.type === 'alert' && carrier && e !== carrier && e.raw === carrier.raw ? { ...e, raw: undefined, rawSeq: carrier.seq } : e));
+    const lines = stored.map((e) => `${JSON.stringify(e)}\n`).join('');
     this.bytes += Buffer.byteLength(lines);
     return new Promise((resolve, reject) => {
       this.pending.push({ entries: numbered, lines, resolve, reject });
@@ -363,10 +387,12 @@ export async function compactJournal(dir: string, through: number, isImported: I
 }
 
 /**
- * Every committed entry, in sequence order, streamed. A line that does not parse (the torn tail of a
- * segment whose writer crashed mid-write, never acknowledged) is skipped with a warning.
+ * Every committed entry, in sequence order, streamed, each alert with its `raw`. A line that does not
+ * parse (the torn tail of a segment whose writer crashed mid-write, never acknowledged) is skipped
+ * with a warning.
  */
 export async function* readJournal(dir: string, log?: Logger): AsyncGenerator<JournalEntry> {
+  const raws = new RawResolver();
   for (const file of await journalSegments(dir)) {
     const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
     let n = 0;
@@ -374,7 +400,7 @@ export async function* readJournal(dir: string, log?: Logger): AsyncGenerator<Jo
       n++;
       if (!line) continue;
       const entry = parseEntry(line);
-      if (entry) yield entry;
+      if (entry) yield raws.resolve(entry);
       else log?.warn({ file, line: n }, 'skipping an unreadable alert journal line (torn by a crash?)');
     }
   }

@@ -156,3 +156,31 @@ describe('AlertJournal compaction', () => {
     await again.close();
   });
 });
+
+describe('an alert matching several policies', () => {
+  it('is stored once; every reader gets each entry with its raw body, also after a compaction drops the first', async () => {
+    const imported = new Set<number>();
+    const journal = await AlertJournal.open(dir, { log: silent, groupCommitMs: 0, maxBytes: 64 * 1024, importedCheck: () => async (e) => imported.has(e.seq) }, () => undefined);
+    const raw = JSON.stringify({ rule: 'Terminal shell in container', padding: 'r'.repeat(2000) });
+    const two = [alertEntry('by-policy-a', 1), alertEntry('by-policy-b', 1)].map((e) => ({ ...e, raw }));
+    const [a, b] = await journal.append(two);
+    expect([a, b].map((e) => (e as { raw?: string }).raw)).toEqual([raw, raw]); // the caller sees both whole
+    const text = (await Promise.all((await readdir(dir)).map((f) => readFile(path.join(dir, f), 'utf8')))).join('');
+    expect(text.split('r'.repeat(2000)).length - 1).toBe(1);
+    const read: JournalEntry[] = [];
+    for await (const e of readJournal(dir)) read.push(e);
+    expect(read.map((e) => (e as { raw?: string }).raw)).toEqual([raw, raw]);
+
+    // The first (case a) acknowledged and sealed, the second not: a compaction drops the first only.
+    imported.add(a!.seq);
+    await journal.append([{ type: 'ack', at: new Date().toISOString(), investigation: { namespace: 'production', name: 'by-policy-a' }, throughSeq: a!.seq, count: 1 }]);
+    for (let i = 0; (await readdir(dir)).every((f) => !f.endsWith('-checkpoint.jsonl')); i++) {
+      if (i > 400) throw new Error('never compacted');
+      await journal.append([alertEntry('filler', i)]);
+    }
+    const after: JournalEntry[] = [];
+    for await (const e of readJournal(dir)) if (e.type === 'alert' && e.investigation.name.startsWith('by-policy')) after.push(e);
+    expect(after.map((e) => [e.investigation.name, (e as { raw?: string }).raw])).toEqual([['by-policy-b', raw]]);
+    await journal.close();
+  });
+});
