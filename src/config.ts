@@ -16,6 +16,9 @@ export const intakeConfigSchema = z
     tlsKey: z.string().min(1).optional(),
     clientCA: z.string().min(1).optional(),
     maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    /** The alert journal's bound: past it, alerts get 503 journal_full instead of filling the evidence volume. */
+    journalMaxBytes: z.number().int().min(1024 * 1024).default(1024 ** 3),
+    maxConnections: z.number().int().min(1).max(65_536).default(256),
     namespaceRate: z.number().positive().max(1000).default(1),
     namespaceBurst: z.number().int().min(1).max(10_000).default(20),
     policyRate: z.number().positive().max(1000).default(2),

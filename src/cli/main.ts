@@ -54,6 +54,8 @@ program
   .option('--intake-tls-key <file>', 'private key of --intake-tls-cert (PEM)', process.env.CASEFILE_INTAKE_TLS_KEY)
   .option('--intake-client-ca <file>', 'accept client certificates signed by this CA (mutual TLS)', process.env.CASEFILE_INTAKE_CLIENT_CA)
   .option('--intake-max-body-bytes <n>', 'largest alert accepted (413 above)', int('--intake-max-body-bytes'), envNumber('CASEFILE_INTAKE_MAX_BODY_BYTES'))
+  .option('--intake-journal-max-bytes <n>', 'bound of the alert journal on the evidence volume (alerts get 503 journal_full past it)', int('--intake-journal-max-bytes'), envNumber('CASEFILE_INTAKE_JOURNAL_MAX_BYTES'))
+  .option('--intake-max-connections <n>', 'open intake connections at most (more are closed on arrival)', int('--intake-max-connections'), envNumber('CASEFILE_INTAKE_MAX_CONNECTIONS'))
   .option('--intake-namespace-rate <per-second>', 'Investigations an alert may open per second in one namespace', num('--intake-namespace-rate'), envNumber('CASEFILE_INTAKE_NAMESPACE_RATE'))
   .option('--intake-namespace-burst <n>', 'Investigations alerts may open at once in one namespace', int('--intake-namespace-burst'), envNumber('CASEFILE_INTAKE_NAMESPACE_BURST'))
   .option('--intake-policy-rate <per-second>', 'Investigations one ResponsePolicy may open per second', num('--intake-policy-rate'), envNumber('CASEFILE_INTAKE_POLICY_RATE'))
@@ -83,6 +85,8 @@ program
         tlsKey: opts.intakeTlsKey || undefined,
         clientCA: opts.intakeClientCa || undefined,
         maxBodyBytes: opts.intakeMaxBodyBytes,
+        journalMaxBytes: opts.intakeJournalMaxBytes,
+        maxConnections: opts.intakeMaxConnections,
         namespaceRate: opts.intakeNamespaceRate,
         namespaceBurst: opts.intakeNamespaceBurst,
         policyRate: opts.intakePolicyRate,

@@ -14,6 +14,7 @@ import { isNotFound, type Kube } from '../engine/kube.js';
 import type { Metrics } from '../engine/metrics.js';
 import type { Logger } from '../log.js';
 import { TokenFile } from './auth.js';
+import { sealedImports } from './case-file-import.js';
 import { AlertJournal, journalDir } from './journal.js';
 import { PolicyCache } from './policy-cache.js';
 import { PodResolver } from './pod-resolver.js';
@@ -82,6 +83,7 @@ export class IntakeService {
       limiter,
       log: this.log,
       onRateLimited: () => metrics.intakeAlerts.inc({ outcome: 'rate_limited' }),
+      onNameTaken: () => metrics.intakeAlerts.inc({ outcome: 'name_taken' }),
     });
     const resolver = new PodResolver({
       get: async (namespace, name) => {
@@ -102,6 +104,7 @@ export class IntakeService {
       tls,
       auth: { tokenFile: config.tokenFile ? new TokenFile(config.tokenFile, this.log) : undefined, mutualTLS: Boolean(config.clientCA) },
       maxBodyBytes: config.maxBodyBytes,
+      maxConnections: config.maxConnections,
       ready: () => this.ready,
       accept: alertProcessor({
         resolver,
@@ -132,7 +135,7 @@ export class IntakeService {
   async startLeading(): Promise<void> {
     while (!this.stopped && !this.journal) {
       try {
-        this.journal = await AlertJournal.open(journalDir(this.deps.evidenceDir), { log: this.log, onFsync: (s) => this.deps.metrics.journalFsync.observe(s) }, (e) =>
+        this.journal = await AlertJournal.open(journalDir(this.deps.evidenceDir), { log: this.log, maxBytes: this.config.journalMaxBytes, importedCheck: () => sealedImports(this.deps.evidenceDir), onFsync: (s) => this.deps.metrics.journalFsync.observe(s) }, (e) =>
           this.worker.observe(e),
         );
       } catch (err) {

@@ -118,6 +118,17 @@ export async function* handleChunks(handle: FileHandle, limit = Number.MAX_SAFE_
   }
 }
 
+/** A process's command line or environment is read up to this much: the suspect chooses their size. */
+export const MAX_PROC_LIST_BYTES = 64 * 1024;
+
+/** The first `max` bytes of a file, and whether there was more. */
+export async function readHead(file: string, max: number): Promise<{ buf: Buffer; truncated: boolean }> {
+  const parts: Buffer[] = [];
+  for await (const chunk of readChunks(file, max + 1)) parts.push(chunk);
+  const all = Buffer.concat(parts);
+  return { buf: all.subarray(0, max), truncated: all.length > max };
+}
+
 /** Streams a file (including /proc files whose size reads as 0) in chunks, never whole, up to `limit` bytes. */
 export async function* readChunks(file: string, limit = Number.MAX_SAFE_INTEGER): AsyncGenerator<Buffer> {
   const handle = await open(file, 'r');

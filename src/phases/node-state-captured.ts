@@ -5,7 +5,7 @@
 // (the suspect's namespace may forbid it), and is removed after its run; both go into custody.
 import type { V1Pod } from '@kubernetes/client-node';
 import { bareContainerID, errorMessage, isForbidden, isNotFound } from '../engine/kube.js';
-import { COLLECTOR_ENTRY, runCollector } from './collector-run.js';
+import { COLLECTOR_ENTRY, runCollector, walkSeconds } from './collector-run.js';
 import { collectorSecurityContext, DEBUG_CAPABILITIES, debugImage, idleSeconds, waitForContainer } from './casefile-containers.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
@@ -66,6 +66,7 @@ async function collect(ctx: PhaseContext, namespace: string, pod: string): Promi
     '--host-prefix', HOST_PREFIX,
     '--runtime-state', `${ctx.config.runtimeState}/${TASK_BUNDLES}`,
     '--max-file-bytes', String(ctx.spec.evidence.live.maxFileBytes),
+    '--walk-seconds', String(walkSeconds(ctx.spec.evidence.live.timeoutSeconds)),
   ];
   return runCollector(ctx, {
     phase: 'NodeStateCaptured',
