@@ -12,6 +12,7 @@ import { GROUP, INVESTIGATION_PLURAL, VERSION, type ContainmentStatus } from '..
 import { errorMessage, isConflict, isForbidden, isNotFound } from '../engine/kube.js';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { evidenceErrorReason } from '../evidence/store.js';
+import { nodeActionRefusal } from '../security/node-actions.js';
 import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome, type ReleaseOutcome } from './phase.js';
 
 const PHASE = 'NodeCordoned';
@@ -156,6 +157,8 @@ export const nodeCordoned: Phase = {
       containment.cordoned = false;
       return { status: 'False', reason: 'NodeUnknown', message: `pod ${ctx.spec.target.pod} was never scheduled to a node: nothing to cordon` };
     }
+    const refusal = await nodeActionRefusal(ctx, 'cordon');
+    if (refusal) return refusal;
     try {
       return await cordon(ctx, nodeName, containment);
     } catch (err) {

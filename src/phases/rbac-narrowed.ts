@@ -12,6 +12,7 @@ import type { ContainmentStatus } from '../api/investigation.js';
 import { errorMessage, isConflict, isForbidden, isNotFound } from '../engine/kube.js';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { evidenceErrorReason } from '../evidence/store.js';
+import { nodeActionRefusal } from '../security/node-actions.js';
 import { podGone } from './manifest-captured.js';
 import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome, type ReleaseOutcome } from './phase.js';
 import { reviewAccess, subjectReachesServiceAccount } from './scope-mapped.js';
@@ -348,6 +349,8 @@ export const rbacNarrowed: Phase = {
   async run(ctx): Promise<PhaseOutcome> {
     const pod = await ctx.livePod();
     if (!pod) return podGone(ctx.spec.target.pod);
+    const refusal = await nodeActionRefusal(ctx, 'rbac-narrowing');
+    if (refusal) return refusal;
     const namespace = ctx.investigation.metadata.namespace;
     const sa = pod.spec?.serviceAccountName ?? 'default';
     try {
