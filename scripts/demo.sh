@@ -19,6 +19,11 @@ step "starting the demo workload shop/web (2 replicas; one will be our suspect)"
 sed "s#BUSYBOX_IMAGE#$CASEFILE_BUSYBOX_IMAGE#" examples/demo-workload.yaml | kubectl apply -f - >/dev/null
 kubectl -n shop rollout status deployment/web --timeout=120s >/dev/null
 suspect=$(kubectl -n shop get pods -l app=web -o jsonpath='{.items[0].metadata.name}')
+# The intruder's second visit is the restarted container: open the case once it runs, not before
+# (rollout status can report the first, crashing container as available).
+kubectl -n shop wait "pod/$suspect" --timeout=120s \
+  --for=jsonpath='{.status.containerStatuses[0].restartCount}'=1 >/dev/null
+kubectl -n shop wait "pod/$suspect" --for=condition=Ready --timeout=60s >/dev/null
 kubectl -n shop get pods -o wide
 
 step "an alert names $suspect: opening an Investigation"

@@ -2,7 +2,7 @@
 # Builds the cluster's Go binaries into a cache keyed by the pinned versions (nothing lands in the repo):
 #   k8s     every Kubernetes component, multi-call (dispatches on argv[0])
 #   etcd    etcd at the version Kubernetes itself pins
-#   netpol  the test cluster's NetworkPolicy enforcer (see go/cmd/netpol)
+#   kube-router  the NetworkPolicy enforcer, from its own module in kube-router/ (firewall-only)
 #   pause   the pod sandbox process
 # A warm cache makes this a no-op; a cold one compiles Kubernetes (about 20-30 minutes on 2 cores).
 . "$(dirname "$0")/lib.sh"
@@ -22,12 +22,13 @@ version_ldflags() {
   done
 }
 
+# build_one NAME PACKAGE LDFLAGS [MODULE_DIR]
 build_one() {
-  local name=$1 pkg=$2 ldflags=$3
+  local name=$1 pkg=$2 ldflags=$3 module=${4:-$CLUSTER_DIR/go}
   [ -x "$BIN_CACHE/$name" ] && return 0
   say "building $name ($pkg) into $BIN_CACHE"
   local start=$SECONDS
-  (cd "$CLUSTER_DIR/go" && go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN_CACHE/$name.tmp" "$pkg") ||
+  (cd "$module" && go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN_CACHE/$name.tmp" "$pkg") ||
     die "building $name failed (see the compiler output above); fix it and run up again"
   mv "$BIN_CACHE/$name.tmp" "$BIN_CACHE/$name"
   say "built $name in $((SECONDS - start))s"
@@ -37,10 +38,7 @@ mkdir -p "$BIN_CACHE"
 build_one k8s ./cmd/k8s "$(version_ldflags)"
 build_one etcd ./cmd/etcd ""
 build_one pause ./cmd/pause ""
-# netpol is small and is the project's own code: rebuild it when its source changes.
-netpol_key=$(cat "$CLUSTER_DIR"/go/cmd/netpol/*.go | sha256sum | cut -c1-12)
-if [ ! -x "$BIN_CACHE/netpol-$netpol_key" ]; then
-  rm -f "$BIN_CACHE"/netpol-*
-  build_one "netpol-$netpol_key" ./cmd/netpol ""
-fi
-ln -sfn "netpol-$netpol_key" "$BIN_CACHE/netpol"
+pinned=$(awk '$1 == "require" && $2 == "github.com/cloudnativelabs/kube-router/v2" {print $3}' "$CLUSTER_DIR/kube-router/go.mod")
+[ "$pinned" = "$KUBE_ROUTER_VERSION" ] || die "kube-router/go.mod requires kube-router $pinned but versions.env says $KUBE_ROUTER_VERSION: in e2e/cluster/kube-router run 'go get github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION && go mod tidy'"
+build_one "$KUBE_ROUTER_BIN" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+  "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" "$CLUSTER_DIR/kube-router"

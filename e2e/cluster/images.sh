@@ -10,9 +10,12 @@
 IMAGE_CACHE="$CACHE_ROOT/images"
 mkdir -p "$IMAGE_CACHE"
 BUSYBOX_BIN=/bin/busybox
-[ -x "$BUSYBOX_BIN" ] || die "busybox-static is missing: apt-get install busybox-static"
 file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
-file_is_static "$BUSYBOX_BIN" || die "$BUSYBOX_BIN is not static: apt-get install busybox-static"
+# Checked when images are built, not when this file is sourced: up installs busybox-static first.
+require_static_busybox() {
+  [ -x "$BUSYBOX_BIN" ] || die "busybox-static is missing: apt-get install busybox-static"
+  file_is_static "$BUSYBOX_BIN" || die "$BUSYBOX_BIN is not static: apt-get install busybox-static"
+}
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
@@ -147,6 +150,7 @@ prod_modules() {
 }
 
 build_all_images() {
+  require_static_busybox
   [ -d "$REPO_DIR/dist" ] || die "no build output in $REPO_DIR/dist: run 'npm install && npm run build' first"
   prod_modules
   local app_key node_key

@@ -12,7 +12,10 @@ REPO_DIR=$(cd "$CLUSTER_DIR/../.." && pwd)
 STATE=${CASEFILE_CLUSTER_STATE:-/var/lib/casefile-cluster}
 RUN_DIR=/run/casefile-cluster
 CACHE_ROOT=${CASEFILE_CACHE:-$HOME/.cache/casefile}
-VERSIONS_KEY=$(sha256sum "$CLUSTER_DIR/versions.env" "$CLUSTER_DIR/go/go.sum" | sha256sum | cut -c1-12)
+# Keyed by content only (never by the checkout's path), so every clone shares the cache.
+VERSIONS_KEY=$({ echo "$K8S_VERSION $ETCD_VERSION"; cat "$CLUSTER_DIR/go/go.sum"; } | sha256sum | cut -c1-12)
+# kube-router is keyed by its own module, so changing it never rebuilds Kubernetes.
+KUBE_ROUTER_BIN=kube-router-$KUBE_ROUTER_VERSION-$(cat "$CLUSTER_DIR/kube-router/go.mod" "$CLUSTER_DIR/kube-router/go.sum" | sha256sum | cut -c1-12)
 BIN_CACHE="$CACHE_ROOT/cluster-bin/k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}-${VERSIONS_KEY}"
 BIN="$STATE/bin"
 
@@ -35,7 +38,7 @@ PAUSE_IMAGE=localhost/casefile/pause:3.10-casefile
 BUSYBOX_IMAGE=localhost/casefile/busybox:1.35.0
 
 # Components in start order; down stops them in reverse.
-COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy netpol)
+COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-router)
 
 say() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -61,7 +64,7 @@ is_running() {
 start_component() {
   local name=$1; shift
   if is_running "$name"; then
-    # Already up from the same binary: nothing to do. A rebuilt binary (e.g. netpol) is restarted.
+    # Already up from the same binary: nothing to do. A rebuilt binary (e.g. kube-router) is restarted.
     [ "$(cat "$RUN_DIR/pids/$name.bin" 2>/dev/null)" = "$(readlink -f "$(command -v "$1")")" ] && return 0
     say "restarting $name: its binary changed"
     stop_component "$name"

@@ -67,11 +67,11 @@ make_pki() {
   pki_cert controller-manager "/CN=system:kube-controller-manager"
   pki_cert scheduler "/CN=system:kube-scheduler"
   pki_cert kube-proxy "/CN=system:kube-proxy"
-  pki_cert netpol "/CN=casefile-netpol"
+  pki_cert kube-router "/CN=casefile-kube-router"
   pki_kubeconfig admin admin
   pki_kubeconfig controller-manager controller-manager
   pki_kubeconfig scheduler scheduler
   pki_kubeconfig kubelet kubelet
   pki_kubeconfig kube-proxy kube-proxy
-  pki_kubeconfig netpol netpol
+  pki_kubeconfig kube-router kube-router
 }

@@ -1,5 +1,5 @@
 // The Investigation resource (casefile.dev/v1alpha1): its spec as zod schemas, its status as types.
-// The API server's structural schema (config/crd) is the first gate; these schemas are the second,
+// The API server's structural schema (crds/) is the first gate; these schemas are the second,
 // so a spec that slipped past an older CRD still gets a precise error instead of undefined behaviour.
 import { z } from 'zod';
 

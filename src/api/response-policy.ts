@@ -2,7 +2,7 @@
 // Investigations. Scoped like cert-manager's Issuer/ClusterIssuer: a ResponsePolicy acts only on pods in
 // its own namespace and cannot ask for node-level actions; a ClusterResponsePolicy spans namespaces and may
 // ask for them when its author holds the grant (config/admission/node-actions.yaml). The CRDs' schemas
-// (config/crd) are the first gate; this schema is the second, so a policy that slipped past an older CRD is
+// (crds/) are the first gate; this schema is the second, so a policy that slipped past an older CRD is
 // skipped with a message naming the field instead of matching by accident.
 import { z } from 'zod';
 import { containmentSchema, dns1123Label, evidenceSchema, falcoPriorities, type ObjectMeta } from './investigation.js';

@@ -91,7 +91,7 @@ describe('ResponsePolicy scope (Issuer/ClusterIssuer)', () => {
 // them against a real API server). Here: the rules are where they must be, with the same words.
 describe('the CRDs carry the refusals', () => {
   type Schema = { properties?: Record<string, Schema>; 'x-kubernetes-validations'?: { rule: string; message: string }[] };
-  const crdSchema = (file: string): Schema => (parseYAML(readFileSync(`config/crd/${file}`, 'utf8')) as { spec: { versions: { schema: { openAPIV3Schema: Schema } }[] } }).spec.versions[0]!.schema.openAPIV3Schema;
+  const crdSchema = (file: string): Schema => (parseYAML(readFileSync(`crds/${file}`, 'utf8')) as { spec: { versions: { schema: { openAPIV3Schema: Schema } }[] } }).spec.versions[0]!.schema.openAPIV3Schema;
   const at = (schema: Schema, path: string[]): Schema => path.reduce((s, p) => s.properties![p]!, schema);
   const rules = (schema: Schema) => (schema['x-kubernetes-validations'] ?? []).map((v) => v.rule);
 
