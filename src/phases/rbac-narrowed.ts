@@ -1,8 +1,8 @@
 // RBACNarrowed: take the suspect pod's ServiceAccount out of every RoleBinding and ClusterRoleBinding
 // that names it, so its (possibly stolen) token can no longer act through the API. Contain, do not
-// destroy: each binding is saved as found before it is changed, a binding is deleted only when the
-// ServiceAccount was its sole subject, and the API server's own answer (SubjectAccessReview) is taken
-// before and after. What this cannot do is said too: group grants (system:serviceaccounts, ...) cannot be
+// destroy: each binding is saved as found before it is changed, a binding whose sole subject was the
+// ServiceAccount keeps existing with no subjects (casefile never deletes or creates bindings, so restoring
+// is an update), and the API server's own answer (SubjectAccessReview) is taken before and after. What this cannot do is said too: group grants (system:serviceaccounts, ...) cannot be
 // narrowed to one account, other pods running as the same ServiceAccount lose the same permissions, and
 // the mounted token stays valid: only future API requests are denied, running processes are not stopped.
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -55,9 +55,7 @@ export interface GroupBinding {
 }
 
 export interface NarrowingPlan {
-  /** The ServiceAccount is the binding's only subject: delete the binding. */
-  deletions: { ref: BindingRef; binding: V1RoleBinding; removed: RbacV1Subject[] }[];
-  /** The binding has other subjects too: replace it with the ServiceAccount's subject(s) taken out. */
+  /** Replace the binding with the ServiceAccount's subject(s) taken out (possibly leaving none). */
   patches: { ref: BindingRef; binding: V1RoleBinding; keep: RbacV1Subject[]; removed: RbacV1Subject[] }[];
   /** Group subjects that reach the ServiceAccount: not changed (they reach every account in the group). */
   groupBindings: GroupBinding[];
@@ -100,19 +98,16 @@ export function isServiceAccountGroup(subject: RbacV1Subject, namespace: string)
   return subject.kind === 'Group' && subjectReachesServiceAccount(subject, namespace, '');
 }
 
-/** Which bindings to delete, which to replace without the ServiceAccount, which group grants stay. */
+/** Which bindings to replace without the ServiceAccount, which group grants stay. */
 export function planNarrowing(items: readonly BindingItem[], namespace: string, sa: string): NarrowingPlan {
-  const plan: NarrowingPlan = { deletions: [], patches: [], groupBindings: [] };
+  const plan: NarrowingPlan = { patches: [], groupBindings: [] };
   for (const item of items) {
     const ref = refOf(item);
     const subjects = item.binding.subjects ?? [];
     const own = (s: RbacV1Subject) => namesServiceAccount(s, ref.namespace, namespace, sa);
     const removed = subjects.filter(own);
     const keep = subjects.filter((s) => !own(s));
-    if (removed.length > 0) {
-      if (keep.length === 0) plan.deletions.push({ ref, binding: item.binding, removed });
-      else plan.patches.push({ ref, binding: item.binding, keep, removed });
-    }
+    if (removed.length > 0) plan.patches.push({ ref, binding: item.binding, keep, removed });
     for (const s of keep.filter((s) => isServiceAccountGroup(s, namespace))) {
       plan.groupBindings.push({ ref, roleRef: { kind: item.binding.roleRef.kind, name: item.binding.roleRef.name }, group: s.name });
     }
@@ -120,26 +115,10 @@ export function planNarrowing(items: readonly BindingItem[], namespace: string, 
   return plan;
 }
 
-/** What narrowing does to a binding as saved: Deleted when the ServiceAccount was its only subject. */
-export function actionFor(original: V1RoleBinding, kind: BindingKind, namespace: string, sa: string): 'Deleted' | 'SubjectRemoved' | undefined {
+/** What narrowing does to a binding as saved: the ServiceAccount's subject(s) removed, if it names it. */
+export function actionFor(original: V1RoleBinding, kind: BindingKind, namespace: string, sa: string): 'SubjectRemoved' | undefined {
   const bindingNs = kind === 'RoleBinding' ? original.metadata?.namespace : undefined;
-  const subjects = original.subjects ?? [];
-  const own = subjects.filter((s) => namesServiceAccount(s, bindingNs, namespace, sa));
-  if (own.length === 0) return undefined;
-  return own.length === subjects.length ? 'Deleted' : 'SubjectRemoved';
-}
-
-const SERVER_FIELDS = ['resourceVersion', 'uid', 'creationTimestamp', 'managedFields', 'generation', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'selfLink'] as const;
-
-/** A saved object made fit to create again: the fields the API server owns are taken out. */
-export function stripServerFields<T extends { metadata?: object }>(obj: T): T {
-  const copy = structuredClone(obj);
-  if (copy.metadata) {
-    const meta = copy.metadata as Record<string, unknown>;
-    for (const f of SERVER_FIELDS) delete meta[f];
-  }
-  delete (copy as Record<string, unknown>).status;
-  return copy;
+  return (original.subjects ?? []).some((s) => namesServiceAccount(s, bindingNs, namespace, sa)) ? 'SubjectRemoved' : undefined;
 }
 
 const subjectKey = (s: RbacV1Subject, bindingNs: string | undefined) =>
@@ -147,7 +126,6 @@ const subjectKey = (s: RbacV1Subject, bindingNs: string | undefined) =>
 const describeSubject = (s: RbacV1Subject) => `${s.kind} ${s.kind === 'ServiceAccount' && s.namespace ? `${s.namespace}/` : ''}${s.name}`;
 
 export type RestorePlan =
-  | { action: 'Recreate'; body: V1RoleBinding; differences: string[] }
   | { action: 'AddSubjects'; subjects: RbacV1Subject[]; added: RbacV1Subject[]; differences: string[] }
   | { action: 'None'; outcome: 'AlreadyPresent' | 'NotRestored'; differences: string[] };
 
@@ -169,16 +147,12 @@ export function planRestore(
   const own = (s: RbacV1Subject) => namesServiceAccount(s, ref.namespace, namespace, sa);
   const originalSubjects = original.subjects ?? [];
   const ownOriginal = originalSubjects.filter(own);
-  const action = actionFor(original, kind, namespace, sa);
   if (!current) {
-    if (action === 'Deleted') {
-      return { action: 'Recreate', body: { ...stripServerFields(original), apiVersion: RBAC_API_VERSION, kind }, differences: [] };
-    }
     return {
       action: 'None',
       outcome: 'NotRestored',
       differences: [
-        `${label} was deleted by someone else after casefile removed ServiceAccount ${sa} from it: not recreated (that would also bring back the subjects the deletion removed); the original is ${artifact}`,
+        `${label} was deleted (by someone else, or with its namespace) after casefile removed ServiceAccount ${sa} from it: not recreated (casefile never creates bindings, and that would also bring back the subjects the deletion removed); the original is ${artifact}`,
       ],
     };
   }
@@ -392,7 +366,6 @@ async function narrow(ctx: PhaseContext, namespace: string, sa: string, podUID: 
   let stillNaming: BindingRef[] = [];
   for (let round = 0; round < NARROW_ROUNDS; round++) {
     const plan = planNarrowing(await listBindings(ctx), namespace, sa);
-    for (const d of plan.deletions) await narrowBinding(ctx, d.ref, d.binding, namespace, sa);
     for (const p of plan.patches) await narrowBinding(ctx, p.ref, p.binding, namespace, sa);
     groupGrants = await withRules(ctx, plan.groupBindings);
     // The authorizer's cache may still hold a grant just removed: ask again until no answer names the account itself.
@@ -403,7 +376,7 @@ async function narrow(ctx: PhaseContext, namespace: string, sa: string, podUID: 
       if (judgement.direct.length === 0) break;
     }
     const final = planNarrowing(await listBindings(ctx), namespace, sa);
-    stillNaming = [...final.deletions, ...final.patches].map((x) => x.ref);
+    stillNaming = final.patches.map((x) => x.ref);
     if (judgement!.direct.length === 0 && stillNaming.length === 0) break;
   }
   await ctx.caseFile.captureOnce(ACCESS_AFTER, () => `${JSON.stringify(after, null, 2)}\n`, { phase: PHASE });
@@ -437,11 +410,10 @@ async function narrow(ctx: PhaseContext, namespace: string, sa: string, podUID: 
   }
 
   const j = judgement!;
-  const deleted = actions.filter((a) => a.action === 'Deleted').length;
   const parts: string[] = [];
   parts.push(
     actions.length > 0
-      ? `ServiceAccount ${sa} removed from ${actions.length} binding(s) (${deleted} deleted)`
+      ? `ServiceAccount ${sa} removed from ${actions.length} binding(s) (a binding left with no subjects is kept: release restores it by update)`
       : `no RoleBinding or ClusterRoleBinding names ServiceAccount ${sa}: nothing to remove`,
   );
   if (j.denied.length > 0) parts.push(j.denied.join(', '));
@@ -482,26 +454,12 @@ async function readBinding(ctx: PhaseContext, ref: BindingRef): Promise<V1RoleBi
   }
 }
 
-function deleteBinding(ctx: PhaseContext, ref: BindingRef, binding: V1RoleBinding) {
-  // Preconditions: a binding changed since it was read (and saved) is not deleted; it is read again.
-  const body = { preconditions: { resourceVersion: binding.metadata?.resourceVersion, uid: binding.metadata?.uid } };
-  return ref.kind === 'RoleBinding'
-    ? ctx.kube.rbac.deleteNamespacedRoleBinding({ name: ref.name, namespace: ref.namespace!, body })
-    : ctx.kube.rbac.deleteClusterRoleBinding({ name: ref.name, body });
-}
-
 function replaceBinding(ctx: PhaseContext, ref: BindingRef, body: V1RoleBinding) {
   // body carries the resourceVersion it was read with: a concurrent change answers 409 instead of being lost.
   const withKind = { ...body, apiVersion: RBAC_API_VERSION, kind: ref.kind };
   return ref.kind === 'RoleBinding'
     ? ctx.kube.rbac.replaceNamespacedRoleBinding({ name: ref.name, namespace: ref.namespace!, body: withKind })
     : ctx.kube.rbac.replaceClusterRoleBinding({ name: ref.name, body: withKind });
-}
-
-function createBinding(ctx: PhaseContext, ref: BindingRef, body: V1RoleBinding) {
-  return ref.kind === 'RoleBinding'
-    ? ctx.kube.rbac.createNamespacedRoleBinding({ namespace: ref.namespace!, body })
-    : ctx.kube.rbac.createClusterRoleBinding({ body });
 }
 
 /** Saves the binding as found, then deletes it or takes the ServiceAccount out of it. */
@@ -516,19 +474,17 @@ async function narrowBinding(ctx: PhaseContext, ref: BindingRef, found: V1RoleBi
   let current: V1RoleBinding | undefined = found;
   for (let attempt = 0; attempt < CONFLICT_ATTEMPTS && current; attempt++) {
     const plan = planNarrowing([{ kind: ref.kind, binding: current }], namespace, sa);
-    const del = plan.deletions[0];
     const patch = plan.patches[0];
-    if (!del && !patch) return; // no longer names the ServiceAccount
+    if (!patch) return; // no longer names the ServiceAccount
     try {
-      if (del) await deleteBinding(ctx, ref, current);
-      else await replaceBinding(ctx, ref, { ...current, subjects: patch!.keep });
-      const action = del ? 'Deleted' : 'SubjectRemoved';
+      await replaceBinding(ctx, ref, { ...current, subjects: patch.keep });
+      const action = 'SubjectRemoved';
       await ctx.caseFile.record('rbac-narrowed', {
         kind: ref.kind,
         ...(ref.namespace ? { namespace: ref.namespace } : {}),
         name: ref.name,
         action,
-        removedSubjects: (del ?? patch!).removed.map(describeSubject),
+        removedSubjects: patch.removed.map(describeSubject),
         original,
       }, PHASE);
       return;
@@ -662,7 +618,7 @@ async function restore(ctx: PhaseContext): Promise<ReleaseOutcome> {
   const sa = before?.serviceAccount ?? ctx.status.target?.serviceAccount;
   if (!sa) return { message: `cannot tell which ServiceAccount was narrowed: ${originals.length} saved binding(s) left as they are`, differences: originals.map((o) => `${bindingLabel(o.ref)} not restored; original is ${o.artifact}`) };
 
-  const counts = { Recreated: 0, SubjectRestored: 0, AlreadyPresent: 0, NotRestored: 0 };
+  const counts = { SubjectRestored: 0, AlreadyPresent: 0, NotRestored: 0 };
   const differences: string[] = [];
   for (const o of originals) {
     const { outcome, differences: diffs } = await restoreBinding(ctx, o, namespace, sa);
@@ -693,7 +649,7 @@ async function restore(ctx: PhaseContext): Promise<ReleaseOutcome> {
     checks: now?.checks ?? [],
   }, PHASE);
 
-  const summary = `ServiceAccount ${sa}: ${originals.length} saved binding(s): ${counts.Recreated} recreated, ${counts.SubjectRestored} ServiceAccount re-added, ${counts.AlreadyPresent} already restored, ${counts.NotRestored} not restored`;
+  const summary = `ServiceAccount ${sa}: ${originals.length} saved binding(s): ${counts.SubjectRestored} ServiceAccount re-added, ${counts.AlreadyPresent} already restored, ${counts.NotRestored} not restored`;
   let access: string;
   if (!before) access = 'no pre-narrowing SubjectAccessReview was saved to compare with';
   else if (wanted.length === 0) access = 'the account was allowed none of the checked actions before narrowing either';
@@ -714,26 +670,19 @@ async function restoreBinding(
   o: SavedOriginal,
   namespace: string,
   sa: string,
-): Promise<{ outcome: 'Recreated' | 'SubjectRestored' | 'AlreadyPresent' | 'NotRestored'; differences: string[] }> {
+): Promise<{ outcome: 'SubjectRestored' | 'AlreadyPresent' | 'NotRestored'; differences: string[] }> {
   let current = await readBinding(ctx, o.ref);
   for (let attempt = 0; attempt < CONFLICT_ATTEMPTS; attempt++) {
     const plan = planRestore(o.kind, o.object, current, namespace, sa, o.artifact);
     try {
       if (plan.action === 'None') return { outcome: plan.outcome, differences: plan.differences };
-      if (plan.action === 'Recreate') {
-        await createBinding(ctx, o.ref, plan.body);
-        return { outcome: 'Recreated', differences: plan.differences };
-      }
       await replaceBinding(ctx, o.ref, { ...current!, subjects: plan.subjects });
       return { outcome: 'SubjectRestored', differences: plan.differences };
     } catch (err) {
-      // 409: changed (or created) meanwhile; 404 on replace: deleted meanwhile. Read again and re-plan.
-      if (isConflict(err) || (isNotFound(err) && plan.action === 'AddSubjects')) {
+      // 409: changed meanwhile; 404: deleted meanwhile. Read again and re-plan.
+      if (isConflict(err) || isNotFound(err)) {
         current = await readBinding(ctx, o.ref);
         continue;
-      }
-      if (isNotFound(err) && plan.action === 'Recreate') {
-        return { outcome: 'NotRestored', differences: [`${bindingLabel(o.ref)} cannot be recreated: ${errorMessage(err)} (namespace gone?); the original is ${o.artifact}`] };
       }
       throw err;
     }

@@ -20,7 +20,6 @@ import {
   planRestore,
   rbacNarrowed,
   ruleAllows,
-  stripServerFields,
   type AccessResult,
   type BindingItem,
   type GroupGrant,
@@ -39,16 +38,14 @@ const crb = (name: string, subjects: RbacV1Subject[], roleName = 'view'): Bindin
 });
 
 describe('planNarrowing', () => {
-  test('a binding whose only subject is the ServiceAccount is deleted', () => {
+  test('a binding whose only subject is the ServiceAccount is kept with no subjects (never deleted)', () => {
     const plan = planNarrowing([rb('only-web', [saSubject])], NS, SA);
-    expect(plan.deletions.map((d) => d.ref)).toEqual([{ kind: 'RoleBinding', namespace: NS, name: 'only-web' }]);
-    expect(plan.patches).toEqual([]);
+    expect(plan.patches.map((p) => [p.ref, p.keep, p.removed])).toEqual([[{ kind: 'RoleBinding', namespace: NS, name: 'only-web' }, [], [saSubject]]]);
   });
 
   test('a binding with two subjects keeps the other one', () => {
     const other: RbacV1Subject = { kind: 'ServiceAccount', name: 'worker', namespace: NS };
     const plan = planNarrowing([rb('shared', [saSubject, other])], NS, SA);
-    expect(plan.deletions).toEqual([]);
     expect(plan.patches).toHaveLength(1);
     expect(plan.patches[0]!.keep).toEqual([other]);
     expect(plan.patches[0]!.removed).toEqual([saSubject]);
@@ -59,8 +56,7 @@ describe('planNarrowing', () => {
       rb('no-ns', [{ kind: 'ServiceAccount', name: SA }]),
       crb('as-user', [{ kind: 'User', name: `system:serviceaccount:${NS}:${SA}` }, { kind: 'User', name: 'alice' }]),
     ], NS, SA);
-    expect(plan.deletions.map((d) => d.ref.name)).toEqual(['no-ns']);
-    expect(plan.patches.map((p) => [p.ref.name, p.keep])).toEqual([['as-user', [{ kind: 'User', name: 'alice' }]]]);
+    expect(plan.patches.map((p) => [p.ref.name, p.keep])).toEqual([['no-ns', []], ['as-user', [{ kind: 'User', name: 'alice' }]]]);
   });
 
   test('a RoleBinding in another namespace naming the SA is narrowed; same name in another namespace is not the SA', () => {
@@ -70,8 +66,7 @@ describe('planNarrowing', () => {
       rb('payments-web', [{ kind: 'ServiceAccount', name: SA }], undefined, 'payments'),
       crb('other-ns', [{ kind: 'ServiceAccount', name: SA, namespace: 'payments' }]),
     ], NS, SA);
-    expect(plan.deletions.map((d) => d.ref)).toEqual([{ kind: 'RoleBinding', namespace: 'payments', name: 'elsewhere' }]);
-    expect(plan.patches).toEqual([]);
+    expect(plan.patches.map((p) => p.ref)).toEqual([{ kind: 'RoleBinding', namespace: 'payments', name: 'elsewhere' }]);
   });
 
   test('a group-only binding is reported as exposure and left untouched', () => {
@@ -80,7 +75,6 @@ describe('planNarrowing', () => {
       rb('ns-sa', [{ kind: 'Group', name: `system:serviceaccounts:${NS}` }, saSubject]),
       crb('other-group', [{ kind: 'Group', name: 'system:serviceaccounts:payments' }]),
     ], NS, SA);
-    expect(plan.deletions).toEqual([]);
     // ns-sa: the SA comes out, the group stays (and is exposure).
     expect(plan.patches.map((p) => [p.ref.name, p.keep])).toEqual([['ns-sa', [{ kind: 'Group', name: `system:serviceaccounts:${NS}` }]]]);
     expect(plan.groupBindings).toEqual([
@@ -90,7 +84,7 @@ describe('planNarrowing', () => {
   });
 
   test('actionFor reads the action back from a saved original', () => {
-    expect(actionFor(rb('a', [saSubject]).binding, 'RoleBinding', NS, SA)).toBe('Deleted');
+    expect(actionFor(rb('a', [saSubject]).binding, 'RoleBinding', NS, SA)).toBe('SubjectRemoved');
     expect(actionFor(rb('b', [saSubject, { kind: 'User', name: 'bob' }]).binding, 'RoleBinding', NS, SA)).toBe('SubjectRemoved');
     expect(actionFor(rb('c', [{ kind: 'User', name: 'bob' }]).binding, 'RoleBinding', NS, SA)).toBeUndefined();
   });
@@ -128,24 +122,17 @@ describe('planRestore', () => {
     expect(planRestore('RoleBinding', original, original, NS, SA, art)).toEqual({ action: 'None', outcome: 'AlreadyPresent', differences: [] });
   });
 
-  test('a binding casefile deleted is recreated with the server fields stripped', () => {
-    const saved: V1RoleBinding = {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: {
-        name: 'only-web', namespace: NS, resourceVersion: '55', uid: 'u-1', creationTimestamp: '2026-01-01T00:00:00Z' as unknown as Date,
-        generation: 3, managedFields: [{ manager: 'kubectl' }], labels: { app: 'web' }, annotations: { note: 'keep' },
-      },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'reader' },
-      subjects: [saSubject],
-    };
-    const plan = planRestore('RoleBinding', saved, undefined, NS, SA, art);
-    if (plan.action !== 'Recreate') throw new Error(`expected Recreate, got ${plan.action}`);
-    expect(plan.body.metadata).toEqual({ name: 'only-web', namespace: NS, labels: { app: 'web' }, annotations: { note: 'keep' } });
-    expect(plan.body.subjects).toEqual([saSubject]);
-    expect(plan.body.roleRef).toEqual(saved.roleRef);
-    expect(saved.metadata!.resourceVersion).toBe('55'); // the saved original is not mutated
-    expect(stripServerFields({ metadata: { uid: 'x', name: 'n' } })).toEqual({ metadata: { name: 'n' } });
+  test('a binding that is gone is never recreated: casefile creates no bindings', () => {
+    const sole: V1RoleBinding = { ...original, metadata: { name: 'only-web', namespace: NS }, subjects: [saSubject] };
+    const plan = planRestore('RoleBinding', sole, undefined, NS, SA, art);
+    expect(plan).toMatchObject({ action: 'None', outcome: 'NotRestored' });
+    expect(plan.differences[0]).toContain('casefile never creates bindings');
+  });
+
+  test('a binding left with no subjects gets the ServiceAccount back by update', () => {
+    const sole: V1RoleBinding = { ...original, metadata: { name: 'only-web', namespace: NS }, subjects: [saSubject] };
+    const plan = planRestore('RoleBinding', sole, { ...sole, subjects: [] }, NS, SA, art);
+    expect(plan).toMatchObject({ action: 'AddSubjects', subjects: [saSubject], added: [saSubject] });
   });
 
   test('a binding that kept other subjects and was deleted by someone else is not resurrected', () => {
@@ -389,23 +376,24 @@ describe('RBACNarrowed against a fake API server', () => {
     try {
       const out = await rbacNarrowed.run(ctx);
       expect(out).toMatchObject({ status: 'True', reason: 'Narrowed' });
-      expect(out.message).toContain('ServiceAccount web removed from 3 binding(s) (2 deleted)');
+      expect(out.message).toContain('ServiceAccount web removed from 3 binding(s) (a binding left with no subjects is kept');
       expect(out.message).toContain('get secrets: allowed -> denied');
       expect(out.message).toContain('create pods/exec: allowed -> denied');
       expect(out.message).toContain('get nodes: still allowed via ClusterRoleBinding all-sa-nodes');
 
-      // Cluster: sole-subject bindings gone, the shared one keeps its other subject, the group and other account's bindings untouched.
-      expect(cluster.roleBindings.has(`${NS}/web-secrets`)).toBe(false);
-      expect(cluster.roleBindings.has('payments/web-elsewhere')).toBe(false);
+      // Cluster: sole-subject bindings kept with no subjects (never deleted), the shared one keeps its other
+      // subject, the group and other account's bindings untouched.
+      expect(cluster.roleBindings.get(`${NS}/web-secrets`)!.subjects).toEqual([]);
+      expect(cluster.roleBindings.get('payments/web-elsewhere')!.subjects).toEqual([]);
       expect(cluster.roleBindings.get(`${NS}/pods-shared`)!.subjects).toEqual([{ kind: 'ServiceAccount', name: 'worker', namespace: NS }]);
       expect(cluster.clusterRoleBindings.get('all-sa-nodes')!.subjects).toEqual([{ kind: 'Group', name: 'system:serviceaccounts' }]);
       expect(cluster.clusterRoleBindings.get('other-web')!.subjects).toHaveLength(1);
 
       const c = ctx.status.containment!;
       expect(c.rbac).toEqual([
-        { kind: 'RoleBinding', namespace: 'payments', name: 'web-elsewhere', action: 'Deleted', original: 'containment/originals/rbac/RoleBinding-payments-web-elsewhere.yaml' },
+        { kind: 'RoleBinding', namespace: 'payments', name: 'web-elsewhere', action: 'SubjectRemoved', original: 'containment/originals/rbac/RoleBinding-payments-web-elsewhere.yaml' },
         { kind: 'RoleBinding', namespace: NS, name: 'pods-shared', action: 'SubjectRemoved', original: 'containment/originals/rbac/RoleBinding-shop-pods-shared.yaml' },
-        { kind: 'RoleBinding', namespace: NS, name: 'web-secrets', action: 'Deleted', original: 'containment/originals/rbac/RoleBinding-shop-web-secrets.yaml' },
+        { kind: 'RoleBinding', namespace: NS, name: 'web-secrets', action: 'SubjectRemoved', original: 'containment/originals/rbac/RoleBinding-shop-web-secrets.yaml' },
       ]);
       expect(c.remainingExposure).toEqual(['ClusterRoleBinding all-sa-nodes grants ClusterRole node-viewer to group system:serviceaccounts']);
       expect(c.sharedServiceAccountPods).toEqual(['web-2']);
@@ -421,7 +409,7 @@ describe('RBACNarrowed against a fake API server', () => {
 
       const custody = ctx.caseFile.custodyRecords();
       expect(custody.filter((r) => r.action === 'rbac-narrowed').map((r) => [r.detail?.name, r.detail?.action])).toEqual(
-        expect.arrayContaining([['web-secrets', 'Deleted'], ['pods-shared', 'SubjectRemoved'], ['web-elsewhere', 'Deleted']]),
+        expect.arrayContaining([['web-secrets', 'SubjectRemoved'], ['pods-shared', 'SubjectRemoved'], ['web-elsewhere', 'SubjectRemoved']]),
       );
       const limitations = custody.filter((r) => r.action === 'limitation').map((r) => String(r.detail?.finding));
       expect(limitations).toEqual([expect.stringContaining('all-sa-nodes'), expect.stringContaining('web-2')]);
@@ -437,7 +425,7 @@ describe('RBACNarrowed against a fake API server', () => {
       ctx.status.containment = undefined;
       const again = await rbacNarrowed.run(ctx);
       expect(again).toMatchObject({ status: 'True', reason: 'Narrowed' });
-      expect(again.message).toContain('removed from 3 binding(s) (2 deleted)');
+      expect(again.message).toContain('removed from 3 binding(s)');
       expect(again.message).toContain('get secrets: allowed -> denied');
       expect(ctx.status.containment!.rbac).toEqual(c.rbac);
       expect(cluster.calls.length).toBe(calls);
@@ -460,7 +448,7 @@ describe('RBACNarrowed against a fake API server', () => {
     }
   });
 
-  test('release merges the SA back, keeps subjects added meanwhile, recreates deleted bindings; twice is harmless', async () => {
+  test('release merges the SA back by update (emptied bindings included), keeps subjects added meanwhile; twice is harmless', async () => {
     const cluster = seed();
     const ctx = await context(cluster);
     try {
@@ -470,7 +458,8 @@ describe('RBACNarrowed against a fake API server', () => {
       cluster.put('RoleBinding', { ...shared, subjects: [...shared.subjects!, { kind: 'User', name: 'alice' }] });
 
       const released = await rbacNarrowed.release!(ctx);
-      expect(released.message).toContain('2 recreated, 1 ServiceAccount re-added');
+      expect(released.message).toContain('3 ServiceAccount re-added');
+      expect(cluster.calls.filter((c) => c.startsWith('create') || c.startsWith('delete'))).toEqual([]);
       expect(released.message).toMatch(/pre-narrowing access is back: get secrets, .*delete pods allowed again \(get nodes stayed allowed throughout\)/);
       expect(released.differences).toEqual([expect.stringContaining('subject User alice was added since narrowing (kept)')]);
       expect(cluster.roleBindings.get(`${NS}/pods-shared`)!.subjects).toEqual([
@@ -478,10 +467,10 @@ describe('RBACNarrowed against a fake API server', () => {
         { kind: 'User', name: 'alice' },
         saSubject,
       ]);
-      const recreated = cluster.roleBindings.get(`${NS}/web-secrets`)!;
-      expect(recreated.subjects).toEqual([saSubject]);
-      expect(recreated.roleRef.name).toBe('secret-reader');
-      expect(cluster.roleBindings.has('payments/web-elsewhere')).toBe(true);
+      const restored = cluster.roleBindings.get(`${NS}/web-secrets`)!;
+      expect(restored.subjects).toEqual([saSubject]);
+      expect(restored.roleRef.name).toBe('secret-reader');
+      expect(cluster.roleBindings.get('payments/web-elsewhere')!.subjects).toEqual([saSubject]);
       expect(ctx.caseFile.custodyRecords().filter((r) => r.action === 'rbac-restored')).toHaveLength(3);
 
       const calls = cluster.calls.length;
