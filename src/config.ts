@@ -44,7 +44,13 @@ export const operatorConfigSchema = z.object({
   leaseNamespace: z.string().min(1),
   leaseName: z.string().min(1),
   identity: z.string().min(1),
+  /** The one image of casefile's own containers (ConfigMap casefile-system/casefile-containers). */
   debugImage: z.string().min(1).optional(),
+  /**
+   * Node-level actions (node collector, cordon, RBAC narrowing) run only while the admission policy
+   * that checks their requester's grant is installed; false for clusters without ValidatingAdmissionPolicy.
+   */
+  requireNodeActionsAdmission: z.boolean().default(true),
   /** Pod and service ranges the API cannot tell (pod CIDRs without node IPAM): peers outside them are external. */
   clusterCIDRs: z.array(z.string().refine(isCIDR, 'must be a CIDR such as 10.244.0.0/16')),
   /** Where node collector pods run: a namespace that admits hostPID and read-only hostPath mounts. */

@@ -80,9 +80,17 @@ const absolutePath = z
   .regex(/^\/[^\0]*$/, 'must be an absolute path')
   .refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
 
+/**
+ * casefile's own containers run only images its installation names: a spec that could choose one would
+ * let anyone who may open an Investigation run any image as root beside any of their pods, or on the node.
+ */
+export const IMAGE_SETTING = 'ConfigMap casefile-system/casefile-containers (key debug-image), read by the operator as --debug-image';
+export const IMAGE_REFUSAL = `casefile's containers run only the image its installation configures (${IMAGE_SETTING}); a spec cannot choose one`;
+
 export const liveEvidenceSchema = z.object({
   enabled: z.boolean().default(false),
-  image: z.string().min(1).nullable().default(null),
+  /** Refused (kept in the schema only to say why): the image comes from the operator's configuration. */
+  image: z.unknown().refine((v) => v === undefined || v === null, IMAGE_REFUSAL).optional(),
   timeoutSeconds: z.number().int().min(5).max(3600).default(120),
   paths: z.array(absolutePath).max(32).default(['/tmp', '/var/tmp', '/dev/shm']),
   maxFileBytes: z.number().int().min(0).max(1024 * 1024 * 1024).default(10 * 1024 * 1024),

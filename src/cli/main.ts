@@ -38,7 +38,11 @@ program
   .option('--no-leader-election', 'run without a Lease (a single replica outside the cluster)')
   .option('--lease-namespace <ns>', 'namespace of the leader-election Lease', process.env.POD_NAMESPACE ?? 'casefile-system')
   .option('--lease-name <name>', 'name of the leader-election Lease', 'casefile-operator')
-  .option('--debug-image <image>', 'default image of ephemeral debug containers', process.env.CASEFILE_DEBUG_IMAGE)
+  .option('--debug-image <image>', "the only image of casefile's own containers: debug containers, node collectors, isolation probes (ConfigMap casefile-containers)", process.env.CASEFILE_DEBUG_IMAGE)
+  .option(
+    '--no-require-node-actions-admission',
+    'run node-level actions (node collector, cordon, RBAC narrowing) even where the admission policy casefile-node-actions is not installed (clusters without ValidatingAdmissionPolicy)',
+  )
   .option('--cluster-cidrs <cidrs>', "comma-separated pod/service ranges; connections outside them are reported as external (ServiceCIDRs and nodes' podCIDRs are added when the API has them)", process.env.CASEFILE_CLUSTER_CIDRS || '')
   .option('--collector-namespace <ns>', 'namespace of node collector pods (must admit hostPID and read-only hostPath)', process.env.CASEFILE_COLLECTOR_NAMESPACE ?? 'casefile-collectors')
   .option('--runtime-root <dir>', "containerd's root directory on the nodes (its `root`)", process.env.CASEFILE_RUNTIME_ROOT || '/var/lib/containerd')
@@ -72,6 +76,7 @@ program
       leaseName: opts.leaseName,
       identity: defaultIdentity(),
       debugImage: opts.debugImage,
+      requireNodeActionsAdmission: opts.requireNodeActionsAdmission && process.env.CASEFILE_REQUIRE_NODE_ACTIONS_ADMISSION !== 'false',
       clusterCIDRs: String(opts.clusterCidrs).split(',').map((c: string) => c.trim()).filter(Boolean),
       collectorNamespace: opts.collectorNamespace,
       runtimeRoot: opts.runtimeRoot,

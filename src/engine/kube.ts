@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import {
   ApiException,
+  AdmissionregistrationV1Api,
   AppsV1Api,
   AuthorizationV1Api,
   BatchV1Api,
@@ -23,6 +24,7 @@ const STREAM_IDLE_MS = 60_000;
 
 export class Kube {
   readonly core: CoreV1Api;
+  readonly admission: AdmissionregistrationV1Api;
   readonly apps: AppsV1Api;
   readonly batch: BatchV1Api;
   readonly rbac: RbacAuthorizationV1Api;
@@ -35,6 +37,7 @@ export class Kube {
 
   constructor(readonly kc: KubeConfig) {
     this.core = kc.makeApiClient(CoreV1Api);
+    this.admission = kc.makeApiClient(AdmissionregistrationV1Api);
     this.apps = kc.makeApiClient(AppsV1Api);
     this.batch = kc.makeApiClient(BatchV1Api);
     this.rbac = kc.makeApiClient(RbacAuthorizationV1Api);

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type { V1Pod } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, INVESTIGATION_PLURAL, RESPONSE_POLICY_PLURAL, VERSION, type Investigation } from '../api/investigation.js';
-import type { ResponsePolicy } from '../api/response-policy.js';
+import { CLUSTER_RESPONSE_POLICY_PLURAL, type ResponsePolicy } from '../api/response-policy.js';
 import type { IntakeConfig } from '../config.js';
 import { customObjectSource, Informer } from '../engine/informer.js';
 import { isNotFound, type Kube } from '../engine/kube.js';
@@ -56,6 +56,7 @@ export class IntakeService {
   private journal: AlertJournal | undefined;
   private readonly server: http.Server;
   private readonly policies: Informer<ResponsePolicy>;
+  private readonly clusterPolicies: Informer<ResponsePolicy>;
   private readonly worker: AlertWorker;
   private ready = false;
   private stopped = false;
@@ -71,6 +72,13 @@ export class IntakeService {
       name: 'responsepolicies',
       ...customObjectSource<ResponsePolicy>(kube, RESPONSE_POLICY_PLURAL),
       onChange: () => undefined, // matched on demand against the cache
+      resyncMs: 0,
+      log: this.log,
+    });
+    this.clusterPolicies = new Informer<ResponsePolicy>({
+      name: CLUSTER_RESPONSE_POLICY_PLURAL,
+      ...customObjectSource<ResponsePolicy>(kube, CLUSTER_RESPONSE_POLICY_PLURAL),
+      onChange: () => undefined,
       resyncMs: 0,
       log: this.log,
     });
@@ -108,7 +116,7 @@ export class IntakeService {
       ready: () => this.ready,
       accept: alertProcessor({
         resolver,
-        policies: new PolicyCache(this.policies, this.log),
+        policies: new PolicyCache({ namespaced: this.policies, cluster: this.clusterPolicies }, this.log),
         journal: () => this.journal,
         onCommitted: (entries) => this.worker.committed(entries),
         log: this.log,
@@ -144,7 +152,7 @@ export class IntakeService {
       }
     }
     if (this.stopped) return;
-    await this.policies.start();
+    await Promise.all([this.policies.start(), this.clusterPolicies.start()]);
     if (this.stopped) return;
     this.worker.start();
     this.ready = true;
@@ -156,6 +164,7 @@ export class IntakeService {
     this.ready = false;
     this.server.close();
     this.policies.stop();
+    this.clusterPolicies.stop();
     await this.worker.stop();
     await this.journal?.close();
   }

@@ -12,6 +12,7 @@ import { GROUP, INVESTIGATION_PLURAL, VERSION, type ContainmentStatus } from '..
 import { errorMessage, isForbidden, isNotFound } from '../../engine/kube.js';
 import { during } from '../../errors.js';
 import type { Phase, PhaseContext, PhaseOutcome, ReleaseContext, ReleaseOutcome } from '../phase.js';
+import { nodeActionRefusal } from '../../security/node-actions.js';
 import { recordOnce } from '../shared/record-once.js';
 import { casefileHolds, cordonKey, originalNodeArtifact, PHASE, planCordon, planUncordon } from './plan.js';
 
@@ -31,6 +32,8 @@ export const nodeCordoned: Phase = {
       containment.cordoned = false;
       return { status: 'False', reason: 'NodeUnknown', message: `pod ${ctx.spec.target.pod} was never scheduled to a node: nothing to cordon` };
     }
+    const refusal = await nodeActionRefusal(ctx, 'cordon');
+    if (refusal) return refusal;
     try {
       return await cordon(ctx, nodeName, containment);
     } catch (err) {

@@ -5,6 +5,7 @@
 // token stays valid: only future API requests are denied, running processes are not stopped.
 import { during, TerminalError } from '../../errors.js';
 import { isForbidden } from '../../engine/kube.js';
+import { nodeActionRefusal } from '../../security/node-actions.js';
 import { podGone } from '../manifest-captured.js';
 import type { Phase, PhaseOutcome, ReleaseOutcome } from '../phase.js';
 import { narrow } from './apply.js';
@@ -18,6 +19,8 @@ export const rbacNarrowed: Phase = {
   async run(ctx): Promise<PhaseOutcome> {
     const pod = await ctx.livePod();
     if (!pod) return podGone(ctx.spec.target.pod);
+    const refusal = await nodeActionRefusal(ctx, 'rbac-narrowing');
+    if (refusal) return refusal;
     try {
       return await narrow(ctx, ctx.investigation.metadata.namespace, pod.spec?.serviceAccountName ?? 'default', pod.metadata?.uid);
     } catch (err) {

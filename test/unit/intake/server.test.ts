@@ -32,8 +32,8 @@ const PODS = [
 ];
 const policy = (name: string, spec: Record<string, unknown>): ResponsePolicy => ({
   apiVersion: 'casefile.dev/v1alpha1',
-  kind: 'ResponsePolicy',
-  metadata: { namespace: 'casefile-system', name, uid: name, resourceVersion: '1' },
+  kind: 'ClusterResponsePolicy',
+  metadata: { name, uid: name, resourceVersion: '1' },
   spec,
 });
 const POLICIES = [
@@ -101,7 +101,7 @@ async function start(opts: StartOptions = { token: true }): Promise<Harness> {
         get: async (ns, name) => PODS.find((p) => p.metadata!.namespace === ns && p.metadata!.name === name),
         list: async () => PODS,
       }),
-      policies: new PolicyCache({ list: () => POLICIES }, silent),
+      policies: new PolicyCache({ namespaced: { list: () => [] }, cluster: { list: () => POLICIES } }, silent),
       journal: () => journal,
       onCommitted: (entries) => committed.push(...entries),
       log: silent,
@@ -184,7 +184,7 @@ describe('intake over HTTP with a bearer token', () => {
     expect(line).toMatchObject({
       type: 'alert',
       source: 'falcosidekick',
-      policy: { namespace: 'casefile-system', name: 'shells-and-droppers' },
+      policy: { namespace: '', name: 'shells-and-droppers' },
       investigation: { namespace: 'production', name: r.body.investigations[0].split('/')[1] },
       pod: { name: 'web-7d96c8f4d9-r2x5b', uid: 'uid-web', container: 'app' },
       template: { containment: { order: 'ContainFirst' } },

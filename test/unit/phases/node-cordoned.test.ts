@@ -5,6 +5,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import { parseSpec, type Investigation, type InvestigationStatus } from '../../../src/api/investigation.js';
 import type { OperatorConfig } from '../../../src/config.js';
 import type { Kube } from '../../../src/engine/kube.js';
+import { nodeActionsApi } from '../security/fake-node-actions.js';
 import { CaseFile } from '../../../src/evidence/store.js';
 import { logger } from '../../../src/log.js';
 import { classify } from '../../../src/engine/outcome.js';
@@ -92,6 +93,7 @@ function mergePatch(target: Record<string, unknown>, patch: Record<string, unkno
 }
 
 class FakeNodes {
+  nodeActions = nodeActionsApi();
   rv = 1;
   nodes = new Map<string, V1Node>();
   investigations = new Map<string, string>(); // ns/name -> uid
@@ -126,7 +128,7 @@ class FakeNodes {
         return { metadata: { uid } };
       },
     };
-    return { core, custom, mergePatch: {} } as unknown as Kube;
+    return { core, custom, mergePatch: {}, authz: this.nodeActions, admission: this.nodeActions.admission } as unknown as Kube;
   }
 }
 
@@ -150,7 +152,7 @@ async function context(cluster: FakeNodes, name: string, uid: string, node: stri
     spec: parsed.spec,
     kube: cluster.kube(),
     caseFile,
-    config: {} as OperatorConfig,
+    config: { requireNodeActionsAdmission: true } as OperatorConfig,
     log: logger.child({}, { level: 'silent' }),
     status,
     livePod: async () => undefined,
@@ -162,6 +164,18 @@ const UID_A = 'aaaaaaaa-1111-2222-3333-444444444444';
 const UID_B = 'bbbbbbbb-1111-2222-3333-444444444444';
 
 describe('NodeCordoned against a fake API server', () => {
+  test('refused, the node untouched, when the installation has not enabled cordoning for casefile', async () => {
+    const cluster = new FakeNodes();
+    cluster.add('node-1', false);
+    cluster.nodeActions = nodeActionsApi({ granted: false });
+    const ctx = await context(cluster, 'case-a', UID_A, 'node-1');
+    const outcome = await nodeCordoned.run(ctx);
+    expect(outcome).toMatchObject({ status: 'False', reason: 'NodeActionNotInstalled' });
+    expect(outcome.message).toContain('config/rbac/components/cordon');
+    expect(cluster.patches).toBe(0);
+    expect(cluster.nodes.get('node-1')!.spec!.unschedulable).toBe(false);
+  });
+
   test('two Investigations on one node: only the last release uncordons; reruns and repeated releases are harmless', async () => {
     const cluster = new FakeNodes();
     cluster.add('node-1', false, { 'keep/me': 'yes' });

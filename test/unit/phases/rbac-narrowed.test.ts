@@ -6,6 +6,7 @@ import { parse } from 'yaml';
 import { parseSpec, type Investigation, type InvestigationStatus } from '../../../src/api/investigation.js';
 import type { OperatorConfig } from '../../../src/config.js';
 import type { Kube } from '../../../src/engine/kube.js';
+import { nodeActionsApi } from '../security/fake-node-actions.js';
 import { CaseFile } from '../../../src/evidence/store.js';
 import { logger } from '../../../src/log.js';
 import type { PhaseContext } from '../../../src/phases/phase.js';
@@ -184,6 +185,7 @@ const notFound = () => Object.assign(new Error('not found'), { code: 404 });
 const conflict = () => Object.assign(new Error('conflict'), { code: 409 });
 
 class FakeCluster {
+  nodeActions = nodeActionsApi();
   rv = 100;
   roleBindings = new Map<string, Obj>();
   clusterRoleBindings = new Map<string, Obj>();
@@ -280,6 +282,7 @@ class FakeCluster {
     };
     const authz = {
       createSubjectAccessReview: async (p: { body: { spec: Parameters<FakeCluster['review']>[0] } }) => ({ status: this.review(p.body.spec) }),
+      createSelfSubjectAccessReview: this.nodeActions.createSelfSubjectAccessReview,
     };
     const core = {
       readNamespace: async (p: { name: string }) => {
@@ -288,7 +291,7 @@ class FakeCluster {
       },
       listNamespacedPod: async (p: { namespace: string }) => ({ items: this.pods.filter((x) => x.metadata?.namespace === p.namespace) }),
     };
-    return { rbac, authz, core } as unknown as Kube;
+    return { rbac, authz, core, admission: this.nodeActions.admission } as unknown as Kube;
   }
 }
 
@@ -333,7 +336,7 @@ async function context(cluster: FakeCluster, status: InvestigationStatus = {}) {
     spec: parsed.spec,
     kube: cluster.kube(),
     caseFile,
-    config: {} as OperatorConfig,
+    config: { requireNodeActionsAdmission: true } as OperatorConfig,
     log: logger.child({}, { level: 'silent' }),
     status,
     livePod: async () => target,
@@ -342,6 +345,16 @@ async function context(cluster: FakeCluster, status: InvestigationStatus = {}) {
 }
 
 describe('RBACNarrowed against a fake API server', () => {
+  test('refused, touching no binding, while the node-actions admission policy is missing', async () => {
+    const cluster = seed();
+    cluster.nodeActions = nodeActionsApi({ admission: false });
+    const before = JSON.stringify([...cluster.roleBindings.values(), ...cluster.clusterRoleBindings.values()]);
+    const outcome = await rbacNarrowed.run(await context(cluster));
+    expect(outcome).toMatchObject({ status: 'False', reason: 'NodeActionsNotAdmitted' });
+    expect(outcome.message).toMatch(/spec\.containment\.rbac\.narrow .*casefile-node-actions is not installed/);
+    expect(JSON.stringify([...cluster.roleBindings.values(), ...cluster.clusterRoleBindings.values()])).toBe(before);
+  });
+
   test('narrows, saves originals first, names the group exposure and the blast radius; a rerun reports the same actions', async () => {
     const cluster = seed();
     const ctx = await context(cluster);
