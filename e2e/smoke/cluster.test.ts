@@ -182,13 +182,14 @@ describe('cluster smoke', () => {
       const run = token();
       await core.createNamespacedPod({
         namespace: ns,
-        body: busyboxPod('server', `mkdir -p /www && echo "ok ${run}" > /www/index.html && httpd -p 8080 -h /www && exec nc -l -p 9000 > /tmp/received`, {
+        body: busyboxPod('server', `mkdir -p /www && echo "ok ${run}" > /www/index.html && httpd -p 8080 -h /www && sleep 100000 | nc -l -p 9000 > /tmp/received`, {
           labels: { role: 'server' },
         }),
       });
       const server = await waitForPodReady(kc, ns, 'server');
       const ip = server.status!.podIP!;
-      // One long-lived TCP connection that sends a line a second for as long as it is open.
+      // One long-lived TCP connection that sends a line a second for as long as it is open (busybox nc
+      // closes the connection at EOF on its stdin: the server's stdin is a pipe that never ends).
       await core.createNamespacedPod({
         namespace: ns,
         body: busyboxPod('client', `sleep 2; i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 1; done | nc ${ip} 9000; echo closed > /tmp/closed; exec sleep 3600`),
