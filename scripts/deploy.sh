@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Deploys the operator from config/default into the cluster KUBECONFIG points at, with the images the
-# local cluster built (CASEFILE_OPERATOR_IMAGE, CASEFILE_DEBUG_IMAGE from `e2e/cluster/env`), and
+# Deploys the operator from config/all-features (config/default with every optional component) into the
+# cluster KUBECONFIG points at, with the images the local cluster built (CASEFILE_OPERATOR_IMAGE, and
+# CASEFILE_DEBUG_IMAGE or its digest reference CASEFILE_DEBUG_IMAGE_PINNED, from `e2e/cluster/env`), and
 # waits until it is ready. Extra `KEY=VALUE` arguments become environment variables of the operator
 # (the e2e tests use CASEFILE_EXIT_AFTER_PHASE for fault injection).
 set -euo pipefail
@@ -14,12 +15,14 @@ for name in CASEFILE_CLUSTER_CIDRS CASEFILE_RUNTIME_ROOT CASEFILE_RUNTIME_STATE;
 done
 set -- "${args[@]}"
 extra_env=$(for kv in "$@"; do printf '        - { name: %s, value: "%s" }\n' "${kv%%=*}" "${kv#*=}"; done)
-kubectl kustomize config/default |
+# casefile's own containers run the debug image by digest when the cluster recorded one (images.env).
+debug_image=${CASEFILE_DEBUG_IMAGE_PINNED:-$CASEFILE_DEBUG_IMAGE}
+kubectl kustomize config/all-features |
   sed -e "s#image: localhost/casefile/operator:0.1.0#image: $CASEFILE_OPERATOR_IMAGE#" \
-      -e "s#value: localhost/casefile/debug-tools:0.1.0#value: $CASEFILE_DEBUG_IMAGE#" \
+      -e "s#debug-image: localhost/casefile/debug-tools:0.1.0#debug-image: $debug_image#" \
       -e 's#imagePullPolicy: IfNotPresent#imagePullPolicy: Never#' |
   awk -v extra="$extra_env" '{print} /^        env:$/ && extra != "" {print extra}' |
   kubectl apply --server-side --force-conflicts -f - >/dev/null
-kubectl wait --for=condition=Established crd/investigations.casefile.dev crd/responsepolicies.casefile.dev --timeout=60s >/dev/null
+kubectl wait --for=condition=Established crd/investigations.casefile.dev crd/responsepolicies.casefile.dev crd/clusterresponsepolicies.casefile.dev --timeout=60s >/dev/null
 kubectl -n casefile-system rollout status deployment/casefile-operator --timeout=180s >/dev/null
 echo "casefile operator ready: $CASEFILE_OPERATOR_IMAGE"

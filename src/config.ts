@@ -16,6 +16,9 @@ export const intakeConfigSchema = z
     tlsKey: z.string().min(1).optional(),
     clientCA: z.string().min(1).optional(),
     maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    /** The alert journal's bound: past it, alerts get 503 journal_full instead of filling the evidence volume. */
+    journalMaxBytes: z.number().int().min(1024 * 1024).default(1024 ** 3),
+    maxConnections: z.number().int().min(1).max(65_536).default(256),
     namespaceRate: z.number().positive().max(1000).default(1),
     namespaceBurst: z.number().int().min(1).max(10_000).default(20),
     policyRate: z.number().positive().max(1000).default(2),
@@ -41,7 +44,13 @@ export const operatorConfigSchema = z.object({
   leaseNamespace: z.string().min(1),
   leaseName: z.string().min(1),
   identity: z.string().min(1),
+  /** The one image of casefile's own containers (ConfigMap casefile-system/casefile-containers). */
   debugImage: z.string().min(1).optional(),
+  /**
+   * Node-level actions (node collector, cordon, RBAC narrowing) run only while the admission policy
+   * that checks their requester's grant is installed; false for clusters without ValidatingAdmissionPolicy.
+   */
+  requireNodeActionsAdmission: z.boolean().default(true),
   /** Pod and service ranges the API cannot tell (pod CIDRs without node IPAM): peers outside them are external. */
   clusterCIDRs: z.array(z.string().refine(isCIDR, 'must be a CIDR such as 10.244.0.0/16')),
   /** Where node collector pods run: a namespace that admits hostPID and read-only hostPath mounts. */

@@ -170,12 +170,27 @@ build_all_images() {
   build_image "$OPERATOR_IMAGE" "$app_key" operator_rootfs \
     '{"Entrypoint":["/usr/bin/node","/app/dist/cli/main.js"],"Cmd":["operator"],"Env":["PATH=/usr/bin","NODE_ENV=production"],"User":"65532:65532","WorkingDir":"/app"}'
 
+  local debug_pinned
+  debug_pinned=$(pin_by_digest "$DEBUG_IMAGE")
   cat > "$IMAGES_ENV" <<EOF
 CASEFILE_PAUSE_IMAGE=$PAUSE_IMAGE
 CASEFILE_BUSYBOX_IMAGE=$BUSYBOX_IMAGE
 CASEFILE_DEBUG_IMAGE=$DEBUG_IMAGE
+CASEFILE_DEBUG_IMAGE_PINNED=$debug_pinned
 CASEFILE_OPERATOR_IMAGE=$OPERATOR_IMAGE
 EOF
+}
+
+# pin_by_digest NAME : prints NAME's digest reference (repo@sha256:...) after giving the imported image
+# that name too, so the kubelet finds it by digest without a registry (casefile's own containers are
+# configured by digest: scripts/deploy.sh). Prints nothing where that is not possible (kind).
+pin_by_digest() {
+  local name=$1 digest pinned
+  [ -n "${CONTAINERD_SOCK:-}" ] && command -v ctr >/dev/null || return 0
+  digest=$(ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls "name==$name" 2>/dev/null | awk 'NR == 2 {print $3}')
+  case "$digest" in sha256:*) ;; *) return 0 ;; esac
+  pinned="${name%:*}@$digest"
+  ctr -a "$CONTAINERD_SOCK" -n k8s.io images tag --force "$name" "$pinned" >/dev/null 2>&1 && echo "$pinned"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then build_all_images; fi

@@ -214,8 +214,11 @@ describe('network containment', () => {
       await expectLiftedFor(ns, suspect, inv);
 
       const caseDir = caseDirOf(released.inv);
-      expect(await listCaseFiles(caseDir)).toContain('containment/originals/networkpolicies/allow-all.yaml');
-      expect(await readEvidence(`${caseDir}/containment/originals/networkpolicies/allow-all.yaml`)).toContain('name: allow-all');
+      // Saved under kind/namespace/name.uid: two objects can never share a file.
+      const uid = (await networking.readNamespacedNetworkPolicy({ name: 'allow-all', namespace: ns })).metadata!.uid!;
+      const savedAs = `containment/originals/NetworkPolicy/${ns}/allow-all.${uid}.yaml`;
+      expect(await listCaseFiles(caseDir)).toContain(savedAs);
+      expect(await readEvidence(`${caseDir}/${savedAs}`)).toContain('name: allow-all');
       await expectCaseVerifies(caseDir);
     },
     TEST_TIMEOUT_MS,

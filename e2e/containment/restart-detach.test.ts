@@ -159,7 +159,7 @@ describe('containment under stress', () => {
     await core.deleteNode({ name: node });
     await createInvestigation(ns, 'ghost', {
       target: { pod: 'stranded' },
-      containment: { order: 'ContainFirst', network: { isolate: true }, cordonNode: true },
+      containment: { order: 'ContainFirst', network: { isolate: true, verify: false }, cordonNode: true },
     });
     const inv = await waitForCondition(ns, 'ghost', 'NodeCordoned', 'False', 60_000);
     expect(conditionOf(inv, 'NodeCordoned')?.reason).toBe('NodeNotFound');

@@ -27,6 +27,7 @@ import {
   VERSION,
   type Investigation,
 } from '../operator/support.js';
+import { investigationName } from '../../src/intake/naming.js';
 
 const kc = kubeFromEnv();
 const TIMEOUT = 240_000;
@@ -235,5 +236,46 @@ describe('alert intake', () => {
       until: (items) => items.length === 1 && items[0]!.status?.alerts?.count === 1000,
     });
     expect(counted).toHaveLength(1);
+  }, TIMEOUT);
+
+  it('a squatted case name: the alert opens the real case under a moved name, the decoy gets nothing', async () => {
+    const ns = await createTestNamespace('intake-squat');
+    await createPolicy(ns, 'respond', { match: { namespaces: [ns] } });
+    await new Promise((r) => setTimeout(r, 2000));
+    const pod = await startPod(ns, 'suspect');
+    const derived = investigationName(ns, 'respond', 'suspect', pod.metadata!.uid!);
+    // A tenant pre-creates the derived name, looking like casefile's (label) but about another pod.
+    await custom.createNamespacedCustomObject({
+      group: GROUP, version: VERSION, namespace: ns, plural: PLURAL,
+      body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Investigation', metadata: { name: derived, labels: { 'app.kubernetes.io/managed-by': 'casefile' } }, spec: { target: { pod: 'decoy' } } },
+    });
+    const r = await post(retarget('falcosidekick-webhook-drop-and-execute.json', pod), { token: TOKEN });
+    expect(r).toMatchObject({ status: 202, body: { status: 'accepted' } });
+    expect(typeof r.body.seq).toBe('number');
+    const moved = await waitFor('the case under a moved name', () => investigations(ns), {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      until: (items) => items.some((i) => i.metadata.name.startsWith(`${derived.slice(0, 54)}-`) && i.status?.alerts?.count === 1),
+    });
+    const real = moved.find((i) => i.metadata.name !== derived)!;
+    expect(real.metadata.name).toMatch(/-[0-9a-f]{8}$/);
+    expect((real.spec as { target: { uid: string } }).target.uid).toBe(pod.metadata!.uid);
+    expect(moved.find((i) => i.metadata.name === derived)!.status?.alerts).toBeUndefined();
+  }, TIMEOUT);
+
+  it('a delayed alert about a replaced pod (same name, new UID) opens nothing: no_pod', async () => {
+    const ns = await createTestNamespace('intake-replaced');
+    await createPolicy(ns, 'respond', { match: { namespaces: [ns] } });
+    await new Promise((r) => setTimeout(r, 2000));
+    const old = await startPod(ns, 'web');
+    const stale = retarget('falcosidekick-webhook-drop-and-execute.json', old);
+    await core.deleteNamespacedPod({ namespace: ns, name: 'web', gracePeriodSeconds: 0 });
+    await waitFor('web gone', () => core.readNamespacedPod({ namespace: ns, name: 'web' }).then(() => false, () => true), { timeoutMs: 60_000, until: (gone) => gone });
+    const replacement = await startPod(ns, 'web');
+    expect(replacement.metadata!.uid).not.toBe(old.metadata!.uid);
+    const r = await post(stale, { token: TOKEN });
+    expect(r).toMatchObject({ status: 202, body: { status: 'no_pod' } });
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(await investigations(ns)).toEqual([]);
   }, TIMEOUT);
 });

@@ -3,7 +3,7 @@
 // node collector takes over), all read back from the case file on the evidence volume.
 import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, test } from '@jest/globals';
-import { createTestNamespace, podExec, useCleanup, waitFor, waitForPodReady } from '../support/cluster.js';
+import { createTestNamespace, expectApiError, podExec, useCleanup, waitFor, waitForPodReady } from '../support/cluster.js';
 import {
   busyboxPod,
   caseDirOf,
@@ -220,17 +220,17 @@ describe('live capture from an ephemeral debug container', () => {
   );
 
   test(
-    'refusals are explicit: a debug image that cannot be pulled, a target container that is not running',
+    'refusals are explicit: a spec that names its own debug image, a target container that is not running',
     async () => {
       const ns = await createTestNamespace('live-refused');
       const running = `web-${token()}`;
       await core.createNamespacedPod({ namespace: ns, body: busyboxPod(running, 'exec sleep 3600') });
       await waitForPodReady(kc, ns, running, 90_000);
-      const noImage = `noimg-${token()}`;
-      await createInvestigation(ns, noImage, { target: { pod: running }, evidence: { live: { ...liveSpec, image: 'localhost/casefile/no-such-image:0' } } });
-      const pulled = await waitForCondition(ns, noImage, 'EvidenceSealed', 'True', 180_000);
-      expect(conditionOf(pulled, 'DebugContainerLaunched')).toMatchObject({ status: 'False', reason: 'DebugImageUnavailable' });
-      expect(conditionOf(pulled, 'LiveStateCaptured')).toMatchObject({ status: 'False', reason: 'DebugContainerUnavailable' });
+      // The image of casefile's containers comes only from its configuration: the API server refuses the spec.
+      const refused = await expectApiError(422, () =>
+        createInvestigation(ns, `img-${token()}`, { target: { pod: running }, evidence: { live: { ...liveSpec, image: 'localhost/casefile/no-such-image:0' } } }),
+      );
+      expect(refused).toContain('ConfigMap casefile-system/casefile-containers');
 
       const exited = `done-${token()}`;
       const body = busyboxPod(exited, 'exit 0');

@@ -57,7 +57,7 @@ export const networkContainmentSchema = z.object({
   allowCIDRs: z.array(cidr).max(64).default([]),
   allowNamespaces: z.array(dns1123Label).max(64).default([]),
   detachFromWorkload: z.boolean().default(false),
-  verify: z.boolean().default(false),
+  verify: z.boolean().default(true),
 });
 
 export const containmentSchema = z.object({
@@ -80,9 +80,17 @@ const absolutePath = z
   .regex(/^\/[^\0]*$/, 'must be an absolute path')
   .refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
 
+/**
+ * casefile's own containers run only images its installation names: a spec that could choose one would
+ * let anyone who may open an Investigation run any image as root beside any of their pods, or on the node.
+ */
+export const IMAGE_SETTING = 'ConfigMap casefile-system/casefile-containers (key debug-image), read by the operator as --debug-image';
+export const IMAGE_REFUSAL = `casefile's containers run only the image its installation configures (${IMAGE_SETTING}); a spec cannot choose one`;
+
 export const liveEvidenceSchema = z.object({
   enabled: z.boolean().default(false),
-  image: z.string().min(1).nullable().default(null),
+  /** Refused (kept in the schema only to say why): the image comes from the operator's configuration. */
+  image: z.unknown().refine((v) => v === undefined || v === null, IMAGE_REFUSAL).optional(),
   timeoutSeconds: z.number().int().min(5).max(3600).default(120),
   paths: z.array(absolutePath).max(32).default(['/tmp', '/var/tmp', '/dev/shm']),
   maxFileBytes: z.number().int().min(0).max(1024 * 1024 * 1024).default(10 * 1024 * 1024),
@@ -208,8 +216,9 @@ export interface ContainmentStatus {
   label?: string;
   networkPolicy?: string;
   /** Other policies that also selected the pod, patched to exclude the incident label. */
-  patchedPolicies?: { name: string; original: string }[];
-  rbac?: { kind: 'RoleBinding' | 'ClusterRoleBinding'; namespace?: string; name: string; action: 'SubjectRemoved' | 'Deleted'; original: string }[];
+  patchedPolicies?: { name: string; original: string; generation?: number }[];
+  /** Bindings casefile took the ServiceAccount out of (updated, never deleted); emptied: no subject left. */
+  rbac?: { kind: 'RoleBinding' | 'ClusterRoleBinding'; namespace?: string; name: string; action: 'SubjectRemoved'; original: string; emptied?: boolean }[];
   /** Grants casefile cannot narrow to one account (group subjects): still in force. */
   remainingExposure?: string[];
   /** Other pods running as the same ServiceAccount: narrowing RBAC affects them too. */

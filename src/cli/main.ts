@@ -38,7 +38,11 @@ program
   .option('--no-leader-election', 'run without a Lease (a single replica outside the cluster)')
   .option('--lease-namespace <ns>', 'namespace of the leader-election Lease', process.env.POD_NAMESPACE ?? 'casefile-system')
   .option('--lease-name <name>', 'name of the leader-election Lease', 'casefile-operator')
-  .option('--debug-image <image>', 'default image of ephemeral debug containers', process.env.CASEFILE_DEBUG_IMAGE)
+  .option('--debug-image <image>', "the only image of casefile's own containers: debug containers, node collectors, isolation probes (ConfigMap casefile-containers)", process.env.CASEFILE_DEBUG_IMAGE)
+  .option(
+    '--no-require-node-actions-admission',
+    'run node-level actions (node collector, cordon, RBAC narrowing) even where the admission policy casefile-node-actions is not installed (clusters without ValidatingAdmissionPolicy)',
+  )
   .option('--cluster-cidrs <cidrs>', "comma-separated pod/service ranges; connections outside them are reported as external (ServiceCIDRs and nodes' podCIDRs are added when the API has them)", process.env.CASEFILE_CLUSTER_CIDRS || '')
   .option('--collector-namespace <ns>', 'namespace of node collector pods (must admit hostPID and read-only hostPath)', process.env.CASEFILE_COLLECTOR_NAMESPACE ?? 'casefile-collectors')
   .option('--runtime-root <dir>', "containerd's root directory on the nodes (its `root`)", process.env.CASEFILE_RUNTIME_ROOT || '/var/lib/containerd')
@@ -54,6 +58,8 @@ program
   .option('--intake-tls-key <file>', 'private key of --intake-tls-cert (PEM)', process.env.CASEFILE_INTAKE_TLS_KEY)
   .option('--intake-client-ca <file>', 'accept client certificates signed by this CA (mutual TLS)', process.env.CASEFILE_INTAKE_CLIENT_CA)
   .option('--intake-max-body-bytes <n>', 'largest alert accepted (413 above)', int('--intake-max-body-bytes'), envNumber('CASEFILE_INTAKE_MAX_BODY_BYTES'))
+  .option('--intake-journal-max-bytes <n>', 'bound of the alert journal on the evidence volume (alerts get 503 journal_full past it)', int('--intake-journal-max-bytes'), envNumber('CASEFILE_INTAKE_JOURNAL_MAX_BYTES'))
+  .option('--intake-max-connections <n>', 'open intake connections at most (more are closed on arrival)', int('--intake-max-connections'), envNumber('CASEFILE_INTAKE_MAX_CONNECTIONS'))
   .option('--intake-namespace-rate <per-second>', 'Investigations an alert may open per second in one namespace', num('--intake-namespace-rate'), envNumber('CASEFILE_INTAKE_NAMESPACE_RATE'))
   .option('--intake-namespace-burst <n>', 'Investigations alerts may open at once in one namespace', int('--intake-namespace-burst'), envNumber('CASEFILE_INTAKE_NAMESPACE_BURST'))
   .option('--intake-policy-rate <per-second>', 'Investigations one ResponsePolicy may open per second', num('--intake-policy-rate'), envNumber('CASEFILE_INTAKE_POLICY_RATE'))
@@ -70,6 +76,7 @@ program
       leaseName: opts.leaseName,
       identity: defaultIdentity(),
       debugImage: opts.debugImage,
+      requireNodeActionsAdmission: opts.requireNodeActionsAdmission && process.env.CASEFILE_REQUIRE_NODE_ACTIONS_ADMISSION !== 'false',
       clusterCIDRs: String(opts.clusterCidrs).split(',').map((c: string) => c.trim()).filter(Boolean),
       collectorNamespace: opts.collectorNamespace,
       runtimeRoot: opts.runtimeRoot,
@@ -83,6 +90,8 @@ program
         tlsKey: opts.intakeTlsKey || undefined,
         clientCA: opts.intakeClientCa || undefined,
         maxBodyBytes: opts.intakeMaxBodyBytes,
+        journalMaxBytes: opts.intakeJournalMaxBytes,
+        maxConnections: opts.intakeMaxConnections,
         namespaceRate: opts.intakeNamespaceRate,
         namespaceBurst: opts.intakeNamespaceBurst,
         policyRate: opts.intakePolicyRate,

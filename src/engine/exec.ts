@@ -1,9 +1,13 @@
 // pods/exec as a stream: the operator runs its collectors in casefile's own containers (the
 // ephemeral debug container, the node collector pod), never in the suspect's. Output is handed to
-// the caller chunk by chunk; nothing is buffered whole except a bounded tail of stderr.
-import { PassThrough, Writable } from 'node:stream';
+// the caller chunk by chunk; nothing is buffered whole except a bounded tail of stderr, and stdout
+// is held back by ExecOutputPipe (the socket pauses while the caller is behind).
+import { Writable } from 'node:stream';
 import { Exec, type V1Status } from '@kubernetes/client-node';
+import { EXEC_ABORT_AT_BYTES, ExecOutputPipe, ExecOverflowError } from './exec-output.js';
 import type { Kube } from './kube.js';
+
+export { ExecOverflowError };
 
 const STDERR_TAIL_BYTES = 8192;
 
@@ -23,7 +27,7 @@ export interface ExecResult {
 export interface StreamingExec {
   /** The command's stdout; ends when the command exits or the connection closes. */
   stdout: AsyncIterable<Buffer>;
-  /** Settles after stdout ended: the exit code, or an error (timeout, lost connection, exec refused). */
+  /** Settles after stdout ended: the exit code, or an error (timeout, overflow, lost connection, exec refused). */
   result: Promise<ExecResult>;
   /** Closes the connection (the remote command then sees its stdout close). */
   abort(): void;
@@ -41,7 +45,12 @@ export async function execStream(
   timeoutMs: number,
 ): Promise<StreamingExec> {
   const what = `exec ${command[0] ?? ''} in ${target.namespace}/${target.pod}/${target.container}`;
-  const stdout = new PassThrough();
+  let overflow: ExecOverflowError | undefined;
+  let terminate = () => undefined as void;
+  const pipe = new ExecOutputPipe((bytes) => {
+    overflow = new ExecOverflowError(what, bytes, EXEC_ABORT_AT_BYTES);
+    terminate();
+  });
   let stderrTail = '';
   const stderr = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -51,7 +60,7 @@ export async function execStream(
   });
   let status: V1Status | undefined;
   const ws = await new Exec(kube.kc)
-    .exec(target.namespace, target.pod, target.container, command, stdout, stderr, null, false, (s) => {
+    .exec(target.namespace, target.pod, target.container, command, pipe, stderr, null, false, (s) => {
       status = s;
     })
     .catch((e: unknown) => {
@@ -61,20 +70,25 @@ export async function execStream(
       throw new Error(`${what} refused: ${typeof message === 'string' ? message : String(e)}`);
     });
 
+  pipe.attach(ws);
+  terminate = () => ws.terminate(); // not close(): a paused socket would never read the peer's close frame
+  if (overflow) terminate();
   let timedOut = false;
   const result = new Promise<ExecResult>((resolve, reject) => {
     const timer = setTimeout(() => {
       timedOut = true;
+      pipe.discard(); // a paused socket would not read the close handshake
       ws.close();
     }, timeoutMs);
     ws.on('error', (e: Error) => {
       clearTimeout(timer);
-      stdout.end();
-      reject(new Error(`${what}: connection error: ${e.message}`));
+      pipe.end();
+      reject(overflow ?? new Error(`${what}: connection error: ${e.message}`));
     });
     ws.on('close', () => {
       clearTimeout(timer);
-      stdout.end();
+      pipe.end();
+      if (overflow) return reject(overflow);
       if (timedOut) return reject(new ExecTimeoutError(what, timeoutMs));
       if (!status) return reject(new Error(`${what}: connection closed without an exit status (stderr: ${stderrTail.trim() || 'empty'})`));
       if (status.status === 'Success') return resolve({ exitCode: 0, stderrTail });
@@ -85,5 +99,12 @@ export async function execStream(
   });
   // The caller may abandon `result` while reading stdout (e.g. on a protocol error); keep Node quiet.
   result.catch(() => undefined);
-  return { stdout, result, abort: () => ws.close() };
+  return {
+    stdout: pipe.output,
+    result,
+    abort: () => {
+      pipe.discard();
+      ws.close();
+    },
+  };
 }

@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import {
   ApiException,
+  AdmissionregistrationV1Api,
   AppsV1Api,
   AuthorizationV1Api,
   BatchV1Api,
@@ -17,11 +18,13 @@ import {
   RbacAuthorizationV1Api,
   setHeaderOptions,
 } from '@kubernetes/client-node';
+import { statusMessage } from '../errors.js';
 
 const STREAM_IDLE_MS = 60_000;
 
 export class Kube {
   readonly core: CoreV1Api;
+  readonly admission: AdmissionregistrationV1Api;
   readonly apps: AppsV1Api;
   readonly batch: BatchV1Api;
   readonly rbac: RbacAuthorizationV1Api;
@@ -34,6 +37,7 @@ export class Kube {
 
   constructor(readonly kc: KubeConfig) {
     this.core = kc.makeApiClient(CoreV1Api);
+    this.admission = kc.makeApiClient(AdmissionregistrationV1Api);
     this.apps = kc.makeApiClient(AppsV1Api);
     this.batch = kc.makeApiClient(BatchV1Api);
     this.rbac = kc.makeApiClient(RbacAuthorizationV1Api);
@@ -96,16 +100,6 @@ export class Kube {
   }
 }
 
-function statusMessage(body: string): string {
-  try {
-    const status = JSON.parse(body) as { message?: string };
-    if (status.message) return status.message;
-  } catch {
-    // not a Status object: fall through to the raw text
-  }
-  return body.slice(0, 512) || 'no response body';
-}
-
 /** `containerd://3f2a…` -> `3f2a…`: the ID as cgroups, Falco and the runtime spell it. */
 export function bareContainerID(id: string | undefined): string {
   const s = id ?? '';
@@ -123,14 +117,4 @@ export const isNotFound = (err: unknown): boolean => errorCode(err) === 404;
 export const isConflict = (err: unknown): boolean => errorCode(err) === 409;
 export const isForbidden = (err: unknown): boolean => errorCode(err) === 403;
 
-/** The API server's own explanation when there is one, else the error's message. */
-export function errorMessage(err: unknown): string {
-  if (err instanceof ApiException) {
-    const body = err.body as unknown;
-    if (typeof body === 'string') return `${err.code}: ${statusMessage(body)}`;
-    const message = (body as { message?: string } | undefined)?.message;
-    if (message) return `${err.code}: ${message}`;
-    return `${err.code}: ${err.message.split('\n')[0]}`;
-  }
-  return err instanceof Error ? err.message : String(err);
-}
+export { errorMessage } from '../errors.js';

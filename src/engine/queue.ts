@@ -2,6 +2,8 @@
 // never processed by two workers at once, and a key added while it is being processed runs once
 // more afterwards, so no change is lost and no reconcile races itself.
 import { pino, type Logger } from 'pino';
+import { errorMessage } from '../errors.js';
+import { RepeatFilter } from './repeat-filter.js';
 
 export interface ReconcileResult {
   /** Run the key again after this delay; not a failure (backoff is reset). */
@@ -75,6 +77,8 @@ export class WorkQueue {
   private readonly readySince = new Map<string, number>();
   private readonly delayed = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private readonly failures = new Map<string, number>();
+  /** A key failing the same way is logged once a minute, with the number of repeats, not on every retry. */
+  private readonly repeats = new RepeatFilter();
   private pumpTimer: NodeJS.Timeout | undefined;
   private started = false;
   private stopped = false;
@@ -188,6 +192,7 @@ export class WorkQueue {
       // Deferred so a synchronous throw is caught and the handler never runs inside add()'s caller.
       const result = await Promise.resolve().then(() => this.handler(key));
       this.failures.delete(key);
+      this.repeats.forget(key);
       const after = result?.requeueAfterMs;
       if (after !== undefined && after >= 0) {
         outcome = 'requeue';
@@ -200,7 +205,8 @@ export class WorkQueue {
       const failures = (this.failures.get(key) ?? 0) + 1;
       this.failures.set(key, failures);
       const delayMs = this.backoff(failures);
-      this.log.error({ err, key, failures, retryInMs: delayMs }, 'reconcile failed');
+      const held = this.repeats.admit(key, errorMessage(err));
+      if (held !== undefined) this.log.error({ err, key, failures, retryInMs: delayMs, repeats: held }, 'reconcile failed');
       if (!this.stopped) this.emit('retry', () => this.metrics.retry?.(key, failures, delayMs));
       this.addAfter(key, delayMs);
     }

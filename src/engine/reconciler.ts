@@ -21,11 +21,14 @@ import {
 import type { OperatorConfig } from '../config.js';
 import { CaseFile, evidenceErrorReason } from '../evidence/store.js';
 import type { Logger } from '../log.js';
-import { phasesInOrder } from '../phases/index.js';
-import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome } from '../phases/phase.js';
+import { phases, phasesInOrder } from '../phases/index.js';
+import { errorMessage, RetryableError } from '../errors.js';
+import type { Phase, PhaseContext, PhaseOutcome, ReleaseContext } from '../phases/phase.js';
 import { EventRecorder } from './events.js';
-import { errorMessage, isConflict, isNotFound, type Kube } from './kube.js';
+import { isConflict, isNotFound, type Kube } from './kube.js';
 import type { Metrics } from './metrics.js';
+import { classify, type Verdict } from './outcome.js';
+import { RepeatFilter } from './repeat-filter.js';
 import type { ReconcileResult } from './queue.js';
 
 export interface ReconcilerDeps {
@@ -40,7 +43,22 @@ export interface ReconcilerDeps {
 /** Status was changed by someone else since we read it: re-read and try again (not a failure to report). */
 class StaleObjectError extends Error {}
 
+/** A worker's verdict that stops this reconcile: wait, or retry with backoff (the queue's). */
+class Stop {
+  constructor(readonly verdict: Verdict & { kind: 'wait' | 'retry' }, readonly cause: unknown) {}
+}
+
+type SetCondition = (type: ConditionType, o: PhaseOutcome | { status: 'Unknown'; reason: string; message: string }) => void;
+
+/** Containment phases whose recorded outcome the spec must not contradict (release works from that record). */
+const CONTAINMENT_DRIFT_HINT =
+  'spec.containment cannot change once containment has acted: casefile undoes what it applied, not what the spec says now. ' +
+  'To lift containment set spec.release: true; to contain differently, release this case and open a new Investigation';
+
 export class InvestigationReconciler {
+  /** The same failure of the same case is logged once a minute, not on every retry. */
+  private readonly repeats = new RepeatFilter();
+
   constructor(private readonly deps: ReconcilerDeps) {}
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
@@ -55,23 +73,34 @@ export class InvestigationReconciler {
       throw err;
     }
     const log = this.deps.log.child({ investigation: key });
-    if (inv.metadata.deletionTimestamp) return this.finalize(inv, log);
-    if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) {
-      inv = await this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] });
-    }
     try {
-      return await this.run(inv, log);
+      if (inv.metadata.deletionTimestamp) return await this.finalize(inv, log);
+      if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) {
+        inv = await this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] });
+      }
+      const result = await this.run(inv, log);
+      this.repeats.forget(key);
+      return result;
     } catch (err) {
-      if (err instanceof StaleObjectError || isConflict(err)) return { requeueAfterMs: 100 };
-      throw err;
+      return this.stopped(key, err, log);
     }
+  }
+
+  /** Applies a verdict that ended a reconcile: requeue after a wait, or rethrow for the queue's backoff. */
+  private stopped(key: string, err: unknown, log: Logger): ReconcileResult {
+    if (err instanceof StaleObjectError || isConflict(err)) return { requeueAfterMs: 100 };
+    const verdict = err instanceof Stop ? err.verdict : classify(err);
+    const held = this.repeats.admit(key, `${verdict.kind}:${verdict.message}`);
+    if (held !== undefined) log.warn({ verdict: verdict.kind, reason: verdict.reason, repeats: held }, verdict.message);
+    if (verdict.kind === 'wait') return { requeueAfterMs: verdict.afterMs };
+    throw err instanceof Stop ? err.cause : err;
   }
 
   private async run(inv: Investigation, log: Logger): Promise<ReconcileResult | void> {
     const generation = inv.metadata.generation ?? 1;
     const writer = new StatusWriter(this.deps.kube, inv);
     const status: InvestigationStatus = structuredClone(inv.status ?? {});
-    const set = (type: ConditionType, outcome: PhaseOutcome | { status: 'Unknown'; reason: string; message: string }) => {
+    const set: SetCondition = (type, outcome) => {
       status.conditions = setCondition(status.conditions, { type, ...outcome }, generation);
     };
 
@@ -93,6 +122,18 @@ export class InvestigationReconciler {
     const releaseSettled = !spec.release || isTrue(status.conditions, 'Released');
     if (ordered.every((p) => settled(p.condition)) && releaseSettled && settled('Ready') && status.observedGeneration === generation) return;
 
+    // Fallback for a cluster whose CRD lacks the CEL rule that freezes spec.containment: an edit that
+    // contradicts what containment recorded is refused here, once, instead of being silently ignored.
+    const drift = spec.release ? [] : containmentDrift(status.conditions ?? [], ordered, spec);
+    if (drift.length > 0) {
+      const message = `${drift.join('; ')}. ${CONTAINMENT_DRIFT_HINT}`;
+      set('Ready', { status: 'False', reason: 'ContainmentChanged', message });
+      status.phase = 'Failed';
+      status.observedGeneration = generation;
+      if (await writer.write(status)) this.deps.events.emit(inv, 'Warning', 'ContainmentChanged', message);
+      return;
+    }
+
     let caseFile: CaseFile;
     try {
       caseFile = await this.openCaseFile(inv);
@@ -113,7 +154,7 @@ export class InvestigationReconciler {
           set(phase.condition, { status: 'True', reason: 'ReleaseRequested', message: 'not applied: spec.release is true' });
           continue;
         }
-        const outcome = await this.runPhase(phase, ctx, spec, status, set, writer, inv, log);
+        const outcome = await this.runPhase(phase, ctx, spec, status, set, writer, inv);
         if (!outcome) continue;
         if (this.deps.config.exitAfterPhase === phase.condition) {
           // A crash, not a shutdown: no drain, no lease release. (Not a self-SIGKILL: as PID 1 in its
@@ -122,7 +163,7 @@ export class InvestigationReconciler {
           process.exit(137);
         }
       }
-      if (spec.release) await this.release(ctx, ordered, set, writer, log);
+      if (spec.release) await this.release(ctx, set, writer, log);
       const ready = readiness(status.conditions ?? [], ordered, spec.release);
       set('Ready', ready);
       status.phase = overallPhase(status.conditions ?? [], spec);
@@ -142,10 +183,9 @@ export class InvestigationReconciler {
     ctx: PhaseContext,
     spec: InvestigationSpec,
     status: InvestigationStatus,
-    set: (type: ConditionType, o: PhaseOutcome | { status: 'Unknown'; reason: string; message: string }) => void,
+    set: SetCondition,
     writer: StatusWriter,
     inv: Investigation,
-    log: Logger,
   ): Promise<PhaseOutcome | undefined> {
     const type = phase.condition;
     if (phase.enabled && !phase.enabled(spec)) {
@@ -164,67 +204,74 @@ export class InvestigationReconciler {
       await writer.write(status);
       return undefined;
     }
-    set(type, { status: 'Unknown', reason: 'InProgress', message: 'running' });
-    status.phase = phase.containment ? 'Containing' : 'Capturing';
-    await writer.write(status);
+    // A phase already Unknown (waiting, retrying) is not flipped back to InProgress: each flip is a status
+    // write, and each write an informer event that would run the key again before its backoff is over.
+    if (getCondition(status.conditions, type)?.status !== 'Unknown') {
+      set(type, { status: 'Unknown', reason: 'InProgress', message: 'running' });
+      status.phase = phase.containment ? 'Containing' : 'Capturing';
+      await writer.write(status);
+    }
 
     const started = performance.now();
     let outcome: PhaseOutcome;
     try {
       outcome = await phase.run(ctx);
     } catch (err) {
-      const storeReason = evidenceErrorReason(err);
-      if (!storeReason) {
-        // Transient (API unavailable, conflict): stay Unknown and let the queue back off.
-        const reason = err instanceof RetryableError ? err.reason : 'Retrying';
-        set(type, { status: 'Unknown', reason, message: `${errorMessage(err)}; will retry` });
+      const verdict = classify(err);
+      if (verdict.kind !== 'terminal') {
+        // Waiting or transient: stay Unknown; the reconcile stops here and the queue brings the key back.
+        set(type, { status: 'Unknown', reason: verdict.reason, message: `${verdict.message}; ${verdict.kind === 'wait' ? 'waiting' : 'will retry'}` });
         await writer.write(status).catch(() => undefined);
         this.deps.metrics.phaseDuration.observe({ phase: type, status: 'Unknown' }, (performance.now() - started) / 1000);
-        log.warn({ phase: type, err: errorMessage(err) }, 'phase failed, will retry');
-        throw err;
+        throw new Stop(verdict, err);
       }
-      outcome = { status: 'False', reason: storeReason, message: `writing evidence failed: ${errorMessage(err)}` };
+      outcome = { status: 'False', reason: verdict.reason, message: verdict.message };
     }
     this.deps.metrics.phaseDuration.observe({ phase: type, status: outcome.status }, (performance.now() - started) / 1000);
     set(type, outcome);
     await ctx.caseFile
       .record('phase-finished', { condition: type, status: outcome.status, reason: outcome.reason, message: outcome.message }, type)
-      .catch((err) => log.error({ err: errorMessage(err) }, 'custody record failed'));
+      .catch((err) => ctx.log.error({ err: errorMessage(err) }, 'custody record failed'));
     await writer.write(status);
     this.deps.events.emit(inv, outcome.status === 'True' ? 'Normal' : 'Warning', outcome.reason, `${type}: ${outcome.message}`);
-    log.info({ phase: type, status: outcome.status, reason: outcome.reason }, outcome.message);
+    ctx.log.info({ phase: type, status: outcome.status, reason: outcome.reason }, outcome.message);
     return outcome;
   }
 
-  /** Lifts containment: every containment phase undoes its own change, last applied first. */
-  private async release(
-    ctx: PhaseContext,
-    ordered: readonly Phase[],
-    set: (type: ConditionType, o: PhaseOutcome | { status: 'Unknown'; reason: string; message: string }) => void,
-    writer: StatusWriter,
-    log: Logger,
-  ): Promise<void> {
+  /**
+   * Lifts containment from the record: every phase that can release undoes what status and the case
+   * file say it applied, last in the runbook first, whatever the spec says now (it may have been edited,
+   * or no longer parse). Released turns True only when every release re-read its objects and found
+   * them undone, or listed them as kept with the reason.
+   */
+  private async release(ctx: ReleaseContext, set: SetCondition, writer: StatusWriter, log: Logger): Promise<void> {
     const status = ctx.status;
     if (isTrue(status.conditions, 'Released')) return;
-    set('Released', { status: 'Unknown', reason: 'InProgress', message: 'lifting containment' });
-    await writer.write(status);
+    // Written once: a retried release must not flip the condition (and wake the informer) every attempt.
+    if (getCondition(status.conditions, 'Released')?.status !== 'Unknown') {
+      set('Released', { status: 'Unknown', reason: 'InProgress', message: 'lifting containment' });
+      await writer.write(status);
+    }
     const messages: string[] = [];
     const differences: string[] = [];
-    for (const phase of [...ordered].reverse()) {
-      if (!phase.release || (phase.enabled && !phase.enabled(ctx.spec))) continue;
+    for (const phase of [...(this.deps.phases ?? phases)].reverse()) {
+      if (!phase.release) continue;
       try {
         const outcome = await phase.release(ctx);
         messages.push(`${phase.condition}: ${outcome.message}`);
         differences.push(...(outcome.differences ?? []));
       } catch (err) {
-        set('Released', { status: 'Unknown', reason: 'Retrying', message: `${phase.condition}: ${errorMessage(err)}; will retry` });
+        const verdict = classify(err);
+        // A terminal failure of release is still not "released": containment may be in force.
+        set('Released', { status: verdict.kind === 'terminal' ? 'False' : 'Unknown', reason: verdict.reason, message: `${phase.condition}: ${verdict.message}` });
         await writer.write(status).catch(() => undefined);
-        throw err;
+        if (verdict.kind === 'terminal') return;
+        throw new Stop(verdict, err);
       }
     }
     status.containment = { ...status.containment, released: { at: new Date().toISOString(), ...(differences.length ? { differences } : {}) } };
     const message = (messages.length ? messages.join('; ') : 'nothing was contained') +
-      (differences.length ? `; changed by others meanwhile (kept): ${differences.join('; ')}` : '');
+      (differences.length ? `; not restored (kept, with the reason): ${differences.join('; ')}` : '');
     await ctx.caseFile.record('released', { messages, differences }, 'Released');
     set('Released', { status: 'True', reason: 'Released', message });
     await writer.write(status);
@@ -233,11 +280,15 @@ export class InvestigationReconciler {
   }
 
   private context(inv: Investigation, spec: InvestigationSpec, status: InvestigationStatus, caseFile: CaseFile, log: Logger): PhaseContext {
+    return { ...this.releaseContext(inv, status, caseFile, log, spec.target.pod), spec };
+  }
+
+  /** No spec: release works from the record. The pod is found by name and must still have the recorded UID. */
+  private releaseContext(inv: Investigation, status: InvestigationStatus, caseFile: CaseFile, log: Logger, podName: string | undefined): ReleaseContext {
     const kube = this.deps.kube;
     let cached: V1Pod | undefined;
     return {
       investigation: inv,
-      spec,
       kube,
       caseFile,
       config: this.deps.config,
@@ -246,15 +297,15 @@ export class InvestigationReconciler {
       async livePod(opts) {
         if (cached && !opts?.fresh) return cached;
         const uid = status.target?.podUID;
-        if (!uid) return undefined;
+        if (!uid || !podName) return undefined;
         try {
-          const pod = await kube.core.readNamespacedPod({ name: spec.target.pod, namespace: inv.metadata.namespace });
+          const pod = await kube.core.readNamespacedPod({ name: podName, namespace: inv.metadata.namespace });
           if (pod.metadata?.uid !== uid) return undefined; // replaced: not our evidence
           cached = pod;
           return pod;
         } catch (err) {
           if (isNotFound(err)) return undefined;
-          throw new RetryableError(`reading pod ${spec.target.pod}: ${errorMessage(err)}`);
+          throw new RetryableError(`reading pod ${podName}: ${errorMessage(err)}`);
         }
       },
     };
@@ -288,16 +339,17 @@ export class InvestigationReconciler {
       return;
     }
     try {
-      const parsed = parseSpec(inv.spec);
-      if (parsed.ok) {
-        const status: InvestigationStatus = structuredClone(inv.status ?? {});
-        const generation = inv.metadata.generation ?? 1;
-        const set = (type: ConditionType, o: PhaseOutcome | { status: 'Unknown'; reason: string; message: string }) => {
-          status.conditions = setCondition(status.conditions, { type, ...o }, generation);
-        };
-        const ctx = this.context(inv, parsed.spec, status, caseFile, log);
-        await this.release(ctx, phasesInOrder(parsed.spec, this.deps.phases), set, new StatusWriter(this.deps.kube, inv), log);
-      }
+      // From the record alone: a spec that no longer parses (older CRD, hand edit) must not skip release.
+      const status: InvestigationStatus = structuredClone(inv.status ?? {});
+      const generation = inv.metadata.generation ?? 1;
+      const set: SetCondition = (type, o) => {
+        status.conditions = setCondition(status.conditions, { type, ...o }, generation);
+      };
+      const podName = (inv.spec as { target?: { pod?: unknown } } | undefined)?.target?.pod;
+      const ctx = this.releaseContext(inv, status, caseFile, log, typeof podName === 'string' ? podName : undefined);
+      await this.release(ctx, set, new StatusWriter(this.deps.kube, inv), log);
+      // A release that failed for good keeps the finalizer: containment is still in force, and status says why.
+      if (!isTrue(status.conditions, 'Released')) return;
       await caseFile.record('investigation-deleted', { note: 'the Investigation was deleted; the case file is retained' });
     } finally {
       await caseFile.close();
@@ -376,6 +428,23 @@ async function openCase(caseFile: CaseFile, inv: Investigation, spec: Investigat
     raw,
     note: alert ? undefined : 'no alert attached: the case was opened by hand or by GitOps',
   });
+}
+
+/**
+ * Containment phases whose recorded outcome contradicts the spec: recorded Disabled but enabled now
+ * (the edit would silently do nothing), or acted on but disabled now (release must still undo it).
+ */
+export function containmentDrift(conditions: readonly Condition[], ordered: readonly Phase[], spec: InvestigationSpec): string[] {
+  const drift: string[] = [];
+  for (const phase of ordered) {
+    if (!phase.containment || !phase.enabled) continue;
+    const c = getCondition(conditions, phase.condition);
+    if (!c || c.status === 'Unknown' || c.reason === 'ReleaseRequested') continue;
+    const recordedOff = c.reason === 'Disabled';
+    if (recordedOff && phase.enabled(spec)) drift.push(`${phase.condition} was recorded Disabled but the spec now enables it`);
+    if (!recordedOff && !phase.enabled(spec)) drift.push(`${phase.condition} acted (${c.reason}) but the spec now disables it`);
+  }
+  return drift;
 }
 
 function containmentApplied(status: InvestigationStatus | undefined): boolean {

@@ -94,5 +94,10 @@ export function resolveInside(root: string, rel: string): string {
 
 /** `<name>-<uid8>`; the uid part is sanitised too (a no-op for real UIDs) so no input can add a separator. */
 export function caseDirName(name: string, uid: string): string {
-  return `${sanitizeSegment(name)}-${sanitizeSegment(uid.replace(/-/g, '').slice(0, 8))}`;
+  return `${sanitizeSegment(name)}-${sanitizeSegment(uidPrefix(uid))}`;
+}
+
+/** The first 8 hex digits of a UID: short names (labels, policies, directories) unique to one object. */
+export function uidPrefix(uid: string): string {
+  return uid.replace(/-/g, '').slice(0, 8).toLowerCase();
 }

@@ -4,8 +4,16 @@
 // few milliseconds share one write and one fsync (group commit). Each process writes its own segment
 // files, created with O_EXCL, appended to and never rewritten; a segment is never reopened for writing,
 // so a line torn by a crash stays the (ignored) tail of its own segment.
+//
+// The journal is bounded (maxBytes over all segments): past it, alerts are refused (the sender gets
+// 503 and retries later) rather than filling the evidence volume; acknowledgements still go in, and
+// nothing already accepted is dropped. Past half of it the journal is compacted: every closed segment
+// is rewritten into one checkpoint that keeps each alert not yet both acknowledged (status.alerts
+// counts it) and copied into a sealed case file, plus one `case` line per Investigation carrying the
+// counts of what was dropped. The checkpoint is renamed into place before the segments it replaces are
+// deleted; a reader takes the newest checkpoint and only the segments begun after it.
 import { createReadStream } from 'node:fs';
-import { open, readdir, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { errnoCode, fileStamp, fsyncDir, mkdirDurable, writeFully } from '../evidence/io.js';
@@ -17,6 +25,7 @@ import type { Logger } from '../log.js';
  */
 const JOURNAL_SUBDIR = '_intake';
 const SEGMENT = /^(\d{16})-[0-9TZ]+\.jsonl$/;
+const CHECKPOINT = /^(\d{16})-checkpoint\.jsonl$/;
 
 export interface InvestigationRef {
   namespace: string;
@@ -34,8 +43,29 @@ export interface AlertEntry {
   alert: { rule: string; priority: string; time: string };
   /** The policy's investigation template as it was when the alert matched. */
   template: Record<string, unknown>;
-  /** The request body, verbatim. */
-  raw: string;
+  /**
+   * The request body, verbatim. An alert matching several policies is stored once: the first entry
+   * of the append carries `raw`, the others `rawSeq`, the sequence number of that first entry (which
+   * always comes right before them). readJournal fills `raw` back in.
+   */
+  raw?: string;
+  rawSeq?: number;
+}
+
+/** Fills in `raw` for entries that refer to it, reading entries in journal order. */
+class RawResolver {
+  private last: { seq: number; raw: string } | undefined;
+
+  resolve<T extends JournalEntry>(e: T): T {
+    if (e.type !== 'alert') return e;
+    if (e.raw !== undefined) {
+      this.last = { seq: e.seq, raw: e.raw };
+      return e;
+    }
+    if (e.rawSeq === undefined || this.last?.seq !== e.rawSeq) return e;
+    const { rawSeq: _, ...rest } = e;
+    return { ...rest, raw: this.last.raw } as T;
+  }
 }
 
 /** The Investigation's status.alerts includes every alert of it up to throughSeq. */
@@ -48,8 +78,33 @@ export interface AckEntry {
   count: number;
 }
 
-export type JournalEntry = AlertEntry | AckEntry;
-export type NewJournalEntry = Omit<AlertEntry, 'seq'> | Omit<AckEntry, 'seq'>;
+/** The case journaled under `investigation` is opened as `to`: an Investigation casefile did not create held the name. */
+export interface MovedEntry {
+  type: 'moved';
+  seq: number;
+  at: string;
+  investigation: InvestigationRef;
+  to: string;
+}
+
+/** In a checkpoint: the alerts of one case it no longer holds line by line (seq: the checkpoint's). */
+export interface CaseEntry {
+  type: 'case';
+  seq: number;
+  investigation: InvestigationRef;
+  policy: { namespace: string; name: string };
+  podUID: string;
+  count: number;
+  first: string;
+  last: string;
+  lastSeq: number;
+  ackedThrough: number;
+}
+
+export type ImportedCheck = (entry: AlertEntry, name: string) => Promise<boolean>;
+
+export type JournalEntry = AlertEntry | AckEntry | MovedEntry | CaseEntry;
+export type NewJournalEntry = Omit<AlertEntry, 'seq'> | Omit<AckEntry, 'seq'> | Omit<MovedEntry, 'seq'>;
 
 export interface JournalOptions {
   log: Logger;
@@ -57,11 +112,31 @@ export interface JournalOptions {
   groupCommitMs?: number;
   /** A segment is closed and a new one started beyond this size. Default 64 MiB. */
   segmentBytes?: number;
+  /** Alerts are refused (JournalFullError) once the segments hold this much. Default 1 GiB. */
+  maxBytes?: number;
+  /**
+   * A check, fresh for each compaction, of whether an alert is in a sealed case file (`name`: the
+   * Investigation it went to). Without it the journal is never compacted. Compaction starts past
+   * compactAtBytes (default maxBytes / 2).
+   */
+  importedCheck?: () => ImportedCheck;
+  compactAtBytes?: number;
   onFsync?: (seconds: number) => void;
 }
 
+/** The journal holds maxBytes: the alert is not accepted (503 journal_full), nothing accepted is lost. */
+export class JournalFullError extends Error {
+  constructor(readonly bytes: number, readonly maxBytes: number) {
+    super(`the alert journal is full (${bytes} of ${maxBytes} bytes, --intake-journal-max-bytes); the alert was not accepted; retry later`);
+    this.name = 'JournalFullError';
+  }
+}
+
+const DEFAULT_MAX_BYTES = 1024 ** 3;
+
 interface Pending {
   entries: JournalEntry[];
+  lines: string;
   resolve: (entries: JournalEntry[]) => void;
   reject: (err: unknown) => void;
 }
@@ -76,12 +151,19 @@ export class AlertJournal {
   private flushing: Promise<void> | undefined;
   private segment: { fh: FileHandle; bytes: number } | undefined;
   private closed = false;
+  /** Bytes in the segments plus bytes waiting to be written. */
+  private bytes: number;
+  /** Size right after the last compaction: the next one waits for real growth. */
+  private compactedAt = 0;
 
   private constructor(
     readonly dir: string,
     private lastSeq: number,
+    bytes: number,
     private readonly opts: JournalOptions,
-  ) {}
+  ) {
+    this.bytes = bytes;
+  }
 
   /** Replays every committed entry (in sequence order) through `onEntry`, then opens for appending. */
   static async open(dir: string, opts: JournalOptions, onEntry: (entry: JournalEntry) => void): Promise<AlertJournal> {
@@ -91,19 +173,33 @@ export class AlertJournal {
       lastSeq = Math.max(lastSeq, entry.seq);
       onEntry(entry);
     }
-    return new AlertJournal(dir, lastSeq, opts);
+    let bytes = 0;
+    for (const file of await journalSegments(dir)) bytes += (await stat(file)).size;
+    return new AlertJournal(dir, lastSeq, bytes, opts);
   }
 
   get sequence(): number {
     return this.lastSeq;
   }
 
+  /** Bytes the journal holds (written and pending). */
+  get size(): number {
+    return this.bytes;
+  }
+
   /** Assigns sequence numbers and resolves with the entries once they are written and fsynced. */
   append(entries: NewJournalEntry[]): Promise<JournalEntry[]> {
     if (this.closed) return Promise.reject(new Error('alert journal is closed'));
+    const max = this.opts.maxBytes ?? DEFAULT_MAX_BYTES;
+    if (this.bytes >= max && entries.some((e) => e.type === 'alert')) return Promise.reject(new JournalFullError(this.bytes, max));
     const numbered = entries.map((e) => ({ ...e, seq: ++this.lastSeq }) as JournalEntry);
+    // One alert matching several policies: its body is written once.
+    const carrier = numbered.find((e): e is AlertEntry => e.type === 'alert' && e.raw !== undefined);
+    const stored = numbered.map((e) => (e.type === 'alert' && carrier && e !== carrier && e.raw === carrier.raw ? { ...e, raw: undefined, rawSeq: carrier.seq } : e));
+    const lines = stored.map((e) => `${JSON.stringify(e)}\n`).join('');
+    this.bytes += Buffer.byteLength(lines);
     return new Promise((resolve, reject) => {
-      this.pending.push({ entries: numbered, resolve, reject });
+      this.pending.push({ entries: numbered, lines, resolve, reject });
       this.schedule();
     });
   }
@@ -132,10 +228,12 @@ export class AlertJournal {
   }
 
   private startFlush(): void {
-    this.flushing = this.flush().finally(() => {
-      this.flushing = undefined;
-      if (this.pending.length) this.schedule();
-    });
+    this.flushing = this.flush()
+      .then(() => this.maybeCompact())
+      .finally(() => {
+        this.flushing = undefined;
+        if (this.pending.length) this.schedule();
+      });
   }
 
   private async flush(): Promise<void> {
@@ -143,7 +241,7 @@ export class AlertJournal {
     this.pending = [];
     if (batch.length === 0) return;
     const all = batch.flatMap((p) => p.entries);
-    const buf = Buffer.from(all.map((e) => `${JSON.stringify(e)}\n`).join(''), 'utf8');
+    const buf = Buffer.from(batch.map((p) => p.lines).join(''), 'utf8');
     try {
       const segment = await this.segmentFor(all[0]!.seq, buf.length);
       await writeFully(segment.fh, buf);
@@ -156,11 +254,40 @@ export class AlertJournal {
       const segment = this.segment;
       this.segment = undefined;
       await segment?.fh.close().catch(() => undefined);
+      this.bytes -= buf.length; // not written (a partial line may be: the count is an estimate until the next open)
       this.opts.log.error({ err, entries: all.length }, 'alert journal write failed');
       for (const p of batch) p.reject(err);
       return;
     }
     for (const p of batch) p.resolve(p.entries);
+  }
+
+  /** Runs inside the flush chain: no write happens meanwhile (appends wait in `pending`). */
+  private async maybeCompact(): Promise<void> {
+    const check = this.opts.importedCheck;
+    const at = this.opts.compactAtBytes ?? (this.opts.maxBytes ?? DEFAULT_MAX_BYTES) / 2;
+    if (!check || this.closed || this.bytes < at || this.bytes - this.compactedAt < at / 4) return;
+    try {
+      if (this.segment) {
+        await this.segment.fh.close();
+        this.segment = undefined;
+      }
+      const before = this.bytes;
+      await compactJournal(this.dir, this.lastWritten(), check());
+      let bytes = 0;
+      for (const file of await journalSegments(this.dir)) bytes += (await stat(file)).size;
+      this.bytes = bytes + this.pending.reduce((n, p) => n + Buffer.byteLength(p.lines), 0);
+      this.compactedAt = this.bytes;
+      this.opts.log.info({ before, after: this.bytes }, 'alert journal compacted');
+    } catch (err) {
+      this.compactedAt = this.bytes; // not again at once; the journal as it was stays valid
+      this.opts.log.error({ err }, 'alert journal compaction failed; the journal is unchanged');
+    }
+  }
+
+  /** The highest sequence number on disk (entries in `pending` are numbered but not written). */
+  private lastWritten(): number {
+    return this.lastSeq - this.pending.reduce((n, p) => n + p.entries.length, 0);
   }
 
   private async segmentFor(firstSeq: number, bytes: number): Promise<{ fh: FileHandle; bytes: number }> {
@@ -179,23 +306,93 @@ export class AlertJournal {
   }
 }
 
-/** Segment files in sequence order. */
-async function journalSegments(dir: string): Promise<string[]> {
+/** What to read: the newest checkpoint, then the segments begun after it, in sequence order; and what they replace. */
+async function journalFiles(dir: string): Promise<{ live: string[]; replaced: string[] }> {
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return [];
+    if (errnoCode(err) === 'ENOENT') return { live: [], replaced: [] };
     throw err;
   }
-  return names.filter((n) => SEGMENT.test(n)).sort().map((n) => path.join(dir, n));
+  const checkpoints = names.filter((n) => CHECKPOINT.test(n)).sort();
+  const newest = checkpoints.at(-1);
+  const through = newest ? Number(CHECKPOINT.exec(newest)![1]) : 0;
+  const segments = names.filter((n) => SEGMENT.test(n)).sort();
+  const after = segments.filter((n) => Number(SEGMENT.exec(n)![1]) > through);
+  return {
+    live: [...(newest ? [newest] : []), ...after].map((n) => path.join(dir, n)),
+    // Also the temporary file of a compaction that crashed.
+    replaced: [...checkpoints.slice(0, -1), ...segments.filter((n) => !after.includes(n)), ...names.filter((n) => n.endsWith('.tmp'))].map((n) => path.join(dir, n)),
+  };
+}
+
+async function journalSegments(dir: string): Promise<string[]> {
+  return (await journalFiles(dir)).live;
+}
+
+const caseKey = (ref: InvestigationRef) => `${ref.namespace}/${ref.name}`;
+
+/**
+ * Rewrites every entry up to `through` into one checkpoint: alerts kept unless acknowledged and
+ * imported, acknowledgements and dropped alerts folded into `case` lines, moves kept. Then deletes
+ * what it replaces. A crash before the rename leaves only a temporary file; after it, the old files
+ * are ignored by readers and deleted on the next compaction.
+ */
+export async function compactJournal(dir: string, through: number, isImported: ImportedCheck): Promise<void> {
+  const acked = new Map<string, number>();
+  const movedTo = new Map<string, string>();
+  for await (const e of readJournal(dir)) {
+    if (e.seq > through) continue;
+    const key = caseKey(e.investigation);
+    if (e.type === 'ack') acked.set(key, Math.max(acked.get(key) ?? 0, e.throughSeq));
+    if (e.type === 'case') acked.set(key, Math.max(acked.get(key) ?? 0, e.ackedThrough));
+    if (e.type === 'moved') movedTo.set(key, e.to);
+  }
+  const folded = new Map<string, CaseEntry>();
+  const fold = (key: string, c: Omit<CaseEntry, 'type' | 'seq'>) => {
+    const f = folded.get(key);
+    if (!f) return folded.set(key, { type: 'case', seq: through, ...c, ackedThrough: acked.get(key) ?? 0 });
+    f.count += c.count;
+    if (c.first < f.first) f.first = c.first;
+    if (c.last > f.last) f.last = c.last;
+    f.lastSeq = Math.max(f.lastSeq, c.lastSeq);
+  };
+  const tmp = path.join(dir, `checkpoint-${through}.tmp`);
+  const fh = await open(tmp, 'w');
+  try {
+    const moves: MovedEntry[] = [];
+    for await (const e of readJournal(dir)) {
+      if (e.seq > through) continue;
+      const key = caseKey(e.investigation);
+      if (e.type === 'moved') moves.push(e);
+      else if (e.type === 'case') fold(key, e);
+      else if (e.type === 'alert') {
+        const droppable = e.seq <= (acked.get(key) ?? 0) && (await isImported(e, movedTo.get(key) ?? e.investigation.name));
+        if (droppable) fold(key, { investigation: e.investigation, policy: e.policy, podUID: e.pod.uid, count: 1, first: e.receivedAt, last: e.receivedAt, lastSeq: e.seq, ackedThrough: 0 });
+        else await writeFully(fh, Buffer.from(`${JSON.stringify(e)}\n`));
+      }
+    }
+    // Cases before moves: replaying a move needs its case.
+    for (const c of folded.values()) await writeFully(fh, Buffer.from(`${JSON.stringify(c)}\n`));
+    for (const m of moves) await writeFully(fh, Buffer.from(`${JSON.stringify(m)}\n`));
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path.join(dir, `${String(through).padStart(16, '0')}-checkpoint.jsonl`));
+  await fsyncDir(dir);
+  for (const file of (await journalFiles(dir)).replaced) await rm(file, { force: true });
+  await fsyncDir(dir);
 }
 
 /**
- * Every committed entry, in sequence order, streamed. A line that does not parse (the torn tail of a
- * segment whose writer crashed mid-write, never acknowledged) is skipped with a warning.
+ * Every committed entry, in sequence order, streamed, each alert with its `raw`. A line that does not
+ * parse (the torn tail of a segment whose writer crashed mid-write, never acknowledged) is skipped
+ * with a warning.
  */
 export async function* readJournal(dir: string, log?: Logger): AsyncGenerator<JournalEntry> {
+  const raws = new RawResolver();
   for (const file of await journalSegments(dir)) {
     const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
     let n = 0;
@@ -203,7 +400,7 @@ export async function* readJournal(dir: string, log?: Logger): AsyncGenerator<Jo
       n++;
       if (!line) continue;
       const entry = parseEntry(line);
-      if (entry) yield entry;
+      if (entry) yield raws.resolve(entry);
       else log?.warn({ file, line: n }, 'skipping an unreadable alert journal line (torn by a crash?)');
     }
   }
@@ -212,7 +409,7 @@ export async function* readJournal(dir: string, log?: Logger): AsyncGenerator<Jo
 function parseEntry(line: string): JournalEntry | undefined {
   try {
     const e = JSON.parse(line) as JournalEntry;
-    if (typeof e.seq !== 'number' || (e.type !== 'alert' && e.type !== 'ack') || typeof e.investigation?.name !== 'string') return undefined;
+    if (typeof e.seq !== 'number' || !['alert', 'ack', 'moved', 'case'].includes(e.type) || typeof e.investigation?.name !== 'string') return undefined;
     return e;
   } catch {
     return undefined;

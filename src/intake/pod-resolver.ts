@@ -1,6 +1,8 @@
 // Which pod an alert is about: `k8s.ns.name` + `k8s.pod.name` when Falco filled them in, else the
 // container ID (Falco's 12-character short form, or the full one) looked up in the pods'
-// status.containerStatuses. Both lookups are cached briefly: an alert storm is many alerts about a
+// status.containerStatuses. When an alert carries both, the container ID must be one of the named
+// pod's: a delayed alert about a replaced pod (same name, new UID) resolves to no pod, never to the
+// clean replacement. Both lookups are cached briefly: an alert storm is many alerts about a
 // few pods, and the API server should see a handful of requests, not one per alert.
 import type { V1Pod } from '@kubernetes/client-node';
 import type { FalcoAlert } from './alert-schema.js';
@@ -41,6 +43,16 @@ export interface PodResolverOptions {
 function containers(pod: V1Pod): { name: string; id?: string }[] {
   const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? []), ...(pod.status?.ephemeralContainerStatuses ?? [])];
   return statuses.map((s) => ({ name: s.name, id: s.containerID ? bareContainerID(s.containerID) : undefined }));
+}
+
+/** The pod's containers' IDs, including each container's previous instance (a restart keeps the pod). */
+function containerIds(pod: V1Pod): string[] {
+  const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? []), ...(pod.status?.ephemeralContainerStatuses ?? [])];
+  return statuses.flatMap((s) => [s.containerID, s.lastState?.terminated?.containerID]).flatMap((id) => (id ? [bareContainerID(id)] : []));
+}
+
+function holds(pod: V1Pod | undefined, id: string): boolean {
+  return !!pod && containerIds(pod).some((c) => matchesId(c, id));
 }
 
 function specContainerNames(pod: V1Pod): string[] {
@@ -89,7 +101,8 @@ export class PodResolver {
     const id = containerIdOf(alert);
     if (namespace && name) {
       const pod = await this.podByName(namespace, name, id);
-      return pod ? resolved(pod, alert, id) : undefined;
+      if (!pod || (id && !holds(pod, id))) return undefined;
+      return resolved(pod, alert, id);
     }
     if (!id) return undefined;
     const pod = await this.podByContainerId(id);
@@ -100,9 +113,10 @@ export class PodResolver {
     const key = `${namespace}/${name}`;
     const cached = this.byName.get(key);
     const age = cached ? this.now() - cached.at : Infinity;
-    if (cached && age < BY_NAME_TTL_MS) return cached.pod;
-    const holdsContainer = (pod: V1Pod | undefined) => !!pod && !!containerId && containers(pod).some((c) => c.id !== undefined && matchesId(c.id, containerId));
-    if (cached && age < CONFIRMED_TTL_MS && holdsContainer(cached.pod)) return cached.pod;
+    if (cached && containerId && age < CONFIRMED_TTL_MS && holds(cached.pod, containerId)) return cached.pod;
+    // A container ID the cached pod lacks may be a container started since: read again, but at most
+    // every RELIST_MIN_MS (a storm of alerts about a replaced pod must not hammer the API server).
+    if (cached && age < (containerId ? RELIST_MIN_MS : BY_NAME_TTL_MS)) return cached.pod;
     const pod = await this.source.get(namespace, name);
     if (this.byName.size > 10_000) this.byName.clear(); // bounded: a cache, not a store
     this.byName.set(key, { at: this.now(), pod });

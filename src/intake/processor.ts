@@ -3,7 +3,7 @@
 // Investigation itself is created later by the worker; the sender never waits for it.
 import type { Logger } from '../log.js';
 import { outputField, type FalcoAlert, type ParsedAlert } from './alert-schema.js';
-import type { AlertJournal, JournalEntry, NewJournalEntry } from './journal.js';
+import { JournalFullError, type AlertJournal, type JournalEntry, type NewJournalEntry } from './journal.js';
 import { investigationName } from './naming.js';
 import type { ActivePolicy } from './policy-cache.js';
 import type { ResolvedPod } from './pod-resolver.js';
@@ -66,6 +66,7 @@ export function alertProcessor(deps: AlertProcessorDeps): (parsed: ParsedAlert, 
     try {
       committed = await journal.append(entries);
     } catch (err) {
+      if (err instanceof JournalFullError) throw new IntakeUnavailableError(err.message, 'journal_full');
       throw new IntakeUnavailableError(`the alert could not be journaled (${errorMessage(err)}); retry`);
     }
     deps.onCommitted(committed);
@@ -76,7 +77,8 @@ export function alertProcessor(deps: AlertProcessorDeps): (parsed: ParsedAlert, 
         status: 'accepted',
         pod: podRef,
         investigations: committed.map((e) => `${e.investigation.namespace}/${e.investigation.name}`),
-        seq: committed.map((e) => e.seq),
+        // The alert's journal position; one entry per matching policy, numbered consecutively from here.
+        seq: committed[0]!.seq,
       },
     };
   };

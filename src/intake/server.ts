@@ -21,7 +21,9 @@ export type IntakeOutcome =
   | 'unmatched'
   | 'matched'
   | 'dry_run'
-  | 'rate_limited';
+  | 'rate_limited'
+  | 'name_taken'
+  | 'journal_full';
 
 export interface AcceptResult {
   /** Outcomes to count (e.g. accepted + matched, or no_pod). */
@@ -30,12 +32,22 @@ export interface AcceptResult {
 }
 
 /** Thrown by `accept` when the alert cannot be made durable or resolved right now: 503, the sender may retry. */
-export class IntakeUnavailableError extends Error {}
+export class IntakeUnavailableError extends Error {
+  /** `reason`: a machine-readable cause in the 503 body (and an outcome to count), e.g. journal_full. */
+  constructor(message: string, readonly reason?: 'journal_full') {
+    super(message);
+  }
+}
 
 export interface IntakeServerOptions {
   tls?: { cert: Buffer; key: Buffer; clientCA?: Buffer };
   auth: Authenticator;
   maxBodyBytes: number;
+  /** Open connections at most; more are closed on arrival. Default 256. */
+  maxConnections?: number;
+  /** Time a client has to send a request's headers (10 s) and the whole request (30 s): a slow client cannot hold a connection. */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
   /** False while this replica does not lead (or has not replayed the journal yet): 503. */
   ready: () => boolean;
   accept: (alert: ParsedAlert, raw: string) => Promise<AcceptResult>;
@@ -59,20 +71,26 @@ export function createIntakeServer(opts: IntakeServerOptions): http.Server {
       else res.destroy();
     });
   };
+  // Timeouts are checked this often (Node's default, 30 s, would let a slow client hold a connection 4x longer than the header timeout).
+  const checking = { connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs ?? 1000) };
   const server = opts.tls
     ? https.createServer(
         {
+          ...checking,
           cert: opts.tls.cert,
           key: opts.tls.key,
           ...(opts.tls.clientCA ? { ca: opts.tls.clientCA, requestCert: true, rejectUnauthorized: false } : {}),
         },
         handler,
       )
-    : http.createServer(handler);
+    : http.createServer(checking, handler);
   // Senders keep connections open (Go's default idle timeout is 90 s) and do not retry a POST that
   // hits a connection the server closed at that instant: close idle connections later than they do.
+  // Idle connections cost a socket, not a buffer, and there are at most maxConnections of them.
   server.keepAliveTimeout = KEEP_ALIVE_MS;
-  server.headersTimeout = KEEP_ALIVE_MS + 5000;
+  server.headersTimeout = opts.headersTimeoutMs ?? 10_000;
+  server.requestTimeout = opts.requestTimeoutMs ?? 30_000;
+  server.maxConnections = opts.maxConnections ?? 256;
   return server;
 }
 
@@ -123,8 +141,9 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, opts:
     result = await opts.accept(parsed.value, raw);
   } catch (err) {
     if (!(err instanceof IntakeUnavailableError)) throw err;
-    opts.log.warn({ err: err.message }, 'intake: alert not accepted, sender told to retry');
-    return send(res, 503, { status: 'unavailable', message: err.message }, { 'retry-after': '1' });
+    opts.log.warn({ err: err.message, reason: err.reason }, 'intake: alert not accepted, sender told to retry');
+    if (err.reason) count(err.reason);
+    return send(res, 503, { status: 'unavailable', ...(err.reason ? { reason: err.reason } : {}), message: err.message }, { 'retry-after': err.reason === 'journal_full' ? '30' : '1' });
   }
   for (const o of result.outcomes) count(o);
   send(res, 202, result.body);

@@ -7,13 +7,14 @@ import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type { V1Pod } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, INVESTIGATION_PLURAL, RESPONSE_POLICY_PLURAL, VERSION, type Investigation } from '../api/investigation.js';
-import type { ResponsePolicy } from '../api/response-policy.js';
+import { CLUSTER_RESPONSE_POLICY_PLURAL, type ResponsePolicy } from '../api/response-policy.js';
 import type { IntakeConfig } from '../config.js';
 import { customObjectSource, Informer } from '../engine/informer.js';
 import { isNotFound, type Kube } from '../engine/kube.js';
 import type { Metrics } from '../engine/metrics.js';
 import type { Logger } from '../log.js';
 import { TokenFile } from './auth.js';
+import { sealedImports } from './case-file-import.js';
 import { AlertJournal, journalDir } from './journal.js';
 import { PolicyCache } from './policy-cache.js';
 import { PodResolver } from './pod-resolver.js';
@@ -55,6 +56,7 @@ export class IntakeService {
   private journal: AlertJournal | undefined;
   private readonly server: http.Server;
   private readonly policies: Informer<ResponsePolicy>;
+  private readonly clusterPolicies: Informer<ResponsePolicy>;
   private readonly worker: AlertWorker;
   private ready = false;
   private stopped = false;
@@ -73,6 +75,13 @@ export class IntakeService {
       resyncMs: 0,
       log: this.log,
     });
+    this.clusterPolicies = new Informer<ResponsePolicy>({
+      name: CLUSTER_RESPONSE_POLICY_PLURAL,
+      ...customObjectSource<ResponsePolicy>(kube, CLUSTER_RESPONSE_POLICY_PLURAL),
+      onChange: () => undefined,
+      resyncMs: 0,
+      log: this.log,
+    });
     const limiter = new KeyedRateLimiter((key) =>
       key.startsWith('namespace:') ? { rate: config.namespaceRate, burst: config.namespaceBurst } : { rate: config.policyRate, burst: config.policyBurst },
     );
@@ -82,6 +91,7 @@ export class IntakeService {
       limiter,
       log: this.log,
       onRateLimited: () => metrics.intakeAlerts.inc({ outcome: 'rate_limited' }),
+      onNameTaken: () => metrics.intakeAlerts.inc({ outcome: 'name_taken' }),
     });
     const resolver = new PodResolver({
       get: async (namespace, name) => {
@@ -102,10 +112,11 @@ export class IntakeService {
       tls,
       auth: { tokenFile: config.tokenFile ? new TokenFile(config.tokenFile, this.log) : undefined, mutualTLS: Boolean(config.clientCA) },
       maxBodyBytes: config.maxBodyBytes,
+      maxConnections: config.maxConnections,
       ready: () => this.ready,
       accept: alertProcessor({
         resolver,
-        policies: new PolicyCache(this.policies, this.log),
+        policies: new PolicyCache({ namespaced: this.policies, cluster: this.clusterPolicies }, this.log),
         journal: () => this.journal,
         onCommitted: (entries) => this.worker.committed(entries),
         log: this.log,
@@ -132,7 +143,7 @@ export class IntakeService {
   async startLeading(): Promise<void> {
     while (!this.stopped && !this.journal) {
       try {
-        this.journal = await AlertJournal.open(journalDir(this.deps.evidenceDir), { log: this.log, onFsync: (s) => this.deps.metrics.journalFsync.observe(s) }, (e) =>
+        this.journal = await AlertJournal.open(journalDir(this.deps.evidenceDir), { log: this.log, maxBytes: this.config.journalMaxBytes, importedCheck: () => sealedImports(this.deps.evidenceDir), onFsync: (s) => this.deps.metrics.journalFsync.observe(s) }, (e) =>
           this.worker.observe(e),
         );
       } catch (err) {
@@ -141,7 +152,7 @@ export class IntakeService {
       }
     }
     if (this.stopped) return;
-    await this.policies.start();
+    await Promise.all([this.policies.start(), this.clusterPolicies.start()]);
     if (this.stopped) return;
     this.worker.start();
     this.ready = true;
@@ -153,6 +164,7 @@ export class IntakeService {
     this.ready = false;
     this.server.close();
     this.policies.stop();
+    this.clusterPolicies.stop();
     await this.worker.stop();
     await this.journal?.close();
   }

@@ -6,11 +6,17 @@
 // one per Investigation every batchMs. When status caught up, an `ack` line in the journal says so:
 // on replay, a case whose alerts are all acknowledged needs nothing (and is not re-created if someone
 // deleted it since).
+//
+// The name is deterministic, so anyone who may create Investigations in the namespace can create one
+// with it first. An existing Investigation is attached to only if it is this case: casefile's label,
+// this policy's annotation and the alert's pod UID as target. Otherwise the case opens under a moved
+// name (`<name>-<8 hex>`), journaled so every replica and restart uses the same one.
+import { randomBytes } from 'node:crypto';
 import type { Investigation } from '../api/investigation.js';
 import { isConflict, isNotFound } from '../engine/kube.js';
 import { WorkQueue } from '../engine/queue.js';
 import type { Logger } from '../log.js';
-import { buildInvestigation, type InvestigationBody } from './investigation-factory.js';
+import { buildInvestigation, isCasefileCase, type InvestigationBody } from './investigation-factory.js';
 import type { AlertEntry, AlertJournal, InvestigationRef, JournalEntry } from './journal.js';
 import type { KeyedRateLimiter } from './rate-limit.js';
 
@@ -39,12 +45,18 @@ export interface AlertWorkerOptions {
   afterCreateMs?: number;
   workers?: number;
   onRateLimited?: () => void;
+  /** An Investigation someone else created holds the case's name: the case moved to another name. */
+  onNameTaken?: () => void;
   now?: () => number;
 }
 
 interface CaseState {
+  /** The deterministic name: what alerts and acknowledgements are journaled under. */
+  origin: InvestigationRef;
+  /** The Investigation's actual name: origin, or the name the case moved to. */
   ref: InvestigationRef;
   policy: string;
+  podUID: string;
   count: number;
   first: string;
   last: string;
@@ -61,6 +73,11 @@ interface CaseState {
 }
 
 const keyOf = (ref: InvestigationRef) => `${ref.namespace}/${ref.name}`;
+
+/** `<name>-<8 hex>`, still a DNS-1123 label of at most 63 characters. */
+function movedName(name: string): string {
+  return `${name.slice(0, 54).replace(/-+$/, '')}-${randomBytes(4).toString('hex')}`;
+}
 
 function isReleased(inv: Investigation): boolean {
   return (inv.spec as { release?: unknown } | undefined)?.release === true || inv.status?.phase === 'Released';
@@ -88,6 +105,11 @@ export class AlertWorker {
   /** Feeds one journal entry (replayed or just committed) into the per-Investigation aggregates. */
   observe(entry: JournalEntry): void {
     const key = keyOf(entry.investigation);
+    if (entry.type === 'moved') {
+      const s = this.cases.get(key);
+      if (s) s.ref = { namespace: s.origin.namespace, name: entry.to };
+      return;
+    }
     if (entry.type === 'ack') {
       const s = this.cases.get(key);
       if (!s) return;
@@ -99,11 +121,13 @@ export class AlertWorker {
     let s = this.cases.get(key);
     if (!s) {
       s = {
+        origin: entry.investigation,
         ref: entry.investigation,
         policy: `${entry.policy.namespace}/${entry.policy.name}`,
+        podUID: entry.type === 'case' ? entry.podUID : entry.pod.uid,
         count: 0,
-        first: entry.receivedAt,
-        last: entry.receivedAt,
+        first: entry.type === 'case' ? entry.first : entry.receivedAt,
+        last: entry.type === 'case' ? entry.last : entry.receivedAt,
         lastSeq: 0,
         ackedThrough: 0,
         exists: false,
@@ -112,6 +136,17 @@ export class AlertWorker {
         releasedLogged: false,
       };
       this.cases.set(key, s);
+    }
+    if (entry.type === 'case') {
+      // A checkpoint's summary of alerts it no longer holds one by one.
+      s.count += entry.count;
+      if (entry.first < s.first) s.first = entry.first;
+      if (entry.last > s.last) s.last = entry.last;
+      s.lastSeq = Math.max(s.lastSeq, entry.lastSeq);
+      s.ackedThrough = Math.max(s.ackedThrough, entry.ackedThrough);
+      if (s.creator && s.creator.seq <= s.ackedThrough) s.creator = undefined;
+      if (s.latest && s.latest.seq <= s.ackedThrough) s.latest = undefined;
+      return;
     }
     s.count++;
     if (entry.receivedAt < s.first) s.first = entry.receivedAt;
@@ -166,6 +201,10 @@ export class AlertWorker {
         s.exists = false; // deleted since: the new alerts open it again
         return { requeueAfterMs: 0 };
       }
+      if (!isCasefileCase(inv, s.policy, s.podUID)) {
+        await this.move(s, inv, log);
+        return { requeueAfterMs: 0 };
+      }
       this.noteReleased(s, inv, log);
       if ((inv.status?.alerts?.count ?? -1) >= alerts.count) {
         // Already written (by a previous leader, or before a conflict): only the acknowledgement is missing.
@@ -207,7 +246,7 @@ export class AlertWorker {
     }
     s.held = false;
     try {
-      const inv = await this.opts.api.create(buildInvestigation(entry));
+      const inv = await this.opts.api.create(buildInvestigation(entry, s.ref));
       s.resourceVersion = inv.metadata.resourceVersion;
       s.notBefore = this.now() + (this.opts.afterCreateMs ?? 1000);
       log.info({ pod: entry.pod.name, podUID: entry.pod.uid, rule: entry.alert.rule, seq: entry.seq }, 'Investigation opened from an alert');
@@ -218,6 +257,21 @@ export class AlertWorker {
     }
     s.exists = true;
     return undefined;
+  }
+
+  /** Someone else's Investigation holds the name: journal a new name for the case and open it there. */
+  private async move(s: CaseState, squatter: Investigation, log: Logger): Promise<void> {
+    const to = movedName(s.origin.name);
+    // Journaled first: if this fails, the next attempt draws a new name, and nothing was created under this one.
+    await this.opts.journal()?.append([{ type: 'moved', at: new Date().toISOString(), investigation: s.origin, to }]);
+    log.warn(
+      { taken: keyOf(s.ref), movedTo: `${s.ref.namespace}/${to}`, holder: { uid: squatter.metadata.uid, labels: squatter.metadata.labels ?? {}, annotations: squatter.metadata.annotations ?? {} } },
+      "an Investigation casefile did not open for this case holds its name: not attaching the alerts to it; the case opens under another name",
+    );
+    this.opts.onNameTaken?.();
+    s.ref = { namespace: s.origin.namespace, name: to };
+    s.exists = false;
+    s.resourceVersion = undefined;
   }
 
   private noteReleased(s: CaseState, inv: Investigation, log: Logger): void {
@@ -231,7 +285,7 @@ export class AlertWorker {
     if (s.creator && s.creator.seq <= s.ackedThrough) s.creator = undefined;
     if (s.latest && s.latest.seq <= s.ackedThrough) s.latest = undefined;
     try {
-      await this.opts.journal()?.append([{ type: 'ack', at: new Date().toISOString(), investigation: s.ref, throughSeq: through, count }]);
+      await this.opts.journal()?.append([{ type: 'ack', at: new Date().toISOString(), investigation: s.origin, throughSeq: through, count }]);
     } catch (err) {
       // Not fatal: a replay without the ack writes the same absolute values again.
       log.warn({ err }, 'could not journal the status.alerts acknowledgement');

@@ -19,16 +19,22 @@ import { collectNode, DEFAULT_RUNTIME_STATE, type NodeOptions } from './node-col
 
 export class UsageError extends Error {}
 
+/** Files over this are not read: a suspect's 16 TiB sparse file is recorded by size and allocated bytes. */
+const DEFAULT_MAX_HASH_BYTES = 256 * 1024 * 1024;
+/** The files walk's own deadline: the suspect decides how many files there are and how slow they are to read. */
+const DEFAULT_WALK_SECONDS = 60;
+
 const USAGE = `usage:
   collector-cli.js live --container-id <hex> --paths <p1,p2,...> --max-file-bytes <n> [--redact-environment]
                         [--declared-ports tcp/8080,udp/53] [--cluster-cidrs 10.88.0.0/16,...] [--proc /proc]
+                        [--max-hash-bytes ${DEFAULT_MAX_HASH_BYTES}] [--walk-seconds ${DEFAULT_WALK_SECONDS}]
   collector-cli.js node --container-id <hex> --host-proc <dir> --host-prefix <dir> --max-file-bytes <n>
-                        [--runtime-state ${DEFAULT_RUNTIME_STATE}]`;
+                        [--runtime-state ${DEFAULT_RUNTIME_STATE}] [--max-hash-bytes <n>] [--walk-seconds <n>]`;
 
 const FLAGS = new Set(['--redact-environment']);
 const VALUED: Record<'live' | 'node', string[]> = {
-  live: ['--container-id', '--paths', '--max-file-bytes', '--declared-ports', '--cluster-cidrs', '--proc'],
-  node: ['--container-id', '--host-proc', '--host-prefix', '--max-file-bytes', '--runtime-state'],
+  live: ['--container-id', '--paths', '--max-file-bytes', '--declared-ports', '--cluster-cidrs', '--proc', '--max-hash-bytes', '--walk-seconds'],
+  node: ['--container-id', '--host-proc', '--host-prefix', '--max-file-bytes', '--runtime-state', '--max-hash-bytes', '--walk-seconds'],
 };
 
 export type Command = { mode: 'live'; options: LiveOptions } | { mode: 'node'; options: NodeOptions };
@@ -50,10 +56,23 @@ function containerId(value: string | undefined): string {
   return value;
 }
 
-function maxFileBytes(value: string | undefined): number {
-  if (value === undefined) throw new UsageError('--max-file-bytes is required');
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`--max-file-bytes: ${JSON.stringify(value)} is not a byte count`);
+function count(flag: string, value: string | undefined, fallback?: number): number {
+  if (value === undefined) {
+    if (fallback === undefined) throw new UsageError(`${flag} is required`);
+    return fallback;
+  }
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`${flag}: ${JSON.stringify(value)} is not a whole number`);
   return Number(value);
+}
+
+function bounds(values: Map<string, string>): { maxFileBytes: number; maxHashBytes: number; walkSeconds: number } {
+  const walkSeconds = count('--walk-seconds', values.get('--walk-seconds'), DEFAULT_WALK_SECONDS);
+  if (walkSeconds < 1) throw new UsageError('--walk-seconds must be at least 1');
+  return {
+    maxFileBytes: count('--max-file-bytes', values.get('--max-file-bytes')),
+    maxHashBytes: count('--max-hash-bytes', values.get('--max-hash-bytes'), DEFAULT_MAX_HASH_BYTES),
+    walkSeconds,
+  };
 }
 
 function declaredPorts(value: string | undefined): DeclaredPort[] {
@@ -106,7 +125,7 @@ export function parseArgs(argv: string[]): Command {
       options: {
         containerId: containerId(values.get('--container-id')),
         paths,
-        maxFileBytes: maxFileBytes(values.get('--max-file-bytes')),
+        ...bounds(values),
         redactEnvironment: flags.has('--redact-environment'),
         declaredPorts: declaredPorts(values.get('--declared-ports')),
         clusterCidrs: cidrs(values.get('--cluster-cidrs')),
@@ -125,7 +144,7 @@ export function parseArgs(argv: string[]): Command {
       containerId: containerId(values.get('--container-id')),
       hostProc: required('--host-proc'),
       hostPrefix: required('--host-prefix'),
-      maxFileBytes: maxFileBytes(values.get('--max-file-bytes')),
+      ...bounds(values),
       runtimeState: absolutePath(values.get('--runtime-state') ?? DEFAULT_RUNTIME_STATE, '--runtime-state'),
     },
   };

@@ -24,6 +24,8 @@ export interface FileRecord {
   elf: boolean;
   script: boolean;
   linkTarget: string | null;
+  /** Bytes the file occupies on disk, for a file too large to read (sparse when far below size). */
+  allocatedBytes?: number;
   whiteout?: boolean;
   copied: string | null;
   note: string | null;
@@ -34,7 +36,12 @@ export interface TreeOptions {
   /** Copies are named <copyPrefix><mirrorPath(container path)>. */
   copyPrefix: string;
   maxFileBytes: number;
+  /** Larger files are not read: hashed, typed and copied only up to here would mislead, so recorded by size and allocated bytes. */
+  maxHashBytes: number;
   maxEntries: number;
+  /** Epoch ms after which the walk stops (walkSeconds: for the note). */
+  deadline?: number;
+  walkSeconds?: number;
   /** Overlay upper layer: mark whiteouts (char device 0/0 = deleted in the container). */
   whiteouts?: boolean;
   /** Emit an entry for each start directory itself (live paths yes; the upper layer's root no). */
@@ -51,6 +58,8 @@ interface PendingCopy {
 }
 
 const MAX_DEPTH = 64;
+/** What is read of a file too large to hash: enough to tell ELF and "#!" apart. */
+const HEAD_BYTES = 4;
 
 /**
  * Walks each start path under `rootDir` into one streamed JSON array, then copies the suspicious
@@ -68,7 +77,7 @@ export async function collectTree(rootDir: string, starts: string[], opts: TreeO
   }
   const copies: PendingCopy[] = [];
   const names = new Set<string>();
-  const state: WalkState = { entries: 0, limitHit: false };
+  const state: WalkState = { entries: 0, limitHit: false, timedOut: false };
   try {
     const records = async function* (): AsyncGenerator<FileRecord> {
       for (const start of starts) {
@@ -87,6 +96,10 @@ export async function collectTree(rootDir: string, starts: string[], opts: TreeO
           onFile(record);
           yield record;
         }
+        if (state.timedOut) {
+          await run.note('warn', `${opts.artifact} stops after ${opts.walkSeconds ?? '?'} s (--walk-seconds), ${state.entries} entries in: the rest of ${start} and any later paths are not listed`);
+          return;
+        }
         if (state.limitHit) {
           await run.note('warn', `${opts.artifact} stops at ${opts.maxEntries} entries: the rest of ${start} and any later paths are not listed`);
           return;
@@ -95,6 +108,10 @@ export async function collectTree(rootDir: string, starts: string[], opts: TreeO
     };
     await run.artifact(opts.artifact, jsonArray(records()));
     for (const c of copies) {
+      if (opts.deadline !== undefined && Date.now() > opts.deadline) {
+        await run.note('warn', `${c.path} not copied: the walk's deadline (--walk-seconds) passed; it is listed and hashed in ${opts.artifact}`);
+        continue;
+      }
       const sent = await run.artifact(c.artifact, copyChunks(root, c.components, c, opts.maxFileBytes));
       if (sent === null) continue;
       run.count('copied');
@@ -147,8 +164,8 @@ async function* entriesOf(root: FileHandle, start: string, opts: TreeOptions, st
     }
     try {
       const before = state.entries;
-      yield* walk(walkFrom, start, components, { maxEntries: opts.maxEntries, maxDepth: MAX_DEPTH }, state, run.note);
-      if (state.entries === before && !state.limitHit) await run.note('info', `no files under ${start}`);
+      yield* walk(walkFrom, start, components, { maxEntries: opts.maxEntries, maxDepth: MAX_DEPTH, deadline: opts.deadline }, state, run.note);
+      if (state.entries === before && !state.limitHit && !state.timedOut) await run.note('info', `no files under ${start}`);
     } finally {
       if (ownHandle !== null) await ownHandle.close();
     }
@@ -163,9 +180,21 @@ async function describe(entry: WalkEntry, opts: TreeOptions, run: Run): Promise<
   let inspection: Inspection | null = null;
   let note: string | null = null;
   let linkTarget: string | null = null;
-  if (facts.type === 'file') {
+  let allocatedBytes: number | undefined;
+  if (facts.type === 'file' && st.size > opts.maxHashBytes) {
+    // Not read: a 16 TiB sparse file would take hours. Its first bytes still say ELF or script.
+    allocatedBytes = st.blocks * 512;
+    const sparse = allocatedBytes < st.size ? `sparse: ${allocatedBytes} bytes allocated` : `${allocatedBytes} bytes allocated`;
+    note = `${st.size} bytes (${sparse}), over --max-hash-bytes ${opts.maxHashBytes}: not hashed, not copied`;
+    await run.note('warn', `${entry.path}: ${note}`);
     try {
-      inspection = await inspectRegular(entry.parent, entry.name, st);
+      inspection = await inspectRegular(entry.parent, entry.name, st, HEAD_BYTES);
+    } catch (err) {
+      await run.note('warn', `cannot read the start of ${entry.path}: ${errorCode(err)}`);
+    }
+  } else if (facts.type === 'file') {
+    try {
+      inspection = await inspectRegular(entry.parent, entry.name, st, opts.maxHashBytes);
     } catch (err) {
       note = `cannot read: ${errorCode(err)}`;
       await run.note('warn', `cannot hash ${entry.path}: ${errorCode(err)}`);
@@ -178,7 +207,7 @@ async function describe(entry: WalkEntry, opts: TreeOptions, run: Run): Promise<
     }
   }
   let copied: string | null = null;
-  if (inspection !== null && isSuspicious(facts, inspection)) {
+  if (allocatedBytes === undefined && inspection !== null && isSuspicious(facts, inspection)) {
     if (inspection.bytes > opts.maxFileBytes) {
       note = `${inspection.bytes} bytes, over --max-file-bytes ${opts.maxFileBytes}: hashed, not copied`;
     } else {
@@ -200,13 +229,14 @@ async function describe(entry: WalkEntry, opts: TreeOptions, run: Run): Promise<
     gid: st.gid,
     mtime: st.mtime.toISOString(),
     device: st.dev,
-    sha256: inspection?.sha256 ?? null,
+    sha256: allocatedBytes === undefined ? (inspection?.sha256 ?? null) : null,
     setuid: facts.setuid,
     setgid: facts.setgid,
     executable: facts.executable,
     elf: inspection?.elf ?? false,
     script: inspection?.script ?? false,
     linkTarget,
+    ...(allocatedBytes !== undefined ? { allocatedBytes } : {}),
     copied,
     note,
   };

@@ -31,11 +31,14 @@ export interface WalkEntry {
 export interface WalkLimits {
   maxEntries: number;
   maxDepth: number;
+  /** Epoch ms: no entry is listed after it. */
+  deadline?: number;
 }
 
 export interface WalkState {
   entries: number;
   limitHit: boolean;
+  timedOut: boolean;
 }
 
 export type NoteFn = (level: 'info' | 'warn', message: string) => Promise<void>;
@@ -123,6 +126,10 @@ export async function* walk(dir: FileHandle, dirPath: string, components: Buffer
         state.limitHit = true;
         return;
       }
+      if (limits.deadline !== undefined && Date.now() > limits.deadline) {
+        state.timedOut = true;
+        return;
+      }
       const { path: childPath, invalid } = joinPath(dirPath, name);
       let st: Stats;
       try {
@@ -152,7 +159,7 @@ export async function* walk(dir: FileHandle, dirPath: string, components: Buffer
       } finally {
         await sub.close();
       }
-      if (state.limitHit) return;
+      if (state.limitHit || state.timedOut) return;
     }
   } finally {
     await listing.close().catch(() => undefined);
@@ -195,10 +202,11 @@ export async function inspectChunks(chunks: AsyncIterable<Buffer>): Promise<Insp
   };
 }
 
-export async function inspectRegular(dir: FileHandle, name: Buffer, st: Stats): Promise<Inspection> {
+/** `limit`: bytes read at most (a file growing while it is read cannot keep the collector reading). */
+export async function inspectRegular(dir: FileHandle, name: Buffer, st: Stats, limit: number): Promise<Inspection> {
   const handle = await openRegular(dir, name, st);
   try {
-    return await inspectChunks(handleChunks(handle));
+    return await inspectChunks(handleChunks(handle, limit));
   } finally {
     await handle.close();
   }

@@ -8,7 +8,7 @@ import { inspectChunks } from './files.js';
 import { jsonArray, jsonObjectWithArray } from './json-stream.js';
 import { suspiciousRegion, type SuspiciousRegion } from './maps.js';
 import { classify, describeProcess, processJson, readProcess, redactEnvironment, stripDeleted, type Environment, type ProcessRecord } from './processes.js';
-import { CLK_TCK, errorCode, lines, listPids, parseBootTime, pidDir, readChunks, splitNul, startTimeIso, tapLines } from './procfs.js';
+import { CLK_TCK, errorCode, lines, listPids, MAX_PROC_LIST_BYTES, parseBootTime, pidDir, readChunks, readHead, splitNul, startTimeIso, tapLines } from './procfs.js';
 import { Run, streamOrNote } from './run.js';
 import { parseSocketLine, SOCKET_PROTOS, socketInode, type SocketEntry, type SocketOwner } from './sockets.js';
 
@@ -28,6 +28,10 @@ export interface LiveOptions {
   proc: string;
   /** Entry cap of the files walk (tests lower it). */
   maxEntries?: number;
+  /** Files larger than this are not read (a sparse 16 TiB file): recorded by size and allocated bytes. */
+  maxHashBytes: number;
+  /** The files walk stops after this long; everything before it is already written. */
+  walkSeconds: number;
 }
 
 const LIVE_COUNTERS = ['processes', 'targetProcesses', 'sockets', 'files', 'copied', 'recovered', 'findings'];
@@ -41,7 +45,8 @@ function isUnder(p: string, dir: string): boolean {
 /**
  * The live collector, run in the debug container that shares the suspect's PID namespace.
  * Emits artifacts in order of volatility: processes, fds, sockets, maps, mountinfo, recovered
- * executables, files, findings; then `done`.
+ * executables, findings, then the files walk (the suspect controls how long that takes; it has its
+ * own deadline) and the findings about files; then `done`.
  */
 export async function collectLive(opts: LiveOptions, writer: FrameWriter): Promise<Record<string, number>> {
   const run = new Run(writer, LIVE_COUNTERS);
@@ -194,12 +199,19 @@ export async function collectLive(opts: LiveOptions, writer: FrameWriter): Promi
   // --- recovered deleted executables ---
   await recoverExecutables(proc, targets, opts.maxFileBytes, run);
 
+  // --- findings so far: written before the walk, so a walk the suspect makes slow loses none ---
+  await emitFindings('live/findings.json', findings, run);
+
   // --- files in writable paths, seen through the entrypoint's root ---
+  const fileFindings = new Findings();
   const treeOptions: TreeOptions = {
     artifact: 'live/files.json',
     copyPrefix: 'live/files/',
     maxFileBytes: opts.maxFileBytes,
+    maxHashBytes: opts.maxHashBytes,
     maxEntries: opts.maxEntries ?? 100_000,
+    deadline: Date.now() + opts.walkSeconds * 1000,
+    walkSeconds: opts.walkSeconds,
     includeStart: true,
   };
   if (entry === null) {
@@ -209,7 +221,7 @@ export async function collectLive(opts: LiveOptions, writer: FrameWriter): Promi
     await collectTree(path.join(pidDir(proc, entry.pid), 'root'), opts.paths, treeOptions, run, (f) => {
       if (f.type !== 'file') return;
       if (f.setuid || f.setgid) {
-        findings.add({
+        fileFindings.add({
           severity: 'high',
           kind: 'setuid-file-in-writable-path',
           summary: `${f.path} is ${f.setuid ? 'setuid' : 'setgid'} (mode ${f.mode}, owner ${f.uid}) in a writable path.`,
@@ -218,7 +230,7 @@ export async function collectLive(opts: LiveOptions, writer: FrameWriter): Promi
       }
       if (f.executable || f.elf || f.script) {
         const what = [f.elf ? 'an ELF binary' : f.script ? 'a script' : 'a file', f.executable ? 'with execute permission' : 'without execute permission'].join(' ');
-        findings.add({
+        fileFindings.add({
           severity: f.executable || f.elf ? 'high' : 'medium',
           kind: 'dropped-file',
           summary: `${f.path} is ${what} (mode ${f.mode}, ${f.size} bytes, sha256 ${f.sha256 ?? 'unknown'}) in a writable path.`,
@@ -228,8 +240,7 @@ export async function collectLive(opts: LiveOptions, writer: FrameWriter): Promi
     });
   }
 
-  // --- findings ---
-  await emitFindings('live/findings.json', findings, run);
+  await emitFindings('live/file-findings.json', fileFindings, run);
   await run.done();
   return run.counts;
 }
@@ -237,7 +248,9 @@ export async function collectLive(opts: LiveOptions, writer: FrameWriter): Promi
 async function readEnvironment(proc: string, r: ProcessRecord, redact: boolean, run: Run): Promise<Environment | null> {
   const file = path.join(pidDir(proc, r.pid), 'environ');
   try {
-    const entries = splitNul(await readFile(file));
+    const { buf, truncated } = await readHead(file, MAX_PROC_LIST_BYTES);
+    if (truncated) await run.note('warn', `${file} is longer than ${MAX_PROC_LIST_BYTES} bytes: environment kept up to there`);
+    const entries = splitNul(buf);
     return redact ? redactEnvironment(entries) : entries;
   } catch (err) {
     const message = `cannot read ${file}: ${errorCode(err)}`;
@@ -255,7 +268,7 @@ async function* rawProcesses(proc: string, records: ProcessRecord[]): AsyncGener
       const file = path.join(pidDir(proc, r.pid), name);
       yield `==> ${file} <==\n`;
       try {
-        for await (const chunk of readChunks(file)) yield name === 'cmdline' ? Buffer.from(chunk.map((b) => (b === 0 ? 0x20 : b))) : chunk;
+        for await (const chunk of readChunks(file, MAX_PROC_LIST_BYTES)) yield name === 'cmdline' ? Buffer.from(chunk.map((b) => (b === 0 ? 0x20 : b))) : chunk;
         if (name === 'cmdline') yield '\n';
       } catch (err) {
         yield `(cannot read: ${errorCode(err)})\n`;

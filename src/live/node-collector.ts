@@ -17,6 +17,8 @@ export interface NodeOptions {
   /** containerd v2 shim state directory of the Kubernetes namespace, as a host path. */
   runtimeState: string;
   maxFileBytes: number;
+  maxHashBytes: number;
+  walkSeconds: number;
   maxEntries?: number;
 }
 
@@ -141,7 +143,13 @@ export async function collectNode(opts: NodeOptions, writer: FrameWriter): Promi
     await collectTree(
       onHost(opts.hostPrefix, upperdir.upperdir),
       ['/'],
-      { artifact: 'node/upper-layer.json', copyPrefix: 'node/upper/', maxFileBytes: opts.maxFileBytes, maxEntries: opts.maxEntries ?? 100_000, whiteouts: true },
+      { artifact: 'node/upper-layer.json', copyPrefix: 'node/upper/', maxFileBytes: opts.maxFileBytes,
+        maxHashBytes: opts.maxHashBytes,
+        maxEntries: opts.maxEntries ?? 100_000,
+        deadline: Date.now() + opts.walkSeconds * 1000,
+        walkSeconds: opts.walkSeconds,
+        whiteouts: true,
+      },
       run,
       (f) => {
         if (f.whiteout) {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
-import { DELETED, errorCode, NAMESPACES, parseIds, parseStat, parseStatus, pidDir, splitNul, type IdSet, type NamespaceName } from './procfs.js';
+import { DELETED, errorCode, MAX_PROC_LIST_BYTES, NAMESPACES, parseIds, parseStat, parseStatus, pidDir, readHead, splitNul, type IdSet, type NamespaceName } from './procfs.js';
 
 export type Role = 'target' | 'observer' | 'other';
 
@@ -54,7 +54,15 @@ export async function readProcess(proc: string, pid: number): Promise<ProcessRec
     throw err;
   }
   const status = await attempt('status', async () => parseStatus(await readFile(path.join(dir, 'status'), 'utf8')), {} as Record<string, string>);
-  const cmdline = await attempt('cmdline', async () => splitNul(await readFile(path.join(dir, 'cmdline'))), [] as string[]);
+  const cmdline = await attempt(
+    'cmdline',
+    async () => {
+      const { buf, truncated } = await readHead(path.join(dir, 'cmdline'), MAX_PROC_LIST_BYTES);
+      if (truncated) errors.push(`${path.join(dir, 'cmdline')} is longer than ${MAX_PROC_LIST_BYTES} bytes: cmdline kept up to there`);
+      return splitNul(buf);
+    },
+    [] as string[],
+  );
   const exe = await attempt('exe', () => readlink(path.join(dir, 'exe')), null);
   const cwd = await attempt('cwd', () => readlink(path.join(dir, 'cwd')), null);
   const cgroup = await attempt('cgroup', () => readFile(path.join(dir, 'cgroup'), 'utf8'), '');

@@ -1,6 +1,7 @@
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
+import { errorMessage } from '../errors.js';
 
 /** What the kernel appends to a /proc link (exe, fd, maps path) whose file was deleted. */
 export const DELETED = ' (deleted)';
@@ -31,13 +32,7 @@ export interface IdSet {
   fs: number;
 }
 
-export function errorMessage(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code !== undefined && !err.message.startsWith(code) ? `${code}: ${err.message}` : err.message;
-  }
-  return String(err);
-}
+export { errorMessage };
 
 /** Short form for notes: "ENOENT" rather than the full message that repeats the path. */
 export function errorCode(err: unknown): string {
@@ -121,6 +116,17 @@ export async function* handleChunks(handle: FileHandle, limit = Number.MAX_SAFE_
     total += bytesRead;
     yield buf.subarray(0, bytesRead);
   }
+}
+
+/** A process's command line or environment is read up to this much: the suspect chooses their size. */
+export const MAX_PROC_LIST_BYTES = 64 * 1024;
+
+/** The first `max` bytes of a file, and whether there was more. */
+export async function readHead(file: string, max: number): Promise<{ buf: Buffer; truncated: boolean }> {
+  const parts: Buffer[] = [];
+  for await (const chunk of readChunks(file, max + 1)) parts.push(chunk);
+  const all = Buffer.concat(parts);
+  return { buf: all.subarray(0, max), truncated: all.length > max };
 }
 
 /** Streams a file (including /proc files whose size reads as 0) in chunks, never whole, up to `limit` bytes. */

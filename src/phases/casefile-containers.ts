@@ -1,9 +1,11 @@
-// casefile's own containers beside a suspect (the debug container) or on its node (the node
-// collector): their image, their privileges, how long they idle, and waiting for them to run.
+// casefile's own containers beside a suspect (the debug container), on its node (the node collector)
+// or in its namespace (the isolation probes): their image, their privileges, how long they idle, and
+// waiting for them to run.
 // Failures that waiting cannot fix (an image that cannot be pulled, a container that exited) end the
 // wait at once; each phase turns the result into its own condition reason.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1ContainerStatus, V1SecurityContext } from '@kubernetes/client-node';
+import { IMAGE_SETTING } from '../api/investigation.js';
 import type { PhaseContext } from './phase.js';
 
 /** Read /proc/<pid> (environ, fd, maps, root) of processes of any user, and their files whatever the mode. */
@@ -14,8 +16,13 @@ const IDLE_MARGIN_SECONDS = 600;
 /** Lifetime of the idle process of casefile's own containers: the debug container, the node collector. */
 export const idleSeconds = (timeoutSeconds: number): number => timeoutSeconds + IDLE_MARGIN_SECONDS;
 
-/** The image of casefile's own containers: the spec's, else the operator's default. */
-export const debugImage = (ctx: PhaseContext): string | undefined => ctx.spec.evidence.live.image ?? ctx.config.debugImage;
+/**
+ * The one image every container casefile creates runs: the operator's configuration, never a spec
+ * (the admission policy config/admission/operator-pods.yaml admits no other for the operator's account).
+ */
+export const debugImage = (ctx: PhaseContext): string | undefined => ctx.config.debugImage;
+/** The refusal when the installation names no image. */
+export const NO_IMAGE_MESSAGE = `the operator has no image for its own containers: set ${IMAGE_SETTING} (CASEFILE_DEBUG_IMAGE)`;
 /** Root with only DEBUG_CAPABILITIES: read-only root filesystem, no escalation, default seccomp. */
 export function collectorSecurityContext(): V1SecurityContext {
   return {

@@ -2,12 +2,20 @@
 // about to run, one exec in casefile's own container, its framed output into the case file, then the
 // notes, the findings (into status) and one outcome that says what arrived and what did not.
 import type { Finding } from '../api/investigation.js';
-import { ExecTimeoutError, execStream } from '../engine/exec.js';
+import { ExecOverflowError, ExecTimeoutError, execStream } from '../engine/exec.js';
 import { errorMessage } from '../engine/kube.js';
 import { captureCollectorOutput, COLLECTOR_STARTED, collectorBase, type CollectorOutput } from './collector-output.js';
 import type { PhaseContext, PhaseOutcome } from './phase.js';
 
 export const COLLECTOR_ENTRY = '/app/dist/live/collector-cli.js';
+/**
+ * The collector's files walk gets half of the exec's time: the suspect decides how long a walk takes,
+ * and everything else (processes, sockets, findings) is written before it starts.
+ */
+export function walkSeconds(timeoutSeconds: number): number {
+  return Math.max(1, Math.floor(timeoutSeconds / 2));
+}
+
 /** Findings kept in status (all of them are in the case file and the report). */
 export const MAX_STATUS_FINDINGS = 20;
 
@@ -35,8 +43,8 @@ export async function runCollector(ctx: PhaseContext, run: CollectorRun): Promis
     exec.abort();
   }
   const ended = await exec.result.then(
-    (r) => ({ ok: r.exitCode === 0, text: r.exitCode === 0 ? 'exited 0' : `exited ${r.exitCode}: ${r.stderrTail.trim().slice(-500)}`, timeout: false }),
-    (err: unknown) => ({ ok: false, text: errorMessage(err), timeout: err instanceof ExecTimeoutError }),
+    (r) => ({ ok: r.exitCode === 0, text: r.exitCode === 0 ? 'exited 0' : `exited ${r.exitCode}: ${r.stderrTail.trim().slice(-500)}`, timeout: false, overflow: false }),
+    (err: unknown) => ({ ok: false, text: errorMessage(err), timeout: err instanceof ExecTimeoutError, overflow: err instanceof ExecOverflowError }),
   );
   await run.afterCapture?.(base);
   return finish(ctx, output, ended, base, run.phase);
@@ -46,12 +54,12 @@ export async function runCollector(ctx: PhaseContext, run: CollectorRun): Promis
 async function finish(
   ctx: PhaseContext,
   output: CollectorOutput,
-  ended: { ok: boolean; text: string; timeout: boolean },
+  ended: { ok: boolean; text: string; timeout: boolean; overflow: boolean },
   base: string,
   phase: 'LiveStateCaptured' | 'NodeStateCaptured',
 ): Promise<PhaseOutcome> {
   await ctx.caseFile.writeJSON(`${base}/collector-notes.json`, { notes: output.notes, droppedNotes: output.droppedNotes, problems: output.problems, summary: output.summary ?? null, exit: ended.text }, { phase });
-  const findings = await readFindings(ctx, `${base}/findings.json`);
+  const findings = await collectorFindings(ctx, base);
   // Status stays small: summaries quote attacker-chosen paths; the case file and report keep them whole.
   ctx.status.findings = mergeFindings(ctx.status.findings ?? [], findings.map((f) => ({ ...f, summary: f.summary.slice(0, 500) })));
   const counts = output.summary ? Object.entries(output.summary).map(([k, v]) => `${v} ${k}`).join(', ') : 'no summary';
@@ -59,11 +67,19 @@ async function finish(
   if (ended.timeout) {
     return { status: 'False', reason: 'CollectorTimeout', message: `the collector did not finish within ${ctx.spec.evidence.live.timeoutSeconds} s (spec.evidence.live.timeoutSeconds); kept what it sent: ${where}` };
   }
+  if (ended.overflow) {
+    return { status: 'False', reason: 'CollectorOutputOverflow', message: `${ended.text}; the collector wrote faster than the case file could take: ${where}` };
+  }
   if (!output.complete || !ended.ok || output.problems.length > 0) {
     const why = [!ended.ok ? `collector ${ended.text}` : '', !output.complete ? 'its output ended before the final frame' : '', ...output.problems.slice(0, 3)].filter(Boolean).join('; ');
     return { status: 'False', reason: 'CollectorFailed', message: `${why}; kept what it sent: ${where}` };
   }
   return { status: 'True', reason: 'Captured', message: `${where} (${counts}); ${findings.length} findings` };
+}
+
+/** Everything a collector found: written before its files walk (findings.json) and by it (file-findings.json). */
+export async function collectorFindings(ctx: Pick<PhaseContext, 'caseFile' | 'log'>, base: string): Promise<Finding[]> {
+  return [...(await readFindings(ctx, `${base}/findings.json`)), ...(await readFindings(ctx, `${base}/file-findings.json`))];
 }
 
 /** A collector's findings artifact, entries that are not well-formed findings dropped; [] when absent or unreadable. */

@@ -4,7 +4,7 @@
 // the pod's life: the observer effect the report records. Its idle process exits on its own.
 import { PatchStrategy, setHeaderOptions, type V1ContainerStatus, type V1EphemeralContainer, type V1Pod } from '@kubernetes/client-node';
 import { errorCode, errorMessage, isForbidden } from '../engine/kube.js';
-import { DEBUG_CAPABILITIES, collectorSecurityContext, debugImage, describeState, idleSeconds, waitForContainer, type ContainerStart } from './casefile-containers.js';
+import { DEBUG_CAPABILITIES, collectorSecurityContext, debugImage, describeState, NO_IMAGE_MESSAGE, idleSeconds, waitForContainer, type ContainerStart } from './casefile-containers.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
 const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
@@ -28,7 +28,7 @@ async function launch(ctx: PhaseContext): Promise<PhaseOutcome> {
   }
   const image = debugImage(ctx);
   if (!image) {
-    return { status: 'False', reason: 'NoDebugImage', message: "no debug image: set spec.evidence.live.image or the operator's --debug-image (CASEFILE_DEBUG_IMAGE)" };
+    return { status: 'False', reason: 'NoDebugImage', message: NO_IMAGE_MESSAGE };
   }
 
   const base = `casefile-debug-${ctx.investigation.metadata.uid.slice(0, 8)}`;

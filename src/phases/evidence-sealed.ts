@@ -6,7 +6,7 @@ import type { Condition, Finding } from '../api/investigation.js';
 import { importJournaledAlerts } from '../intake/case-file-import.js';
 import { renderReport, type ReportInput } from '../report/render.js';
 import { collectorBases } from './collector-output.js';
-import { mergeFindings, readFindings } from './collector-run.js';
+import { collectorFindings, mergeFindings } from './collector-run.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
 const STORE_FAILURES = new Set(['EvidenceStoreFull', 'EvidenceWriteFailed']);
@@ -76,6 +76,6 @@ function reportInput(ctx: PhaseContext, conditions: Condition[], findings: Findi
 /** Every collector finding for the report (status keeps only the most severe few). */
 async function collectedFindings(ctx: PhaseContext): Promise<Finding[]> {
   let all: Finding[] = ctx.status.findings ?? [];
-  for (const base of collectorBases(ctx.caseFile)) all = mergeFindings(all, await readFindings(ctx, `${base}/findings.json`), Infinity);
+  for (const base of collectorBases(ctx.caseFile)) all = mergeFindings(all, await collectorFindings(ctx, base), Infinity);
   return all;
 }

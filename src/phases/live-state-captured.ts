@@ -7,7 +7,7 @@ import { getCondition } from '../api/conditions.js';
 import { bareContainerID } from '../engine/kube.js';
 import { idleSeconds } from './casefile-containers.js';
 import { clusterRanges } from './cluster-ranges.js';
-import { COLLECTOR_ENTRY, runCollector } from './collector-run.js';
+import { COLLECTOR_ENTRY, runCollector, walkSeconds } from './collector-run.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
 export const liveStateCaptured: Phase = {
@@ -36,6 +36,7 @@ async function capture(ctx: PhaseContext): Promise<PhaseOutcome> {
     containerID: bareContainerID(ctx.status.target?.containerID),
     paths: live.paths,
     maxFileBytes: live.maxFileBytes,
+    walkSeconds: walkSeconds(live.timeoutSeconds),
     redactEnvironment: live.redactEnvironment,
     declaredPorts: declaredPorts(pod),
     clusterCIDRs: ranges.cidrs,
@@ -53,6 +54,7 @@ export function collectorCommand(o: {
   containerID: string;
   paths: string[];
   maxFileBytes: number;
+  walkSeconds: number;
   redactEnvironment: boolean;
   declaredPorts: string[];
   clusterCIDRs: string[];
@@ -64,6 +66,7 @@ export function collectorCommand(o: {
     '--container-id', o.containerID,
     '--paths', o.paths.join(','),
     '--max-file-bytes', String(o.maxFileBytes),
+    '--walk-seconds', String(o.walkSeconds),
     ...(o.redactEnvironment ? ['--redact-environment'] : []),
     ...(o.declaredPorts.length ? ['--declared-ports', o.declaredPorts.join(',')] : []),
     ...(o.clusterCIDRs.length ? ['--cluster-cidrs', o.clusterCIDRs.join(',')] : []),

@@ -5,7 +5,8 @@ import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { errorCode, errorMessage } from '../engine/kube.js';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { podGone } from './manifest-captured.js';
-import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome } from './phase.js';
+import { RetryableError } from '../errors.js';
+import { type Phase, type PhaseContext, type PhaseOutcome } from './phase.js';
 import { allStatuses } from './target-resolved.js';
 
 interface LogEntry {

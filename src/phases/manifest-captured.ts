@@ -5,7 +5,8 @@ import { stringify } from 'yaml';
 import { errorMessage, isNotFound } from '../engine/kube.js';
 import { selectorMatches } from '../engine/selectors.js';
 import { sanitizeSegment } from '../evidence/paths.js';
-import { RetryableError, type Phase, type PhaseOutcome } from './phase.js';
+import { RetryableError } from '../errors.js';
+import { type Phase, type PhaseOutcome } from './phase.js';
 
 const ownerResources: Record<string, string> = {
   ReplicaSet: 'apis/apps/v1/namespaces/%s/replicasets',

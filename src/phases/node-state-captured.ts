@@ -5,9 +5,10 @@
 // (the suspect's namespace may forbid it), and is removed after its run; both go into custody.
 import type { V1Pod } from '@kubernetes/client-node';
 import { bareContainerID, errorMessage, isForbidden, isNotFound } from '../engine/kube.js';
-import { COLLECTOR_ENTRY, runCollector } from './collector-run.js';
-import { collectorSecurityContext, DEBUG_CAPABILITIES, debugImage, idleSeconds, waitForContainer } from './casefile-containers.js';
+import { COLLECTOR_ENTRY, runCollector, walkSeconds } from './collector-run.js';
+import { collectorSecurityContext, DEBUG_CAPABILITIES, debugImage, idleSeconds, NO_IMAGE_MESSAGE, waitForContainer } from './casefile-containers.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
+import { nodeActionRefusal } from '../security/node-actions.js';
 
 /** containerd's CRI shim state under its state dir, one directory per container ID (init.pid, config.json). */
 const TASK_BUNDLES = 'io.containerd.runtime.v2.task/k8s.io';
@@ -26,7 +27,9 @@ async function captureNode(ctx: PhaseContext): Promise<PhaseOutcome> {
   const node = ctx.status.target?.node;
   if (!pod || !node) return { status: 'False', reason: 'TargetGone', message: 'the target pod no longer exists: its container state on the node is gone' };
   const image = debugImage(ctx);
-  if (!image) return { status: 'False', reason: 'NoDebugImage', message: "no collector image: set spec.evidence.live.image or the operator's --debug-image (CASEFILE_DEBUG_IMAGE)" };
+  if (!image) return { status: 'False', reason: 'NoDebugImage', message: NO_IMAGE_MESSAGE };
+  const refusal = await nodeActionRefusal(ctx, 'node-collector');
+  if (refusal) return refusal;
 
   const namespace = ctx.config.collectorNamespace;
   await removeLeftovers(ctx, namespace);
@@ -66,6 +69,7 @@ async function collect(ctx: PhaseContext, namespace: string, pod: string): Promi
     '--host-prefix', HOST_PREFIX,
     '--runtime-state', `${ctx.config.runtimeState}/${TASK_BUNDLES}`,
     '--max-file-bytes', String(ctx.spec.evidence.live.maxFileBytes),
+    '--walk-seconds', String(walkSeconds(ctx.spec.evidence.live.timeoutSeconds)),
   ];
   return runCollector(ctx, {
     phase: 'NodeStateCaptured',

@@ -14,16 +14,6 @@ export interface PhaseOutcome {
   message: string;
 }
 
-/** Thrown by a phase for a transient failure: the condition stays Unknown and the key is retried with backoff. */
-export class RetryableError extends Error {
-  constructor(
-    message: string,
-    readonly reason = 'Retrying',
-  ) {
-    super(message);
-  }
-}
-
 export interface PhaseContext {
   readonly investigation: Investigation;
   readonly spec: InvestigationSpec;
@@ -40,6 +30,9 @@ export interface PhaseContext {
   livePod(opts?: { fresh?: boolean }): Promise<V1Pod | undefined>;
 }
 
+/** What release may use: the record, never the current spec. */
+export type ReleaseContext = Omit<PhaseContext, 'spec'>;
+
 export interface Phase {
   readonly condition: ConditionType;
   /** Containment phases move to right after TargetResolved when spec.containment.order is ContainFirst. */
@@ -51,11 +44,13 @@ export interface Phase {
   run(ctx: PhaseContext): Promise<PhaseOutcome>;
   /**
    * Containment phases undo what they applied when the case is released (spec.release or deletion).
-   * Must be idempotent and restart-safe: what to undo is read back from the cluster and from the case
-   * file's saved originals, never from memory. Restores merge into the current object (only casefile's
+   * Must be idempotent and restart-safe: what to undo is read back from the cluster, from
+   * status.containment and from the case file's saved originals, never from memory and never from the
+   * spec (which may have been edited since, or no longer parse): hence no `spec` in its context.
+   * Reports done only what it re-read and found undone; throws (see src/errors.ts) otherwise. Restores merge into the current object (only casefile's
    * own change is taken out) and report in `differences` what else changed meanwhile.
    */
-  release?(ctx: PhaseContext): Promise<ReleaseOutcome>;
+  release?(ctx: ReleaseContext): Promise<ReleaseOutcome>;
 }
 
 export interface ReleaseOutcome {

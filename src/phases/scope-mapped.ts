@@ -5,7 +5,8 @@ import type { RbacV1Subject, V1PolicyRule, V1Pod } from '@kubernetes/client-node
 import { errorMessage, isNotFound } from '../engine/kube.js';
 import { evidenceErrorReason } from '../evidence/store.js';
 import { podGone } from './manifest-captured.js';
-import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome } from './phase.js';
+import { RetryableError } from '../errors.js';
+import type { Phase, PhaseContext, PhaseOutcome, ReleaseContext } from './phase.js';
 
 /** The checks a responder asks first: can this identity read secrets, start pods, exec, escalate? */
 export const accessChecks = [
@@ -162,7 +163,7 @@ async function roleRules(ctx: PhaseContext, namespace: string, kind: string, nam
 }
 
 /** The API server's own answer, per check in accessChecks, for the ServiceAccount and its groups. */
-export async function reviewAccess(ctx: PhaseContext, namespace: string, sa: string) {
+export async function reviewAccess(ctx: ReleaseContext, namespace: string, sa: string) {
   const user = `system:serviceaccount:${namespace}:${sa}`;
   const groups = ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'];
   return Promise.all(

@@ -4,7 +4,8 @@
 import type { V1ContainerStatus, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
 import type { OwnerRef, TargetStatus } from '../api/investigation.js';
 import { bareContainerID, errorMessage, isNotFound, type Kube } from '../engine/kube.js';
-import { RetryableError, type Phase, type PhaseOutcome } from './phase.js';
+import { RetryableError } from '../errors.js';
+import { type Phase, type PhaseOutcome } from './phase.js';
 
 export const targetResolved: Phase = {
   condition: 'TargetResolved',

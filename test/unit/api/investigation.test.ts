@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { isCIDR, parseSpec } from '../../../src/api/investigation.js';
 
 describe('parseSpec', () => {
@@ -6,6 +8,9 @@ describe('parseSpec', () => {
     if (!result.ok) throw new Error(result.message);
     expect(result.spec.containment.order).toBe('EvidenceFirst');
     expect(result.spec.containment.network.isolate).toBe(false);
+    // Isolation is proven by a probe unless the spec opts out.
+    expect(result.spec.containment.network.verify).toBe(true);
+    expect(parseSpec({ target: { pod: 'web-1' }, containment: { network: { verify: false } } })).toMatchObject({ ok: true, spec: { containment: { network: { verify: false } } } });
     expect(result.spec.evidence.logs).toEqual({ previous: true, sinceSeconds: null, limitBytes: 52428800 });
     expect(result.spec.evidence.live.paths).toEqual(['/tmp', '/var/tmp', '/dev/shm']);
     expect(result.spec.release).toBe(false);
@@ -36,4 +41,25 @@ describe('isCIDR', () => {
   test.each(['10.0.0.0/8', '192.168.1.7/32', '0.0.0.0/0', 'fd00::/8', '2001:db8::/32'])('accepts %s', (c) => expect(isCIDR(c)).toBe(true));
   test.each(['10.0.0.0', '10.0.0.0/33', '300.1.1.1/8', 'fd00::/129', 'not-a-cidr', '1.2.3.4/8/9', '::1::2/64'])('rejects %s', (c) =>
     expect(isCIDR(c)).toBe(false));
+});
+
+describe('the CRD', () => {
+  const crd = parse(readFileSync(new URL('../../../crds/investigations.casefile.dev.yaml', import.meta.url), 'utf8'));
+  const schema = crd.spec.versions[0].schema.openAPIV3Schema;
+
+  test('defaults network.verify to true, as parseSpec does', () => {
+    expect(schema.properties.spec.properties.containment.properties.network.properties.verify.default).toBe(true);
+  });
+
+  test('freezes spec.containment once a containment condition exists, unless release is set in the same edit', () => {
+    const rules = (schema['x-kubernetes-validations'] ?? []) as { rule: string; message: string }[];
+    const freeze = rules.find((r) => r.rule.includes('oldSelf.status.conditions'));
+    expect(freeze).toBeDefined();
+    for (const type of ['NetworkIsolated', 'RBACNarrowed', 'NodeCordoned']) expect(freeze!.rule).toContain(`'${type}'`);
+    expect(freeze!.rule).toContain('self.spec.release');
+    expect(freeze!.rule).toContain('self.spec.containment == oldSelf.spec.containment');
+    expect(freeze!.message).toContain('spec.release: true');
+    // The estimated CEL cost needs a bound on the list it walks.
+    expect(schema.properties.status.properties.conditions.maxItems).toBeLessThanOrEqual(64);
+  });
 });

@@ -297,7 +297,7 @@ describe('failures', () => {
       phase: 'LogsCaptured',
       artifact: `interrupted/${kept}`,
       sha256: sha('line 1\nline 2\n'),
-      detail: { original: 'logs/app.log', code: 'ECONNRESET', error: 'connection reset' },
+      detail: { original: 'logs/app.log', code: 'ECONNRESET', error: 'ECONNRESET: connection reset' },
     });
     // A retry captures normally.
     expect((await cf.writeText('logs/app.log', 'full')).reused).toBeUndefined();

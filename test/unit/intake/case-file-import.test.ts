@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { CaseFile } from '../../../src/evidence/store.js';
-import { importJournaledAlerts } from '../../../src/intake/case-file-import.js';
+import { importJournaledAlerts, sealedImports } from '../../../src/intake/case-file-import.js';
 import { AlertJournal, journalDir } from '../../../src/intake/journal.js';
 import { alertEntry, silent } from './helpers.js';
 
@@ -35,5 +35,38 @@ describe('importJournaledAlerts', () => {
     const cf = await CaseFile.open({ root, namespace: 'production', name: 'case-b', uid: 'b1b2c3d4-0000', actor: 'test' });
     expect(await importJournaledAlerts(cf, root, 'production', 'case-b')).toBeUndefined();
     await cf.close();
+  });
+
+  it('a moved case takes the alerts journaled under its derived name; the name holder takes none', async () => {
+    const journal = await AlertJournal.open(journalDir(root), { log: silent, groupCommitMs: 0 }, () => undefined);
+    await journal.append([alertEntry('derived', 1)]);
+    await journal.append([{ type: 'moved', at: new Date().toISOString(), investigation: { namespace: 'production', name: 'derived' }, to: 'derived-0a1b2c3d' }]);
+    await journal.append([alertEntry('derived', 2)]);
+    const moved = await CaseFile.open({ root, namespace: 'production', name: 'derived-0a1b2c3d', uid: 'c1b2c3d4-0000', actor: 'test' });
+    expect((await importJournaledAlerts(moved, root, 'production', 'derived-0a1b2c3d'))?.artifact).toBe('alerts/1-3.jsonl');
+    const decoy = await CaseFile.open({ root, namespace: 'production', name: 'derived', uid: 'd1b2c3d4-0000', actor: 'test' });
+    expect(await importJournaledAlerts(decoy, root, 'production', 'derived')).toBeUndefined();
+    await moved.close();
+    await decoy.close();
+    await journal.close();
+  });
+});
+
+describe('sealedImports', () => {
+  it('an alert counts as imported only once its case file is sealed with it in alerts/', async () => {
+    const journal = await AlertJournal.open(journalDir(root), { log: silent, groupCommitMs: 0 }, () => undefined);
+    const entries = [];
+    for (let i = 0; i < 3; i++) entries.push(...(await journal.append([alertEntry('case-s', i)])));
+    const cf = await CaseFile.open({ root, namespace: 'production', name: 'case-s', uid: 'e1b2c3d4-0000', actor: 'test' });
+    await importJournaledAlerts(cf, root, 'production', 'case-s');
+    const alert = entries[1]! as Parameters<ReturnType<typeof sealedImports>>[0];
+    expect(await sealedImports(root)(alert, 'case-s')).toBe(false); // imported, not sealed yet
+    await cf.seal();
+    expect(await sealedImports(root)(alert, 'case-s')).toBe(true);
+    expect(await sealedImports(root)(alert, 'other')).toBe(false);
+    const [later] = await journal.append([alertEntry('case-s', 9)]);
+    expect(await sealedImports(root)(later as typeof alert, 'case-s')).toBe(false); // after the seal: only in the journal
+    await cf.close();
+    await journal.close();
   });
 });

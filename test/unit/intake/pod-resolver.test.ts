@@ -69,3 +69,28 @@ describe('PodResolver', () => {
     expect(src.gets).toBe(2);
   });
 });
+
+describe('PodResolver: the container ID must be the named pod\'s', () => {
+  test('a delayed alert about a replaced pod resolves to no pod, not to the replacement', async () => {
+    const src = source(() => pod('uid-new', 'b'.repeat(64)));
+    const r = new PodResolver(src, { now: () => 0 });
+    expect(await r.resolve(alert({ 'k8s.ns.name': 'production', 'k8s.pod.name': 'web-0', 'container.id': '3f2a9c1e7b44' }))).toBeUndefined();
+    expect(await r.resolve(alert({ 'k8s.ns.name': 'production', 'k8s.pod.name': 'web-0', 'container.id': 'bbbbbbbbbbbb' }))).toMatchObject({ uid: 'uid-new' });
+  });
+
+  test("a container's previous instance (restarted in place) is still the pod's", async () => {
+    const p = pod('uid-1', 'c'.repeat(64));
+    p.status!.containerStatuses![0]!.lastState = { terminated: { exitCode: 1, containerID: `containerd://${FULL_ID}` } };
+    const r = new PodResolver(source(() => p), { now: () => 0 });
+    expect(await r.resolve(alert({ 'k8s.ns.name': 'production', 'k8s.pod.name': 'web-0', 'container.id': '3f2a9c1e7b44' }))).toMatchObject({ uid: 'uid-1' });
+  });
+
+  test('a storm of alerts naming a container the pod lacks reads the pod at most once a second', async () => {
+    let now = 0;
+    const src = source(() => pod('uid-new', 'b'.repeat(64)));
+    const r = new PodResolver(src, { now: () => now });
+    const stale = alert({ 'k8s.ns.name': 'production', 'k8s.pod.name': 'web-0', 'container.id': '3f2a9c1e7b44' });
+    for (now = 0; now < 5000; now += 10) expect(await r.resolve(stale)).toBeUndefined();
+    expect(src.gets).toBeLessThanOrEqual(6);
+  });
+});

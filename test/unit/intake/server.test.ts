@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -16,6 +17,7 @@ import { alertProcessor } from '../../../src/intake/processor.js';
 import { createIntakeServer, type IntakeOutcome } from '../../../src/intake/server.js';
 import { fixture, silent } from './helpers.js';
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const TOKEN = 's3cr3t-token-0123456789';
 const MAX = 64 * 1024;
 
@@ -30,8 +32,8 @@ const PODS = [
 ];
 const policy = (name: string, spec: Record<string, unknown>): ResponsePolicy => ({
   apiVersion: 'casefile.dev/v1alpha1',
-  kind: 'ResponsePolicy',
-  metadata: { namespace: 'casefile-system', name, uid: name, resourceVersion: '1' },
+  kind: 'ClusterResponsePolicy',
+  metadata: { name, uid: name, resourceVersion: '1' },
   spec,
 });
 const POLICIES = [
@@ -74,24 +76,32 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function start(opts: { tls?: { cert: Buffer; key: Buffer; clientCA?: Buffer }; token?: boolean } = { token: true }): Promise<Harness> {
+interface StartOptions {
+  tls?: { cert: Buffer; key: Buffer; clientCA?: Buffer };
+  token?: boolean;
+  journalMaxBytes?: number;
+  bounds?: { maxConnections?: number; headersTimeoutMs?: number; requestTimeoutMs?: number };
+}
+
+async function start(opts: StartOptions = { token: true }): Promise<Harness> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'casefile-intake-'));
   const tokenPath = path.join(dir, 'token');
   await writeFile(tokenPath, `${TOKEN}\n`);
-  const journal = await AlertJournal.open(path.join(dir, 'journal'), { log: silent }, () => undefined);
+  const journal = await AlertJournal.open(path.join(dir, 'journal'), { log: silent, maxBytes: opts.journalMaxBytes }, () => undefined);
   const outcomes: IntakeOutcome[] = [];
   const committed: JournalEntry[] = [];
   const server = createIntakeServer({
     tls: opts.tls,
     auth: { tokenFile: opts.token ? new TokenFile(tokenPath, silent) : undefined, mutualTLS: Boolean(opts.tls?.clientCA) },
     maxBodyBytes: MAX,
+    ...opts.bounds,
     ready: () => true,
     accept: alertProcessor({
       resolver: new PodResolver({
         get: async (ns, name) => PODS.find((p) => p.metadata!.namespace === ns && p.metadata!.name === name),
         list: async () => PODS,
       }),
-      policies: new PolicyCache({ list: () => POLICIES }, silent),
+      policies: new PolicyCache({ namespaced: { list: () => [] }, cluster: { list: () => POLICIES } }, silent),
       journal: () => journal,
       onCommitted: (entries) => committed.push(...entries),
       log: silent,
@@ -170,11 +180,11 @@ describe('intake over HTTP with a bearer token', () => {
     expect(r.status).toBe(202);
     expect(r.body.status).toBe('accepted');
     const lines = await journalLines(path.join(h.dir, 'journal'));
-    const line = lines.find((l) => l.seq === r.body.seq[0]);
+    const line = lines.find((l) => l.seq === r.body.seq);
     expect(line).toMatchObject({
       type: 'alert',
       source: 'falcosidekick',
-      policy: { namespace: 'casefile-system', name: 'shells-and-droppers' },
+      policy: { namespace: '', name: 'shells-and-droppers' },
       investigation: { namespace: 'production', name: r.body.investigations[0].split('/')[1] },
       pod: { name: 'web-7d96c8f4d9-r2x5b', uid: 'uid-web', container: 'app' },
       template: { containment: { order: 'ContainFirst' } },
@@ -267,5 +277,63 @@ describe('intake over mutual TLS', () => {
   it('a bearer token still works over TLS without a client certificate', async () => {
     const r = await request(h.url, fixture('falco-http-output-terminal-shell.json'), bearer, await tls());
     expect(r.status).toBe(202);
+  });
+});
+
+describe('intake bounds', () => {
+  it('a full journal answers 503 journal_full, counts it, and keeps every alert it accepted', async () => {
+    const h = await start({ token: true, journalMaxBytes: 1024 * 1024 });
+    const body = fixture('falcosidekick-webhook-drop-and-execute.json');
+    const big = JSON.stringify({ ...JSON.parse(body), padding: 'p'.repeat(40_000) });
+    const accepted: number[] = [];
+    let full: Reply | undefined;
+    for (let i = 0; i < 100 && !full; i++) {
+      const r = await request(h.url, big, bearer);
+      if (r.status === 202) accepted.push(r.body.seq);
+      else full = r;
+    }
+    expect(full).toMatchObject({ status: 503, body: { status: 'unavailable', reason: 'journal_full' } });
+    expect(full!.body.message).toContain('--intake-journal-max-bytes');
+    expect(h.outcomes).toContain('journal_full');
+    const seqs = (await journalLines(path.join(h.dir, 'journal'))).map((l) => l.seq);
+    expect(accepted.length).toBeGreaterThan(5);
+    for (const s of accepted) expect(seqs).toContain(s);
+    await h.close();
+  });
+
+  it('connections past maxConnections are closed on arrival', async () => {
+    const h = await start({ token: true, bounds: { maxConnections: 2 } });
+    const { port } = new URL(h.url);
+    const open = () => new Promise<net.Socket>((resolve) => { const s = net.connect(Number(port), '127.0.0.1', () => resolve(s)); });
+    const held = [await open(), await open()];
+    await sleep(50);
+    const third = await open();
+    const closed = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 2000);
+      third.once('close', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    expect(closed).toBe(true);
+    for (const s of held) s.destroy();
+    await h.close();
+  });
+
+  it('a client that sends its headers too slowly is cut off after the header timeout', async () => {
+    const h = await start({ token: true, bounds: { headersTimeoutMs: 300, requestTimeoutMs: 600 } });
+    const { port } = new URL(h.url);
+    const s = net.connect(Number(port), '127.0.0.1');
+    await new Promise((r) => s.once('connect', r));
+    s.write('POST / HTTP/1.1\r\nHost: x\r\n');
+    const trickle = setInterval(() => s.write('X-Slow: 1\r\n'), 100);
+    const started = Date.now();
+    let answer = '';
+    s.on('data', (d) => (answer += d.toString()));
+    await new Promise((r) => s.once('close', r));
+    clearInterval(trickle);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(answer).toMatch(/^HTTP\/1.1 408/);
+    await h.close();
   });
 });

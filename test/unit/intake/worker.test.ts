@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Investigation } from '../../../src/api/investigation.js';
 import type { InvestigationBody } from '../../../src/intake/investigation-factory.js';
-import { AlertJournal, type InvestigationRef } from '../../../src/intake/journal.js';
+import { AlertJournal, type AlertEntry, type InvestigationRef } from '../../../src/intake/journal.js';
 import { KeyedRateLimiter } from '../../../src/intake/rate-limit.js';
 import { AlertWorker, type AlertsStatus, type InvestigationApi } from '../../../src/intake/worker.js';
 import { alertEntry, silent } from './helpers.js';
@@ -79,6 +79,14 @@ async function setup(api: FakeApi, limits = { rate: 1000, burst: 1000 }) {
   return { worker, journal: journal!, post, held };
 }
 
+/** What casefile itself creates for an alert of policy casefile-system/shells about web-0. */
+const casefileCase = (name: string): InvestigationBody => ({
+  apiVersion: 'casefile.dev/v1alpha1',
+  kind: 'Investigation',
+  metadata: { name, namespace: 'production', labels: { 'app.kubernetes.io/managed-by': 'casefile' }, annotations: { 'casefile.dev/response-policy': 'casefile-system/shells' } },
+  spec: { target: { pod: 'web-0', uid: 'uid-web-0' } },
+});
+
 async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
   while (!check()) {
@@ -108,7 +116,7 @@ describe('AlertWorker', () => {
 
   it('attaches to an existing Investigation (AlreadyExists) and retries on conflict', async () => {
     const api = new FakeApi();
-    await api.create({ apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name: 'case-b', namespace: 'production', labels: {}, annotations: {} }, spec: {} });
+    await api.create(casefileCase('case-b'));
     api.conflictNext = 3;
     const { worker, journal, post } = await setup(api);
     for (let i = 0; i < 5; i++) await post('case-b', i);
@@ -116,6 +124,38 @@ describe('AlertWorker', () => {
     expect(api.creates).toBe(2); // ours got AlreadyExists
     await worker.stop();
     await journal.close();
+  });
+
+  describe('a squatted case name', () => {
+    const decoys: [string, (b: InvestigationBody) => InvestigationBody][] = [
+      ['no casefile label', (b) => ({ ...b, metadata: { ...b.metadata, labels: {} } })],
+      ['another policy', (b) => ({ ...b, metadata: { ...b.metadata, annotations: { 'casefile.dev/response-policy': 'team/other' } } })],
+      ['another target pod', (b) => ({ ...b, spec: { target: { pod: 'web-0', uid: 'uid-decoy' } } })],
+    ];
+    it.each(decoys)('%s: the alerts open the case under a moved name, the decoy gets none', async (_what, decoy) => {
+      const api = new FakeApi();
+      await api.create(decoy(casefileCase('case-s')));
+      const { worker, journal, post } = await setup(api);
+      const taken: number[] = [];
+      (worker as unknown as { opts: { onNameTaken: () => void } }).opts.onNameTaken = () => taken.push(1);
+      for (let i = 0; i < 3; i++) await post('case-s', i);
+      await until('moved case counted', () => [...api.objects.keys()].some((k) => /^production\/case-s-[0-9a-f]{8}$/.test(k) && api.objects.get(k)!.status?.alerts?.count === 3));
+      expect(api.objects.get('production/case-s')!.status?.alerts).toBeUndefined();
+      expect(taken).toHaveLength(1);
+      const moved = [...api.objects.values()].find((o) => o.metadata.name !== 'case-s')!;
+      expect((moved.spec as { target: unknown }).target).toEqual({ pod: 'web-0', uid: 'uid-web-0' });
+      await worker.stop();
+      await journal.close();
+
+      // After a restart the journal's `moved` line keeps the case at its new name.
+      const again = await setup(api);
+      await again.post('case-s', 10);
+      await until('moved case counted again', () => api.objects.get(`production/${moved.metadata.name}`)!.status?.alerts?.count === 4);
+      expect(api.objects.size).toBe(2); // the decoy and the moved case: no third name
+      expect(taken).toHaveLength(1);
+      await again.worker.stop();
+      await again.journal.close();
+    });
   });
 
   it('rebuilds the same counts from the journal after a restart, without re-creating acknowledged cases', async () => {
@@ -154,5 +194,14 @@ describe('AlertWorker', () => {
     expect(held.length).toBeGreaterThan(0);
     await worker.stop();
     await journal.close();
+  });
+
+  it("a checkpoint's case line restores the counts and the acknowledgement without re-creating the case", async () => {
+    const api = new FakeApi();
+    const worker = new AlertWorker({ api, journal: () => undefined, limiter: new KeyedRateLimiter(() => ({ rate: 1000, burst: 1000 })), log: silent });
+    const ref = { namespace: 'production', name: 'case-k' };
+    worker.observe({ type: 'case', seq: 50, investigation: ref, policy: { namespace: 'casefile-system', name: 'shells' }, podUID: 'uid-web-0', count: 40, first: '2026-11-20T10:00:00.000Z', last: '2026-11-20T10:05:00.000Z', lastSeq: 48, ackedThrough: 48 });
+    worker.observe({ ...(alertEntry('case-k', 7) as Omit<AlertEntry, 'seq'>), seq: 49 } as AlertEntry);
+    expect(worker.alerts(ref)).toEqual({ count: 41, first: '2026-11-20T10:00:00.000Z', last: '2026-11-20T10:05:00.000Z', lastSeq: 49, ackedThrough: 48 });
   });
 });

@@ -16,6 +16,8 @@ describe('parseArgs', () => {
         declaredPorts: [{ proto: 'tcp', port: 8080 }, { proto: 'udp', port: 53 }],
         clusterCidrs: ['10.88.0.0/16', '10.96.0.0/16'],
         proc: '/proc',
+        maxHashBytes: 256 * 1024 * 1024,
+        walkSeconds: 60,
       },
     });
   });
@@ -23,7 +25,7 @@ describe('parseArgs', () => {
   it('parses the node contract', () => {
     expect(parseArgs(['node', '--container-id', ID, '--host-proc', '/host/proc', '--host-prefix', '/host', '--max-file-bytes', '5'])).toEqual({
       mode: 'node',
-      options: { containerId: ID, hostProc: '/host/proc', hostPrefix: '/host', maxFileBytes: 5, runtimeState: DEFAULT_RUNTIME_STATE },
+      options: { containerId: ID, hostProc: '/host/proc', hostPrefix: '/host', maxFileBytes: 5, runtimeState: DEFAULT_RUNTIME_STATE, maxHashBytes: 256 * 1024 * 1024, walkSeconds: 60 },
     });
   });
 
@@ -36,7 +38,9 @@ describe('parseArgs', () => {
     [['live', '--container-id', ID, '--max-file-bytes', '1'], /--paths is required/],
     [['live', '--container-id', ID, '--paths', 'tmp', '--max-file-bytes', '1'], /not an absolute path/],
     [['live', '--container-id', ID, '--paths', '/tmp/../etc', '--max-file-bytes', '1'], /without '\.\.'/],
-    [['live', '--container-id', ID, '--paths', '/tmp', '--max-file-bytes', '-1'], /not a byte count/],
+    [['live', '--container-id', ID, '--paths', '/tmp', '--max-file-bytes', '-1'], /not a whole number/],
+    [['live', '--container-id', ID, '--paths', '/tmp', '--max-file-bytes', '1', '--walk-seconds', '0'], /at least 1/],
+    [['live', '--container-id', ID, '--paths', '/tmp', '--max-file-bytes', '1', '--max-hash-bytes', '1e9'], /not a whole number/],
     [['live', '--container-id', ID, '--paths', '/tmp'], /--max-file-bytes is required/],
     [['live', '--container-id', ID, '--paths', '/tmp', '--max-file-bytes', '1', '--declared-ports', 'sctp/1'], /declared-ports/],
     [['live', '--container-id', ID, '--paths', '/tmp', '--max-file-bytes', '1', '--declared-ports', 'tcp/70000'], /declared-ports/],
@@ -68,14 +72,14 @@ describe('main', () => {
 });
 
 describe('the debug image entry', () => {
-  it('imports only node built-ins, src/live and the dependency-free path helpers', async () => {
+  it('imports only node built-ins, src/live and the dependency-free path and error helpers', async () => {
     const { readdir, readFile } = await import('node:fs/promises');
     const dir = new URL('../../../src/live/', import.meta.url);
-    const files = [...(await readdir(dir)).map((f) => new URL(f, dir)), new URL('../../../src/evidence/paths.ts', import.meta.url)];
+    const files = [...(await readdir(dir)).map((f) => new URL(f, dir)), new URL('../../../src/evidence/paths.ts', import.meta.url), new URL('../../../src/errors.ts', import.meta.url)];
     for (const file of files) {
       const text = await readFile(file, 'utf8');
       for (const [, spec] of text.matchAll(/^import [^;]*? from '([^']+)';/gms)) {
-        expect([file.pathname, spec]).toEqual([file.pathname, expect.stringMatching(/^(node:|\.\/[a-z-]+\.js$|\.\.\/evidence\/paths\.js$)/)]);
+        expect([file.pathname, spec]).toEqual([file.pathname, expect.stringMatching(/^(node:|\.\/[a-z-]+\.js$|\.\.\/evidence\/paths\.js$|\.\.\/errors\.js$)/)]);
       }
     }
   });

@@ -73,6 +73,8 @@ function options(over: Partial<LiveOptions> = {}): LiveOptions {
     declaredPorts: [{ proto: 'tcp', port: 8080 }, { proto: 'udp', port: 53 }],
     clusterCidrs: ['10.88.0.0/16', '10.96.0.0/16'],
     proc,
+    maxHashBytes: 1 << 20,
+    walkSeconds: 60,
     ...over,
   };
 }
@@ -100,7 +102,7 @@ describe('live collector on a fake /proc', () => {
     expect(fixed).toEqual([
       'live/processes.json', 'live/raw/processes.txt', 'live/fds.json', 'live/sockets.json',
       'live/raw/net-tcp.txt', 'live/raw/net-tcp6.txt', 'live/raw/net-udp.txt', 'live/raw/net-udp6.txt',
-      'live/maps.txt', 'live/maps.json', 'live/mountinfo.txt', 'live/recovered.json', 'live/files.json', 'live/findings.json',
+      'live/maps.txt', 'live/maps.json', 'live/mountinfo.txt', 'live/recovered.json', 'live/findings.json', 'live/files.json', 'live/file-findings.json',
     ]);
     expect(d.order.indexOf('live/recovered/7-exe')).toBeLessThan(d.order.indexOf('live/recovered.json'));
     expect(d.order.indexOf('live/files.json')).toBeLessThan(d.order.indexOf(`live/files/${path.join(fsRoot, 'tmp', 'miner').slice(1)}`));
@@ -191,7 +193,7 @@ describe('live collector on a fake /proc', () => {
   });
 
   it('reports each kind of finding, most severe first', () => {
-    const f = json(d, 'live/findings.json');
+    const f = [...json(d, 'live/findings.json'), ...json(d, 'live/file-findings.json')];
     const kinds = (k: string): any[] => f.filter((x: any) => x.kind === k);
     expect(kinds('executable-in-writable-path').map((x) => x.pid)).toEqual([7, 8]);
     expect(kinds('executable-in-writable-path')[0]).toMatchObject({ severity: 'critical', artifact: 'live/processes.json' });
@@ -213,12 +215,14 @@ describe('live collector on a fake /proc', () => {
     const dropped = kinds('dropped-file').map((x) => path.basename(x.summary.split(' ')[0]));
     expect(dropped.sort()).toEqual(['big.bin', 'deep.sh', 'kworker', 'miner', 'run.sh', 'suid'].sort());
     const rank = { critical: 0, high: 1, medium: 2, low: 3 } as Record<string, number>;
-    const ranks = f.map((x: any) => rank[x.severity]);
-    expect(ranks).toEqual([...ranks].sort((a, b) => a - b));
+    for (const artifact of ['live/findings.json', 'live/file-findings.json']) {
+      const ranks = json(d, artifact).map((x: any) => rank[x.severity]);
+      expect(ranks).toEqual([...ranks].sort((a: number, b: number) => a - b));
+    }
   });
 
   it('summarises the counts', () => {
-    expect(d.summary).toMatchObject({ processes: 6, targetProcesses: 4, sockets: 8, recovered: 1, findings: json(d, 'live/findings.json').length });
+    expect(d.summary).toMatchObject({ processes: 6, targetProcesses: 4, sockets: 8, recovered: 1, findings: json(d, 'live/findings.json').length + json(d, 'live/file-findings.json').length });
     expect(d.summary!.files).toBe(json(d, 'live/files.json').length);
     expect(d.summary!.copied).toBe(d.order.filter((n) => n.startsWith('live/files/') || n.startsWith('live/recovered/')).length);
     expect(d.summary!.notes).toBe(d.notes.length);

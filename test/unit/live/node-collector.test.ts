@@ -45,7 +45,7 @@ async function setup(procs: FakeProcess[], initPid: string): Promise<void> {
 }
 
 function options(): NodeOptions {
-  return { containerId: ID, hostProc, hostPrefix: host, runtimeState: DEFAULT_RUNTIME_STATE, maxFileBytes: 1024 };
+  return { containerId: ID, hostProc, hostPrefix: host, runtimeState: DEFAULT_RUNTIME_STATE, maxFileBytes: 1024, maxHashBytes: 1 << 20, walkSeconds: 60 };
 }
 
 beforeEach(async () => {

@@ -5,16 +5,12 @@ import type { V1Node } from '@kubernetes/client-node';
 import { parseSpec, type Investigation, type InvestigationStatus } from '../../../src/api/investigation.js';
 import type { OperatorConfig } from '../../../src/config.js';
 import type { Kube } from '../../../src/engine/kube.js';
+import { nodeActionsApi } from '../security/fake-node-actions.js';
 import { CaseFile } from '../../../src/evidence/store.js';
 import { logger } from '../../../src/log.js';
-import {
-  casefileHolds,
-  cordonAnnotation,
-  cordonKey,
-  nodeCordoned,
-  planCordon,
-  planUncordon,
-} from '../../../src/phases/node-cordoned.js';
+import { classify } from '../../../src/engine/outcome.js';
+import { nodeCordoned } from '../../../src/phases/node-cordoned/index.js';
+import { casefileHolds, cordonAnnotation, cordonKey, planCordon, planUncordon } from '../../../src/phases/node-cordoned/plan.js';
 import type { PhaseContext } from '../../../src/phases/phase.js';
 
 const A = cordonKey('aaaaaaaa-1111-2222-3333-444444444444');
@@ -97,6 +93,7 @@ function mergePatch(target: Record<string, unknown>, patch: Record<string, unkno
 }
 
 class FakeNodes {
+  nodeActions = nodeActionsApi();
   rv = 1;
   nodes = new Map<string, V1Node>();
   investigations = new Map<string, string>(); // ns/name -> uid
@@ -131,7 +128,7 @@ class FakeNodes {
         return { metadata: { uid } };
       },
     };
-    return { core, custom, mergePatch: {} } as unknown as Kube;
+    return { core, custom, mergePatch: {}, authz: this.nodeActions, admission: this.nodeActions.admission } as unknown as Kube;
   }
 }
 
@@ -155,7 +152,7 @@ async function context(cluster: FakeNodes, name: string, uid: string, node: stri
     spec: parsed.spec,
     kube: cluster.kube(),
     caseFile,
-    config: {} as OperatorConfig,
+    config: { requireNodeActionsAdmission: true } as OperatorConfig,
     log: logger.child({}, { level: 'silent' }),
     status,
     livePod: async () => undefined,
@@ -167,6 +164,18 @@ const UID_A = 'aaaaaaaa-1111-2222-3333-444444444444';
 const UID_B = 'bbbbbbbb-1111-2222-3333-444444444444';
 
 describe('NodeCordoned against a fake API server', () => {
+  test('refused, the node untouched, when the installation has not enabled cordoning for casefile', async () => {
+    const cluster = new FakeNodes();
+    cluster.add('node-1', false);
+    cluster.nodeActions = nodeActionsApi({ granted: false });
+    const ctx = await context(cluster, 'case-a', UID_A, 'node-1');
+    const outcome = await nodeCordoned.run(ctx);
+    expect(outcome).toMatchObject({ status: 'False', reason: 'NodeActionNotInstalled' });
+    expect(outcome.message).toContain('config/rbac/components/cordon');
+    expect(cluster.patches).toBe(0);
+    expect(cluster.nodes.get('node-1')!.spec!.unschedulable).toBe(false);
+  });
+
   test('two Investigations on one node: only the last release uncordons; reruns and repeated releases are harmless', async () => {
     const cluster = new FakeNodes();
     cluster.add('node-1', false, { 'keep/me': 'yes' });
@@ -280,7 +289,8 @@ describe('NodeCordoned against a fake API server', () => {
       return n;
     };
     try {
-      await expect(nodeCordoned.run(a)).rejects.toMatchObject({ reason: 'Conflict' });
+      const err = await nodeCordoned.run(a).then(() => undefined, (e: unknown) => e);
+      expect(classify(err)).toMatchObject({ kind: 'retry', reason: 'Conflict' });
       expect(cluster.nodes.get('node-1')!.metadata!.annotations).toEqual({ changed: 'meanwhile' });
     } finally {
       await a.caseFile.close();

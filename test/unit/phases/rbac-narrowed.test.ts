@@ -6,24 +6,14 @@ import { parse } from 'yaml';
 import { parseSpec, type Investigation, type InvestigationStatus } from '../../../src/api/investigation.js';
 import type { OperatorConfig } from '../../../src/config.js';
 import type { Kube } from '../../../src/engine/kube.js';
+import { nodeActionsApi } from '../security/fake-node-actions.js';
 import { CaseFile } from '../../../src/evidence/store.js';
 import { logger } from '../../../src/log.js';
 import type { PhaseContext } from '../../../src/phases/phase.js';
-import {
-  actionFor,
-  attribute,
-  judgeAccess,
-  originalArtifact,
-  parseAuthorizerReason,
-  planNarrowing,
-  planRestore,
-  rbacNarrowed,
-  ruleAllows,
-  stripServerFields,
-  type AccessResult,
-  type BindingItem,
-  type GroupGrant,
-} from '../../../src/phases/rbac-narrowed.js';
+import { attribute, judgeAccess, parseAuthorizerReason, ruleAllows, type AccessResult, type GroupGrant } from '../../../src/phases/rbac-narrowed/access.js';
+import { rbacNarrowed } from '../../../src/phases/rbac-narrowed/index.js';
+import { planNarrowing, planRestore, type BindingItem } from '../../../src/phases/rbac-narrowed/plan.js';
+import { originalArtifact } from '../../../src/phases/shared/originals.js';
 
 const NS = 'shop';
 const SA = 'web';
@@ -38,19 +28,17 @@ const crb = (name: string, subjects: RbacV1Subject[], roleName = 'view'): Bindin
 });
 
 describe('planNarrowing', () => {
-  test('a binding whose only subject is the ServiceAccount is deleted', () => {
+  test('a binding whose only subject is the ServiceAccount is kept with no subjects, never deleted', () => {
     const plan = planNarrowing([rb('only-web', [saSubject])], NS, SA);
-    expect(plan.deletions.map((d) => d.ref)).toEqual([{ kind: 'RoleBinding', namespace: NS, name: 'only-web' }]);
-    expect(plan.patches).toEqual([]);
+    expect(plan.changes.map((c) => [c.ref, c.keep])).toEqual([[{ kind: 'RoleBinding', namespace: NS, name: 'only-web' }, []]]);
   });
 
   test('a binding with two subjects keeps the other one', () => {
     const other: RbacV1Subject = { kind: 'ServiceAccount', name: 'worker', namespace: NS };
     const plan = planNarrowing([rb('shared', [saSubject, other])], NS, SA);
-    expect(plan.deletions).toEqual([]);
-    expect(plan.patches).toHaveLength(1);
-    expect(plan.patches[0]!.keep).toEqual([other]);
-    expect(plan.patches[0]!.removed).toEqual([saSubject]);
+    expect(plan.changes).toHaveLength(1);
+    expect(plan.changes[0]!.keep).toEqual([other]);
+    expect(plan.changes[0]!.removed).toEqual([saSubject]);
   });
 
   test('the SA named without a namespace in its own namespace RoleBinding, or as its User name, is the SA itself', () => {
@@ -58,8 +46,7 @@ describe('planNarrowing', () => {
       rb('no-ns', [{ kind: 'ServiceAccount', name: SA }]),
       crb('as-user', [{ kind: 'User', name: `system:serviceaccount:${NS}:${SA}` }, { kind: 'User', name: 'alice' }]),
     ], NS, SA);
-    expect(plan.deletions.map((d) => d.ref.name)).toEqual(['no-ns']);
-    expect(plan.patches.map((p) => [p.ref.name, p.keep])).toEqual([['as-user', [{ kind: 'User', name: 'alice' }]]]);
+    expect(plan.changes.map((p) => [p.ref.name, p.keep])).toEqual([['no-ns', []], ['as-user', [{ kind: 'User', name: 'alice' }]]]);
   });
 
   test('a RoleBinding in another namespace naming the SA is narrowed; same name in another namespace is not the SA', () => {
@@ -69,8 +56,7 @@ describe('planNarrowing', () => {
       rb('payments-web', [{ kind: 'ServiceAccount', name: SA }], undefined, 'payments'),
       crb('other-ns', [{ kind: 'ServiceAccount', name: SA, namespace: 'payments' }]),
     ], NS, SA);
-    expect(plan.deletions.map((d) => d.ref)).toEqual([{ kind: 'RoleBinding', namespace: 'payments', name: 'elsewhere' }]);
-    expect(plan.patches).toEqual([]);
+    expect(plan.changes.map((d) => d.ref)).toEqual([{ kind: 'RoleBinding', namespace: 'payments', name: 'elsewhere' }]);
   });
 
   test('a group-only binding is reported as exposure and left untouched', () => {
@@ -79,24 +65,23 @@ describe('planNarrowing', () => {
       rb('ns-sa', [{ kind: 'Group', name: `system:serviceaccounts:${NS}` }, saSubject]),
       crb('other-group', [{ kind: 'Group', name: 'system:serviceaccounts:payments' }]),
     ], NS, SA);
-    expect(plan.deletions).toEqual([]);
     // ns-sa: the SA comes out, the group stays (and is exposure).
-    expect(plan.patches.map((p) => [p.ref.name, p.keep])).toEqual([['ns-sa', [{ kind: 'Group', name: `system:serviceaccounts:${NS}` }]]]);
+    expect(plan.changes.map((p) => [p.ref.name, p.keep])).toEqual([['ns-sa', [{ kind: 'Group', name: `system:serviceaccounts:${NS}` }]]]);
     expect(plan.groupBindings).toEqual([
       { ref: { kind: 'ClusterRoleBinding', name: 'all-sa' }, roleRef: { kind: 'ClusterRole', name: 'view' }, group: 'system:serviceaccounts' },
       { ref: { kind: 'RoleBinding', namespace: NS, name: 'ns-sa' }, roleRef: { kind: 'ClusterRole', name: 'edit' }, group: `system:serviceaccounts:${NS}` },
     ]);
   });
 
-  test('actionFor reads the action back from a saved original', () => {
-    expect(actionFor(rb('a', [saSubject]).binding, 'RoleBinding', NS, SA)).toBe('Deleted');
-    expect(actionFor(rb('b', [saSubject, { kind: 'User', name: 'bob' }]).binding, 'RoleBinding', NS, SA)).toBe('SubjectRemoved');
-    expect(actionFor(rb('c', [{ kind: 'User', name: 'bob' }]).binding, 'RoleBinding', NS, SA)).toBeUndefined();
-  });
-
-  test('artifact names are sanitised single segments', () => {
-    expect(originalArtifact({ kind: 'ClusterRoleBinding', name: 'system:auth-delegator' })).toBe('containment/originals/rbac/ClusterRoleBinding-_cluster-system%3Aauth-delegator.yaml');
-    expect(originalArtifact({ kind: 'RoleBinding', namespace: NS, name: 'web' })).toBe('containment/originals/rbac/RoleBinding-shop-web.yaml');
+  test('original names cannot collide (dev-team/edit vs dev/team-edit) and stay under the file-name limit', () => {
+    const a = originalArtifact('RoleBinding', 'dev-team', 'edit', 'u-1');
+    const b = originalArtifact('RoleBinding', 'dev', 'team-edit', 'u-2');
+    expect(a).toBe('containment/originals/RoleBinding/dev-team/edit.u-1.yaml');
+    expect(b).toBe('containment/originals/RoleBinding/dev/team-edit.u-2.yaml');
+    expect(originalArtifact('ClusterRoleBinding', undefined, 'system:auth-delegator', 'u-3')).toBe('containment/originals/ClusterRoleBinding/_cluster/system%3Aauth-delegator.u-3.yaml');
+    const long = originalArtifact('NetworkPolicy', NS, 'p'.repeat(253), '0a1b2c3d-0000-1111-2222-333344445555');
+    expect(path.basename(long).length).toBeLessThanOrEqual(220);
+    expect(long).not.toContain('p'.repeat(200));
   });
 });
 
@@ -127,37 +112,19 @@ describe('planRestore', () => {
     expect(planRestore('RoleBinding', original, original, NS, SA, art)).toEqual({ action: 'None', outcome: 'AlreadyPresent', differences: [] });
   });
 
-  test('a binding casefile deleted is recreated with the server fields stripped', () => {
-    const saved: V1RoleBinding = {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: {
-        name: 'only-web', namespace: NS, resourceVersion: '55', uid: 'u-1', creationTimestamp: '2026-01-01T00:00:00Z' as unknown as Date,
-        generation: 3, managedFields: [{ manager: 'kubectl' }], labels: { app: 'web' }, annotations: { note: 'keep' },
-      },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'reader' },
-      subjects: [saSubject],
-    };
-    const plan = planRestore('RoleBinding', saved, undefined, NS, SA, art);
-    if (plan.action !== 'Recreate') throw new Error(`expected Recreate, got ${plan.action}`);
-    expect(plan.body.metadata).toEqual({ name: 'only-web', namespace: NS, labels: { app: 'web' }, annotations: { note: 'keep' } });
-    expect(plan.body.subjects).toEqual([saSubject]);
-    expect(plan.body.roleRef).toEqual(saved.roleRef);
-    expect(saved.metadata!.resourceVersion).toBe('55'); // the saved original is not mutated
-    expect(stripServerFields({ metadata: { uid: 'x', name: 'n' } })).toEqual({ metadata: { name: 'n' } });
-  });
-
-  test('a binding that kept other subjects and was deleted by someone else is not resurrected', () => {
+  test('a binding that is gone is never re-created, and the reason is given', () => {
     const plan = planRestore('RoleBinding', original, undefined, NS, SA, art);
     expect(plan).toMatchObject({ action: 'None', outcome: 'NotRestored' });
     expect(plan.differences[0]).toContain(art);
+    expect(plan.differences[0]).toContain('deleted by someone else');
+    expect(planRestore('RoleBinding', rb('only', [saSubject]).binding, undefined, NS, SA, art).action).toBe('None');
   });
 
   test('a binding recreated with another role does not get the SA (it would grant a different role)', () => {
     const current: V1RoleBinding = { ...original, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' }, subjects: [bob] };
     const plan = planRestore('RoleBinding', original, current, NS, SA, art);
     expect(plan).toMatchObject({ action: 'None', outcome: 'NotRestored' });
-    expect(plan.differences[0]).toMatch(/roleRef is now ClusterRole cluster-admin, was ClusterRole edit/);
+    expect(plan.differences[0]).toMatch(/replaced meanwhile \(now ClusterRole cluster-admin, was ClusterRole edit\)/);
   });
 });
 
@@ -218,6 +185,7 @@ const notFound = () => Object.assign(new Error('not found'), { code: 404 });
 const conflict = () => Object.assign(new Error('conflict'), { code: 409 });
 
 class FakeCluster {
+  nodeActions = nodeActionsApi();
   rv = 100;
   roleBindings = new Map<string, Obj>();
   clusterRoleBindings = new Map<string, Obj>();
@@ -226,6 +194,8 @@ class FakeCluster {
   pods: V1Pod[] = [];
   /** Checks another authorizer allows whatever RBAC says. */
   webhookAllows = new Set<string>();
+  /** Namespaces deleted (gone); every other namespace exists. */
+  goneNamespaces = new Set<string>();
   calls: string[] = [];
 
   put(kind: 'RoleBinding' | 'ClusterRoleBinding', b: Obj) {
@@ -312,11 +282,16 @@ class FakeCluster {
     };
     const authz = {
       createSubjectAccessReview: async (p: { body: { spec: Parameters<FakeCluster['review']>[0] } }) => ({ status: this.review(p.body.spec) }),
+      createSelfSubjectAccessReview: this.nodeActions.createSelfSubjectAccessReview,
     };
     const core = {
+      readNamespace: async (p: { name: string }) => {
+        if (this.goneNamespaces.has(p.name)) throw notFound();
+        return { metadata: { name: p.name }, status: { phase: 'Active' } };
+      },
       listNamespacedPod: async (p: { namespace: string }) => ({ items: this.pods.filter((x) => x.metadata?.namespace === p.namespace) }),
     };
-    return { rbac, authz, core } as unknown as Kube;
+    return { rbac, authz, core, admission: this.nodeActions.admission } as unknown as Kube;
   }
 }
 
@@ -361,7 +336,7 @@ async function context(cluster: FakeCluster, status: InvestigationStatus = {}) {
     spec: parsed.spec,
     kube: cluster.kube(),
     caseFile,
-    config: {} as OperatorConfig,
+    config: { requireNodeActionsAdmission: true } as OperatorConfig,
     log: logger.child({}, { level: 'silent' }),
     status,
     livePod: async () => target,
@@ -370,35 +345,49 @@ async function context(cluster: FakeCluster, status: InvestigationStatus = {}) {
 }
 
 describe('RBACNarrowed against a fake API server', () => {
+  test('refused, touching no binding, while the node-actions admission policy is missing', async () => {
+    const cluster = seed();
+    cluster.nodeActions = nodeActionsApi({ admission: false });
+    const before = JSON.stringify([...cluster.roleBindings.values(), ...cluster.clusterRoleBindings.values()]);
+    const outcome = await rbacNarrowed.run(await context(cluster));
+    expect(outcome).toMatchObject({ status: 'False', reason: 'NodeActionsNotAdmitted' });
+    expect(outcome.message).toMatch(/spec\.containment\.rbac\.narrow .*casefile-node-actions is not installed/);
+    expect(JSON.stringify([...cluster.roleBindings.values(), ...cluster.clusterRoleBindings.values()])).toBe(before);
+  });
+
   test('narrows, saves originals first, names the group exposure and the blast radius; a rerun reports the same actions', async () => {
     const cluster = seed();
     const ctx = await context(cluster);
     try {
       const out = await rbacNarrowed.run(ctx);
       expect(out).toMatchObject({ status: 'True', reason: 'Narrowed' });
-      expect(out.message).toContain('ServiceAccount web removed from 3 binding(s) (2 deleted)');
+      expect(out.message).toContain('ServiceAccount web removed from 3 binding(s) (2 left without subjects, not deleted)');
       expect(out.message).toContain('get secrets: allowed -> denied');
       expect(out.message).toContain('create pods/exec: allowed -> denied');
       expect(out.message).toContain('get nodes: still allowed via ClusterRoleBinding all-sa-nodes');
 
-      // Cluster: sole-subject bindings gone, the shared one keeps its other subject, the group and other account's bindings untouched.
-      expect(cluster.roleBindings.has(`${NS}/web-secrets`)).toBe(false);
-      expect(cluster.roleBindings.has('payments/web-elsewhere')).toBe(false);
+      // Cluster: sole-subject bindings kept with no subject (nothing deleted or created), the shared one keeps its
+      // other subject, the group and other account's bindings untouched.
+      expect(cluster.roleBindings.get(`${NS}/web-secrets`)!.subjects).toEqual([]);
+      expect(cluster.roleBindings.get('payments/web-elsewhere')!.subjects).toEqual([]);
+      expect(cluster.calls.filter((c) => !c.startsWith('replace '))).toEqual([]);
       expect(cluster.roleBindings.get(`${NS}/pods-shared`)!.subjects).toEqual([{ kind: 'ServiceAccount', name: 'worker', namespace: NS }]);
       expect(cluster.clusterRoleBindings.get('all-sa-nodes')!.subjects).toEqual([{ kind: 'Group', name: 'system:serviceaccounts' }]);
       expect(cluster.clusterRoleBindings.get('other-web')!.subjects).toHaveLength(1);
 
       const c = ctx.status.containment!;
+      const uidOf = (key: string) => cluster.roleBindings.get(key)!.metadata!.uid;
+      const sharedOriginal = `containment/originals/RoleBinding/shop/pods-shared.${uidOf(`${NS}/pods-shared`)}.yaml`;
       expect(c.rbac).toEqual([
-        { kind: 'RoleBinding', namespace: 'payments', name: 'web-elsewhere', action: 'Deleted', original: 'containment/originals/rbac/RoleBinding-payments-web-elsewhere.yaml' },
-        { kind: 'RoleBinding', namespace: NS, name: 'pods-shared', action: 'SubjectRemoved', original: 'containment/originals/rbac/RoleBinding-shop-pods-shared.yaml' },
-        { kind: 'RoleBinding', namespace: NS, name: 'web-secrets', action: 'Deleted', original: 'containment/originals/rbac/RoleBinding-shop-web-secrets.yaml' },
+        { kind: 'RoleBinding', namespace: 'payments', name: 'web-elsewhere', action: 'SubjectRemoved', emptied: true, original: `containment/originals/RoleBinding/payments/web-elsewhere.${uidOf('payments/web-elsewhere')}.yaml` },
+        { kind: 'RoleBinding', namespace: NS, name: 'pods-shared', action: 'SubjectRemoved', original: sharedOriginal },
+        { kind: 'RoleBinding', namespace: NS, name: 'web-secrets', action: 'SubjectRemoved', emptied: true, original: `containment/originals/RoleBinding/shop/web-secrets.${uidOf(`${NS}/web-secrets`)}.yaml` },
       ]);
       expect(c.remainingExposure).toEqual(['ClusterRoleBinding all-sa-nodes grants ClusterRole node-viewer to group system:serviceaccounts']);
       expect(c.sharedServiceAccountPods).toEqual(['web-2']);
 
       // The original as found, including the subject that was removed.
-      const saved = parse(await readFile(path.join(ctx.caseFile.dir, 'containment/originals/rbac/RoleBinding-shop-pods-shared.yaml'), 'utf8')) as Obj;
+      const saved = parse(await readFile(path.join(ctx.caseFile.dir, sharedOriginal), 'utf8')) as Obj;
       expect(saved.kind).toBe('RoleBinding');
       expect(saved.subjects).toContainEqual(saSubject);
       const before = JSON.parse(await readFile(path.join(ctx.caseFile.dir, 'containment/rbac/access-before.json'), 'utf8'));
@@ -408,13 +397,13 @@ describe('RBACNarrowed against a fake API server', () => {
 
       const custody = ctx.caseFile.custodyRecords();
       expect(custody.filter((r) => r.action === 'rbac-narrowed').map((r) => [r.detail?.name, r.detail?.action])).toEqual(
-        expect.arrayContaining([['web-secrets', 'Deleted'], ['pods-shared', 'SubjectRemoved'], ['web-elsewhere', 'Deleted']]),
+        expect.arrayContaining([['web-secrets', 'SubjectRemoved'], ['pods-shared', 'SubjectRemoved'], ['web-elsewhere', 'SubjectRemoved']]),
       );
       const limitations = custody.filter((r) => r.action === 'limitation').map((r) => String(r.detail?.finding));
       expect(limitations).toEqual([expect.stringContaining('all-sa-nodes'), expect.stringContaining('web-2')]);
       // Each original was recorded before the change it describes.
       const seqOf = (pred: (r: (typeof custody)[number]) => boolean) => custody.find(pred)!.seq;
-      expect(seqOf((r) => r.artifact === 'containment/originals/rbac/RoleBinding-shop-pods-shared.yaml')).toBeLessThan(
+      expect(seqOf((r) => r.artifact === sharedOriginal)).toBeLessThan(
         seqOf((r) => r.action === 'rbac-narrowed' && r.detail?.name === 'pods-shared'),
       );
 
@@ -424,7 +413,7 @@ describe('RBACNarrowed against a fake API server', () => {
       ctx.status.containment = undefined;
       const again = await rbacNarrowed.run(ctx);
       expect(again).toMatchObject({ status: 'True', reason: 'Narrowed' });
-      expect(again.message).toContain('removed from 3 binding(s) (2 deleted)');
+      expect(again.message).toContain('removed from 3 binding(s) (2 left without subjects, not deleted)');
       expect(again.message).toContain('get secrets: allowed -> denied');
       expect(ctx.status.containment!.rbac).toEqual(c.rbac);
       expect(cluster.calls.length).toBe(calls);
@@ -447,7 +436,7 @@ describe('RBACNarrowed against a fake API server', () => {
     }
   });
 
-  test('release merges the SA back, keeps subjects added meanwhile, recreates deleted bindings; twice is harmless', async () => {
+  test('release merges the SA back by updates only, keeps subjects added meanwhile; twice is harmless', async () => {
     const cluster = seed();
     const ctx = await context(cluster);
     try {
@@ -457,7 +446,8 @@ describe('RBACNarrowed against a fake API server', () => {
       cluster.put('RoleBinding', { ...shared, subjects: [...shared.subjects!, { kind: 'User', name: 'alice' }] });
 
       const released = await rbacNarrowed.release!(ctx);
-      expect(released.message).toContain('2 recreated, 1 ServiceAccount re-added');
+      expect(released.message).toContain('3 ServiceAccount re-added');
+      expect(cluster.calls.filter((c) => !c.startsWith('replace '))).toEqual([]);
       expect(released.message).toMatch(/pre-narrowing access is back: get secrets, .*delete pods allowed again \(get nodes stayed allowed throughout\)/);
       expect(released.differences).toEqual([expect.stringContaining('subject User alice was added since narrowing (kept)')]);
       expect(cluster.roleBindings.get(`${NS}/pods-shared`)!.subjects).toEqual([
@@ -465,10 +455,8 @@ describe('RBACNarrowed against a fake API server', () => {
         { kind: 'User', name: 'alice' },
         saSubject,
       ]);
-      const recreated = cluster.roleBindings.get(`${NS}/web-secrets`)!;
-      expect(recreated.subjects).toEqual([saSubject]);
-      expect(recreated.roleRef.name).toBe('secret-reader');
-      expect(cluster.roleBindings.has('payments/web-elsewhere')).toBe(true);
+      expect(cluster.roleBindings.get(`${NS}/web-secrets`)!.subjects).toEqual([saSubject]);
+      expect(cluster.roleBindings.get('payments/web-elsewhere')!.subjects).toEqual([saSubject]);
       expect(ctx.caseFile.custodyRecords().filter((r) => r.action === 'rbac-restored')).toHaveLength(3);
 
       const calls = cluster.calls.length;
@@ -476,6 +464,48 @@ describe('RBACNarrowed against a fake API server', () => {
       expect(cluster.calls.length).toBe(calls);
       expect(twice.message).toContain('3 already restored');
       expect(twice.message).toContain('pre-narrowing access is back');
+    } finally {
+      await ctx.caseFile.close();
+    }
+  });
+
+  test('a RoleBinding whose namespace was deleted went with it: recorded, not retried, no binding created', async () => {
+    const cluster = seed();
+    const ctx = await context(cluster);
+    try {
+      await rbacNarrowed.run(ctx);
+      cluster.roleBindings.delete('payments/web-elsewhere');
+      cluster.goneNamespaces.add('payments');
+      const released = await rbacNarrowed.release!(ctx);
+      expect(released.message).toContain('2 ServiceAccount re-added, 0 already restored, 1 went with their namespace, 0 not restored');
+      expect(released.differences).toEqual([expect.stringContaining('RoleBinding payments/web-elsewhere went with its namespace payments')]);
+      expect(cluster.roleBindings.has('payments/web-elsewhere')).toBe(false);
+      expect(cluster.calls.filter((c) => !c.startsWith('replace '))).toEqual([]);
+      // The case's own namespace going: access is not waited for.
+      cluster.goneNamespaces.add(NS);
+      const again = await rbacNarrowed.release!(ctx);
+      expect(again.message).toContain(`access not re-checked: namespace ${NS} is being deleted`);
+    } finally {
+      await ctx.caseFile.close();
+    }
+  });
+
+  test('bindings whose old artifact names collided (dev-team/edit, dev/team-edit) are both restored byte for byte', async () => {
+    const cluster = new FakeCluster();
+    cluster.clusterRoles.set('edit', [{ verbs: ['get'], apiGroups: [''], resources: ['configmaps'] }]);
+    const ref = { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' };
+    const alice: RbacV1Subject = { kind: 'User', name: 'alice' };
+    cluster.put('RoleBinding', { metadata: { name: 'edit', namespace: 'dev-team' }, roleRef: ref, subjects: [saSubject, alice] });
+    cluster.put('RoleBinding', { metadata: { name: 'team-edit', namespace: 'dev' }, roleRef: ref, subjects: [saSubject] });
+    cluster.pods = [pod('web-1', 'pod-uid-1', SA)];
+    const before = [structuredClone(cluster.roleBindings.get('dev-team/edit')!), structuredClone(cluster.roleBindings.get('dev/team-edit')!)];
+    const ctx = await context(cluster);
+    try {
+      await rbacNarrowed.run(ctx);
+      expect(ctx.status.containment!.rbac!.map((r) => r.original)).toHaveLength(2);
+      await rbacNarrowed.release!(ctx);
+      const after = [cluster.roleBindings.get('dev-team/edit')!, cluster.roleBindings.get('dev/team-edit')!];
+      expect(after.map((b) => ({ roleRef: b.roleRef, subjects: b.subjects }))).toEqual(before.map((b) => ({ roleRef: b.roleRef, subjects: b.subjects })));
     } finally {
       await ctx.caseFile.close();
     }

@@ -3,12 +3,13 @@
 // ReplicaSet lets go of it and starts a clean replacement, and Services stop sending it traffic, while
 // the suspect itself lives on, isolated, for the investigation. Release puts back exactly those labels.
 import type { V1LabelSelector, V1Pod } from '@kubernetes/client-node';
-import { errorMessage, isNotFound } from '../engine/kube.js';
-import { selectorMatches } from '../engine/selectors.js';
-import { RetryableError, type PhaseContext } from './phase.js';
+import { errorMessage, isNotFound } from '../../engine/kube.js';
+import { selectorMatches } from '../../engine/selectors.js';
+import { RetryableError } from '../../errors.js';
+import { jsonPointer } from '../shared/json-pointer.js';
+import type { PhaseContext, ReleaseContext } from '../phase.js';
 
 const SAVED = 'containment/originals/detached-labels.json';
-const jsonPointer = (key: string) => key.replace(/~/g, '~0').replace(/\//g, '~1');
 
 /** Label keys that tie the pod to its controller and to Services: what must go for it to be let go. */
 async function workloadKeys(ctx: PhaseContext, pod: V1Pod): Promise<{ keys: Set<string>; why: string[] }> {
@@ -60,7 +61,7 @@ export async function detachFromWorkload(ctx: PhaseContext, pod: V1Pod): Promise
 }
 
 /** Puts back the saved labels that are missing; a label someone set meanwhile is kept and reported. */
-export async function reattachToWorkload(ctx: PhaseContext): Promise<string[]> {
+export async function reattachToWorkload(ctx: ReleaseContext): Promise<string[]> {
   if (!ctx.caseFile.has(SAVED)) return [];
   const { removed } = JSON.parse(await ctx.caseFile.readText(SAVED)) as { removed: Record<string, string> };
   const pod = await ctx.livePod();

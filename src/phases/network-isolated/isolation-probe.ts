@@ -5,9 +5,9 @@
 // control that is cut off too (e.g. a namespace default-deny) makes the answer inconclusive, never a pass.
 import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { errorMessage, isNotFound } from '../engine/kube.js';
-import { debugImage } from './casefile-containers.js';
-import type { PhaseContext } from './phase.js';
+import { errorMessage, isNotFound } from '../../engine/kube.js';
+import { debugImage, NO_IMAGE_MESSAGE } from '../casefile-containers.js';
+import type { PhaseContext } from '../phase.js';
 
 const PORT = 8080;
 const TIMEOUT_MS = 60_000;
@@ -57,7 +57,7 @@ export async function verifyIsolation(ctx: PhaseContext, label: { key: string; v
   const at = new Date().toISOString();
   const method = 'canary pods: one with the incident label, one control without; TCP from a prober to each, and from each to the API server';
   const image = debugImage(ctx);
-  if (!image) return inconclusive(at, method, 'no probe image: set --debug-image (CASEFILE_DEBUG_IMAGE) on the operator');
+  if (!image) return inconclusive(at, method, NO_IMAGE_MESSAGE);
   const namespace = ctx.investigation.metadata.namespace;
   const api = await apiEndpoint(ctx);
   const id = randomBytes(3).toString('hex');

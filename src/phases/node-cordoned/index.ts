@@ -8,137 +8,13 @@
 // is one). Release removes only its own hold, and uncordons only when it removes the last hold and the
 // node was schedulable before casefile touched it.
 import type { V1Node } from '@kubernetes/client-node';
-import { GROUP, INVESTIGATION_PLURAL, VERSION, type ContainmentStatus } from '../api/investigation.js';
-import { errorMessage, isConflict, isForbidden, isNotFound } from '../engine/kube.js';
-import { sanitizeSegment } from '../evidence/paths.js';
-import { evidenceErrorReason } from '../evidence/store.js';
-import { RetryableError, type Phase, type PhaseContext, type PhaseOutcome, type ReleaseOutcome } from './phase.js';
-
-const PHASE = 'NodeCordoned';
-export const CORDON_PREFIX = 'cordon.casefile.dev/';
-
-// ---- pure decision logic (unit-tested) ----
-
-export interface CordonHold {
-  investigation: string;
-  wasUnschedulable: boolean;
-  at: string;
-}
-
-/** This Investigation's annotation key: the first 8 hex digits of its UID (dashes removed). */
-export function cordonKey(uid: string): string {
-  return `${CORDON_PREFIX}${uid.replace(/-/g, '').slice(0, 8).toLowerCase()}`;
-}
-
-export function cordonAnnotation(investigation: string, wasUnschedulable: boolean, at: string): string {
-  return JSON.stringify({ investigation, wasUnschedulable, at } satisfies CordonHold);
-}
-
-export function parseHold(value: string | undefined): CordonHold | undefined {
-  if (value === undefined) return undefined;
-  try {
-    const v = JSON.parse(value) as Partial<CordonHold> | null;
-    if (!v || typeof v.wasUnschedulable !== 'boolean') return undefined;
-    return { investigation: typeof v.investigation === 'string' ? v.investigation : '?', wasUnschedulable: v.wasUnschedulable, at: typeof v.at === 'string' ? v.at : '' };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Every casefile hold on a node; `hold` is undefined when the annotation cannot be read. */
-export function casefileHolds(annotations: Record<string, string> | undefined): { key: string; hold?: CordonHold }[] {
-  return Object.entries(annotations ?? {})
-    .filter(([k]) => k.startsWith(CORDON_PREFIX))
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([key, value]) => {
-      const hold = parseHold(value);
-      return hold ? { key, hold } : { key };
-    });
-}
-
-const holderName = (h: { key: string; hold?: CordonHold }) => h.hold?.investigation ?? `unreadable hold ${h.key}`;
-
-export interface CordonPlan {
-  /** The node's state before any casefile cordon. */
-  wasUnschedulable: boolean;
-  /** Where wasUnschedulable comes from, for the message. */
-  basis: 'own-hold' | 'other-holds' | 'node';
-  /** The annotation value to set (an existing own hold is kept as written). */
-  annotation: string;
-  /** Other Investigations holding the node cordoned. */
-  otherHolders: string[];
-  /** A patch is needed: the hold is missing or the node is schedulable. */
-  needsPatch: boolean;
-}
-
-export function planCordon(
-  node: { unschedulable?: boolean; annotations?: Record<string, string> },
-  ownKey: string,
-  investigation: string,
-  now: string,
-): CordonPlan {
-  const unschedulable = node.unschedulable === true;
-  const holds = casefileHolds(node.annotations);
-  const own = holds.find((h) => h.key === ownKey)?.hold;
-  const others = holds.filter((h) => h.key !== ownKey);
-  const otherHolders = others.map(holderName);
-  if (own) {
-    return { wasUnschedulable: own.wasUnschedulable, basis: 'own-hold', annotation: node.annotations![ownKey]!, otherHolders, needsPatch: !unschedulable };
-  }
-  if (others.length > 0) {
-    // The node is (or was) cordoned by casefile already: its original state is what the other holds recorded.
-    // An unreadable hold counts as "was unschedulable": never uncordon on a guess.
-    const wasUnschedulable = others.some((h) => !h.hold || h.hold.wasUnschedulable);
-    return { wasUnschedulable, basis: 'other-holds', annotation: cordonAnnotation(investigation, wasUnschedulable, now), otherHolders, needsPatch: true };
-  }
-  return { wasUnschedulable: unschedulable, basis: 'node', annotation: cordonAnnotation(investigation, unschedulable, now), otherHolders, needsPatch: true };
-}
-
-export interface UncordonPlan {
-  /** This Investigation holds the node. */
-  held: boolean;
-  /** Annotation keys to remove: our own hold and holds of Investigations that no longer exist. */
-  remove: string[];
-  /** Set spec.unschedulable=false. */
-  uncordon: boolean;
-  /** Investigations still holding the node after this release. */
-  remainingHolders: string[];
-  why: string;
-}
-
-/**
- * Whether releasing this Investigation's hold uncordons the node: only when no other casefile hold
- * remains and the node was schedulable before casefile cordoned it. `stale` are holds of Investigations
- * that no longer exist; they are removed and do not keep the node cordoned.
- */
-export function planUncordon(annotations: Record<string, string> | undefined, ownKey: string, stale: ReadonlySet<string> = new Set()): UncordonPlan {
-  const holds = casefileHolds(annotations);
-  const ownEntry = holds.find((h) => h.key === ownKey);
-  const staleKeys = holds.filter((h) => h.key !== ownKey && stale.has(h.key)).map((h) => h.key);
-  const remaining = holds.filter((h) => h.key !== ownKey && !stale.has(h.key));
-  const remainingHolders = remaining.map(holderName);
-  if (!ownEntry) {
-    return { held: false, remove: staleKeys, uncordon: false, remainingHolders, why: 'this Investigation holds no cordon on the node (already released, or never cordoned)' };
-  }
-  const remove = [ownKey, ...staleKeys];
-  if (remaining.length > 0) {
-    const who = remainingHolders.length === 1 ? `another Investigation (${remainingHolders[0]}) still holds` : `other Investigations (${remainingHolders.join(', ')}) still hold`;
-    return { held: true, remove, uncordon: false, remainingHolders, why: `${who} the node cordoned` };
-  }
-  if (!ownEntry.hold) {
-    return { held: true, remove, uncordon: false, remainingHolders, why: 'the hold annotation is unreadable, so the state before casefile is unknown: left unschedulable' };
-  }
-  if (ownEntry.hold.wasUnschedulable) {
-    return { held: true, remove, uncordon: false, remainingHolders, why: 'the node was already unschedulable before casefile' };
-  }
-  return { held: true, remove, uncordon: true, remainingHolders, why: 'the last casefile hold was released and the node was schedulable before casefile' };
-}
-
-export function originalNodeArtifact(node: string): string {
-  return `containment/originals/node-${sanitizeSegment(node)}.json`;
-}
-
-// ---- the phase ----
+import { GROUP, INVESTIGATION_PLURAL, VERSION, type ContainmentStatus } from '../../api/investigation.js';
+import { errorMessage, isForbidden, isNotFound } from '../../engine/kube.js';
+import { during } from '../../errors.js';
+import type { Phase, PhaseContext, PhaseOutcome, ReleaseContext, ReleaseOutcome } from '../phase.js';
+import { nodeActionRefusal } from '../../security/node-actions.js';
+import { recordOnce } from '../shared/record-once.js';
+import { casefileHolds, cordonKey, originalNodeArtifact, PHASE, planCordon, planUncordon } from './plan.js';
 
 const CAVEAT =
   'cordon keeps new pods off the node; it does not stop the suspect process or any pod already running there ' +
@@ -156,13 +32,15 @@ export const nodeCordoned: Phase = {
       containment.cordoned = false;
       return { status: 'False', reason: 'NodeUnknown', message: `pod ${ctx.spec.target.pod} was never scheduled to a node: nothing to cordon` };
     }
+    const refusal = await nodeActionRefusal(ctx, 'cordon');
+    if (refusal) return refusal;
     try {
       return await cordon(ctx, nodeName, containment);
     } catch (err) {
       if (isForbidden(err)) {
         return { status: 'False', reason: 'Forbidden', message: `the operator may not cordon node ${nodeName}: ${errorMessage(err)}; it needs get and patch on nodes` };
       }
-      throw passThrough(err, `cordoning node ${nodeName}`);
+      throw during(`cordoning node ${nodeName}`, err);
     }
   },
   async release(ctx): Promise<ReleaseOutcome> {
@@ -171,18 +49,12 @@ export const nodeCordoned: Phase = {
     try {
       return await uncordon(ctx, nodeName);
     } catch (err) {
-      throw passThrough(err, `releasing the cordon of node ${nodeName}`);
+      throw during(`releasing the cordon of node ${nodeName}`, err);
     }
   },
 };
 
-function passThrough(err: unknown, doing: string): unknown {
-  if (err instanceof RetryableError || evidenceErrorReason(err)) return err;
-  if (isConflict(err)) return new RetryableError(`${doing}: the node changed meanwhile (409 Conflict)`, 'Conflict');
-  return new RetryableError(`${doing}: ${errorMessage(err)}`);
-}
-
-async function readNode(ctx: PhaseContext, name: string): Promise<V1Node | undefined> {
+async function readNode(ctx: ReleaseContext, name: string): Promise<V1Node | undefined> {
   try {
     return await ctx.kube.core.readNode({ name });
   } catch (err) {
@@ -191,7 +63,7 @@ async function readNode(ctx: PhaseContext, name: string): Promise<V1Node | undef
   }
 }
 
-const investigationName = (ctx: PhaseContext) => `${ctx.investigation.metadata.namespace}/${ctx.investigation.metadata.name}`;
+const investigationName = (ctx: ReleaseContext) => `${ctx.investigation.metadata.namespace}/${ctx.investigation.metadata.name}`;
 
 function nodeGone(nodeName: string, containment: ContainmentStatus): PhaseOutcome {
   containment.cordoned = false;
@@ -241,7 +113,7 @@ async function cordon(ctx: PhaseContext, nodeName: string, containment: Containm
       ...(hadHold ? { reapplied: true } : {}),
     }, PHASE);
   }
-  await recordOnce(ctx, 'limitation', { finding: `node ${nodeName}: ${CAVEAT}` });
+  await recordOnce(ctx, PHASE, 'limitation', { finding: `node ${nodeName}: ${CAVEAT}` });
 
   containment.cordoned = true;
   containment.nodeWasUnschedulable = plan.wasUnschedulable;
@@ -259,7 +131,7 @@ async function cordon(ctx: PhaseContext, nodeName: string, containment: Containm
 }
 
 /** Holds of Investigations that no longer exist (deleted without release): they must not keep a node cordoned forever. */
-async function staleHolds(ctx: PhaseContext, annotations: Record<string, string> | undefined, ownKey: string): Promise<Set<string>> {
+async function staleHolds(ctx: ReleaseContext, annotations: Record<string, string> | undefined, ownKey: string): Promise<Set<string>> {
   const stale = new Set<string>();
   for (const { key, hold } of casefileHolds(annotations)) {
     if (key === ownKey || !hold) continue;
@@ -279,10 +151,10 @@ async function staleHolds(ctx: PhaseContext, annotations: Record<string, string>
   return stale;
 }
 
-async function uncordon(ctx: PhaseContext, nodeName: string): Promise<ReleaseOutcome> {
+async function uncordon(ctx: ReleaseContext, nodeName: string): Promise<ReleaseOutcome> {
   const node = await readNode(ctx, nodeName);
   if (!node) {
-    await recordOnce(ctx, 'node-cordon-released', { node: nodeName, outcome: 'NodeGone' });
+    await recordOnce(ctx, PHASE, 'node-cordon-released', { node: nodeName, outcome: 'NodeGone' });
     return { message: `node ${nodeName} no longer exists: nothing to restore` };
   }
   const key = cordonKey(ctx.investigation.metadata.uid);
@@ -323,10 +195,4 @@ async function uncordon(ctx: PhaseContext, nodeName: string): Promise<ReleaseOut
   else if (plan.uncordon) message = `node ${nodeName} uncordoned: ${plan.why}${stale}`;
   else message = `node ${nodeName} left unschedulable: ${plan.why}; this Investigation's hold removed${stale}`;
   return { message, ...(differences.length ? { differences } : {}) };
-}
-
-async function recordOnce(ctx: PhaseContext, action: string, detail: Record<string, unknown>): Promise<void> {
-  const key = JSON.stringify(detail);
-  if (ctx.caseFile.custodyRecords().some((r) => r.action === action && r.phase === PHASE && JSON.stringify(r.detail) === key)) return;
-  await ctx.caseFile.record(action, detail, PHASE);
 }

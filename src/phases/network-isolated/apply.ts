@@ -1,0 +1,116 @@
+// NetworkIsolated, applying: contain without destroying. The deny-all NetworkPolicy is created first and
+// selects only a label unique to this Investigation, so it matches nothing until that label lands on the
+// suspect pod, and then matches the suspect alone (never its sibling replicas, never the owner's
+// selector). Every other policy that selects the pod and allows traffic is patched to exclude the label;
+// originals are saved before anything changes, and the generation each patch produced is recorded so
+// release can tell casefile's change from anyone else's.
+import type { V1Pod } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import { isConflict } from '../../engine/kube.js';
+import { during, TerminalError } from '../../errors.js';
+import { podGone } from '../manifest-captured.js';
+import type { PhaseContext, PhaseOutcome } from '../phase.js';
+import { jsonPointer } from '../shared/json-pointer.js';
+import { originalArtifact } from '../shared/originals.js';
+import { detachFromWorkload } from './detach.js';
+import { verifyIsolation } from './isolation-probe.js';
+import { describeAllowances, excludesLabel, incidentLabel, isolationPolicy, needsExclusion, PHASE } from './policy.js';
+
+export interface PatchedPolicy {
+  name: string;
+  original: string;
+  /** metadata.generation right after casefile's patch: anything later is someone else's change. */
+  generation?: number;
+}
+
+export async function isolate(ctx: PhaseContext): Promise<PhaseOutcome> {
+  const pod = await ctx.livePod();
+  if (!pod) return podGone(ctx.spec.target.pod);
+  const inv = ctx.investigation;
+  const { namespace } = inv.metadata;
+  const { key, value } = incidentLabel(inv);
+  await ctx.caseFile.writeJSON('containment/pod-labels-before.json', pod.metadata?.labels ?? {}, { phase: PHASE });
+
+  // 1. The policy, selecting a label no pod carries yet.
+  const desired = isolationPolicy(inv, ctx.spec);
+  const name = desired.metadata!.name!;
+  const policyPath = `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies`;
+  try {
+    await ctx.kube.networking.createNamespacedNetworkPolicy({ namespace, body: desired });
+    await ctx.caseFile.record('networkpolicy-created', { name }, PHASE);
+  } catch (err) {
+    if (!isConflict(err)) throw during(`creating NetworkPolicy ${name}`, err);
+    const existing = await ctx.kube.networking.readNamespacedNetworkPolicy({ name, namespace });
+    if (existing.metadata?.annotations?.['casefile.dev/investigation-uid'] !== inv.metadata.uid) {
+      throw new TerminalError(`NetworkPolicy ${name} exists and is not this Investigation's; nothing was changed`, 'PolicyNameTaken');
+    }
+  }
+  // Recorded before the label lands: release finds the policy from status even if the phase stops here.
+  ctx.status.containment = { ...ctx.status.containment, networkPolicy: name };
+  await ctx.caseFile.captureOnce('containment/networkpolicy.yaml', async () => stringify(await ctx.kube.getJSON(`${policyPath}/${name}`)), { phase: PHASE });
+
+  // 2. Other policies that would let traffic through (policies are additive).
+  const labelled = { ...(pod.metadata?.labels ?? {}), [key]: value };
+  const recorded = new Map((ctx.status.containment.patchedPolicies ?? []).map((p) => [p.original, p]));
+  const patched: PatchedPolicy[] = [];
+  for (const p of (await ctx.kube.networking.listNamespacedNetworkPolicy({ namespace })).items) {
+    const policy = p.metadata!.name!;
+    const original = originalArtifact('NetworkPolicy', namespace, policy, p.metadata!.uid!);
+    if (excludesLabel(p, key) && ctx.caseFile.has(original)) {
+      patched.push(recorded.get(original) ?? { name: policy, original, generation: p.metadata?.generation });
+      continue;
+    }
+    if (!needsExclusion(p, labelled)) continue;
+    // The original as served (wire field names), and the patch guarded by that same resourceVersion.
+    const served = (await ctx.kube.getJSON(`${policyPath}/${encodeURIComponent(policy)}`)) as { metadata: { resourceVersion: string } };
+    await ctx.caseFile.writeText(original, stringify(served), { phase: PHASE });
+    const expressions = [...(p.spec?.podSelector?.matchExpressions ?? []), { key, operator: 'DoesNotExist' }];
+    let after;
+    try {
+      after = await ctx.kube.networking.patchNamespacedNetworkPolicy(
+        { name: policy, namespace, body: { metadata: { resourceVersion: served.metadata.resourceVersion }, spec: { podSelector: { matchExpressions: expressions } } } },
+        ctx.kube.mergePatch,
+      );
+    } catch (err) {
+      throw during(`excluding the incident label from NetworkPolicy ${policy}`, err);
+    }
+    const generation = after.metadata?.generation;
+    await ctx.caseFile.record('networkpolicy-patched', { name: policy, added: { key, operator: 'DoesNotExist' }, original, generation }, PHASE);
+    patched.push({ name: policy, original, generation });
+  }
+  ctx.status.containment.patchedPolicies = patched;
+
+  // 3. The label: from here on the deny-all selects the suspect, and only the suspect.
+  ctx.status.containment.label = `${key}=${value}`;
+  await labelPod(ctx, pod, key, value);
+  const detached = ctx.spec.containment.network.detachFromWorkload ? await detachFromWorkload(ctx, pod) : undefined;
+  const base = `pod labelled ${key}=${value}; NetworkPolicy ${name} denies all ingress and egress${describeAllowances(ctx.spec)}; ${patched.length} other polic${patched.length === 1 ? 'y' : 'ies'} patched to exclude it` +
+    (detached ? `; ${detached}` : '');
+  await ctx.caseFile.record('limitation', {
+    finding: 'NetworkPolicy governs new connections: connections established before isolation may survive on some CNIs (conntrack), and traffic from the node itself is not policed',
+  }, PHASE);
+  if (!ctx.spec.containment.network.verify) return { status: 'True', reason: 'Isolated', message: `${base}; enforcement not verified (spec.containment.network.verify is false)` };
+
+  const verification = await verifyIsolation(ctx, { key, value });
+  ctx.status.containment.verification = verification.record;
+  await ctx.caseFile.captureOnce('containment/verification.json', () => JSON.stringify(verification.record, null, 2) + '\n', { phase: PHASE });
+  if (verification.outcome === 'blocked') return { status: 'True', reason: 'Isolated', message: `${base}; enforcement verified: ${verification.summary}` };
+  if (verification.outcome === 'leaking') {
+    return { status: 'False', reason: 'NotEnforced', message: `${base}, but the probe still connected (${verification.summary}): the cluster's CNI may not enforce NetworkPolicy` };
+  }
+  return { status: 'False', reason: 'VerificationInconclusive', message: `${base}; the probe could not tell (${verification.summary})` };
+}
+
+/** A JSON patch on one label key: it cannot overwrite anyone else's concurrent label change. */
+async function labelPod(ctx: PhaseContext, pod: V1Pod, key: string, value: string): Promise<void> {
+  if (pod.metadata?.labels?.[key] === value) return;
+  const body = pod.metadata?.labels
+    ? [{ op: 'add', path: `/metadata/labels/${jsonPointer(key)}`, value }]
+    : [{ op: 'add', path: '/metadata/labels', value: { [key]: value } }];
+  try {
+    await ctx.kube.core.patchNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body });
+  } catch (err) {
+    throw during(`labelling pod ${pod.metadata!.name}`, err);
+  }
+  await ctx.caseFile.record('pod-labelled', { pod: pod.metadata!.name, uid: pod.metadata!.uid, label: `${key}=${value}` }, PHASE);
+}

@@ -1,0 +1,247 @@
+// The reconciler with fake phases and an in-memory API server (cert-manager style): a phase that
+// succeeds, fails terminally, asks to wait, throws retryable errors, is disabled then enabled; release
+// from the record; log volume of a stuck case.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import type { Condition, Investigation } from '../../../src/api/investigation.js';
+import type { OperatorConfig } from '../../../src/config.js';
+import type { EventRecorder } from '../../../src/engine/events.js';
+import type { Kube } from '../../../src/engine/kube.js';
+import { Metrics } from '../../../src/engine/metrics.js';
+import { WorkQueue } from '../../../src/engine/queue.js';
+import { InvestigationReconciler } from '../../../src/engine/reconciler.js';
+import { RequeueAfter, RetryableError, TerminalError } from '../../../src/errors.js';
+import type { Phase, ReleaseContext } from '../../../src/phases/phase.js';
+
+const KEY = 'shop/case-1';
+const UID = '0a1b2c3d-0000-1111-2222-333344445555';
+
+/** One Investigation in memory; every status write bumps resourceVersion and calls onWrite (the informer). */
+class FakeApi {
+  inv: Investigation;
+  statusWrites = 0;
+  onWrite: () => void = () => undefined;
+
+  constructor(spec: object) {
+    this.inv = { apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name: 'case-1', namespace: 'shop', uid: UID, generation: 1, resourceVersion: '1', finalizers: [] }, spec };
+  }
+
+  edit(spec: object): void {
+    this.inv = { ...this.inv, spec, metadata: { ...this.inv.metadata, generation: (this.inv.metadata.generation ?? 1) + 1, resourceVersion: String(Number(this.inv.metadata.resourceVersion) + 1) } };
+  }
+
+  kube(): Kube {
+    const custom = {
+      getNamespacedCustomObject: async () => structuredClone(this.inv),
+      patchNamespacedCustomObject: async (p: { body: { metadata: { finalizers: string[] } } }) => {
+        this.inv = { ...this.inv, metadata: { ...this.inv.metadata, finalizers: p.body.metadata.finalizers, resourceVersion: String(Number(this.inv.metadata.resourceVersion) + 1) } };
+        return structuredClone(this.inv);
+      },
+      patchNamespacedCustomObjectStatus: async (p: { body: { metadata: { resourceVersion: string }; status: Investigation['status'] } }) => {
+        if (p.body.metadata.resourceVersion !== this.inv.metadata.resourceVersion) throw Object.assign(new Error('conflict'), { code: 409, body: {} });
+        this.inv = { ...this.inv, status: structuredClone(p.body.status), metadata: { ...this.inv.metadata, resourceVersion: String(Number(this.inv.metadata.resourceVersion) + 1) } };
+        this.statusWrites++;
+        setImmediate(() => this.onWrite());
+        return structuredClone(this.inv);
+      },
+    };
+    return { custom, mergePatch: {} } as unknown as Kube;
+  }
+}
+
+/** A fake phase that counts its runs and does what `behave` says. */
+function fakePhase(condition: Phase['condition'], behave: () => Promise<void> | void = () => undefined, extra: Partial<Phase> = {}): Phase & { runs: number } {
+  const phase = {
+    condition,
+    runs: 0,
+    async run() {
+      phase.runs++;
+      await behave();
+      return { status: 'True' as const, reason: 'Done', message: `${condition} done` };
+    },
+    ...extra,
+  };
+  return phase;
+}
+
+let root: string;
+beforeEach(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'casefile-reconciler-'));
+});
+afterEach(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+function lineCounter() {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      done();
+    },
+  });
+  return { lines, log: pino({ level: 'info' }, stream) };
+}
+
+function reconciler(api: FakeApi, phases: Phase[], log = lineCounter().log) {
+  const events = { emit: () => undefined } as unknown as EventRecorder;
+  const config = { evidenceDir: root, identity: 'test' } as OperatorConfig;
+  return new InvestigationReconciler({ kube: api.kube(), config, log, metrics: new Metrics(), events, phases });
+}
+
+const cond = (api: FakeApi, type: Condition['type']) => api.inv.status?.conditions?.find((c) => c.type === type);
+
+describe('reconciler with fake phases', () => {
+  test('a phase that succeeds: condition True, Ready True, a custody record; a settled case is not rerun', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' } });
+    const ok = fakePhase('TargetResolved');
+    const r = reconciler(api, [ok]);
+    await expect(r.reconcile(KEY)).resolves.toBeUndefined();
+    expect(cond(api, 'TargetResolved')).toMatchObject({ status: 'True', reason: 'Done' });
+    expect(cond(api, 'Ready')).toMatchObject({ status: 'True' });
+    await r.reconcile(KEY);
+    expect(ok.runs).toBe(1);
+  });
+
+  test('a terminal failure: condition False with its reason, written once, no retry, later phases still reported', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' } });
+    const broken = fakePhase('ManifestCaptured', () => {
+      throw new TerminalError('the pod has no manifest', 'NoManifest');
+    });
+    const r = reconciler(api, [fakePhase('TargetResolved'), broken]);
+    await expect(r.reconcile(KEY)).resolves.toBeUndefined();
+    expect(cond(api, 'ManifestCaptured')).toMatchObject({ status: 'False', reason: 'NoManifest', message: 'the pod has no manifest' });
+    expect(cond(api, 'Ready')).toMatchObject({ status: 'False', reason: 'NoManifest' });
+    const writes = api.statusWrites;
+    await r.reconcile(KEY);
+    expect(broken.runs).toBe(1);
+    expect(api.statusWrites).toBe(writes);
+  });
+
+  test('a forbidden API answer is terminal too (one classifier for every phase)', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' } });
+    const r = reconciler(api, [fakePhase('TargetResolved', () => {
+      throw Object.assign(new Error('forbidden'), { code: 403, body: { message: 'pods is forbidden' } });
+    })]);
+    await expect(r.reconcile(KEY)).resolves.toBeUndefined();
+    expect(cond(api, 'TargetResolved')).toMatchObject({ status: 'False', reason: 'Forbidden' });
+  });
+
+  test('a phase that asks to wait: Unknown with its reason, requeue after its delay, later phases not run', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' } });
+    const later = fakePhase('LogsCaptured');
+    const r = reconciler(api, [fakePhase('TargetResolved', () => {
+      throw new RequeueAfter('debug container still starting', 2000, 'ContainerStarting');
+    }), later]);
+    await expect(r.reconcile(KEY)).resolves.toEqual({ requeueAfterMs: 2000 });
+    expect(cond(api, 'TargetResolved')).toMatchObject({ status: 'Unknown', reason: 'ContainerStarting' });
+    expect(later.runs).toBe(0);
+  });
+
+  test('retryable errors: Unknown, rethrown for the queue backoff; the condition is not flipped on every attempt', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' } });
+    const flaky = fakePhase('TargetResolved', () => {
+      throw new RetryableError('API server unavailable');
+    });
+    const r = reconciler(api, [flaky]);
+    await expect(r.reconcile(KEY)).rejects.toThrow('API server unavailable');
+    expect(cond(api, 'TargetResolved')).toMatchObject({ status: 'Unknown', reason: 'Retrying' });
+    const writes = api.statusWrites;
+    await expect(r.reconcile(KEY)).rejects.toThrow('API server unavailable');
+    await expect(r.reconcile(KEY)).rejects.toThrow('API server unavailable');
+    expect(flaky.runs).toBe(3);
+    expect(api.statusWrites).toBe(writes);
+  });
+
+  test('disabled, then enabled by an edit: not silently ignored but Ready=False ContainmentChanged', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' } });
+    const isolate = fakePhase('NetworkIsolated', undefined, { containment: true, enabled: (s) => s.containment.network.isolate });
+    const r = reconciler(api, [fakePhase('TargetResolved'), isolate]);
+    await r.reconcile(KEY);
+    expect(cond(api, 'NetworkIsolated')).toMatchObject({ status: 'True', reason: 'Disabled' });
+    api.edit({ target: { pod: 'web-1' }, containment: { network: { isolate: true } } });
+    await r.reconcile(KEY);
+    expect(isolate.runs).toBe(0);
+    expect(cond(api, 'Ready')).toMatchObject({ status: 'False', reason: 'ContainmentChanged' });
+    expect(cond(api, 'Ready')!.message).toContain('spec.release: true');
+  });
+});
+
+describe('release from the record', () => {
+  const isolating = () => {
+    const released: string[] = [];
+    const phase = fakePhase('NetworkIsolated', undefined, {
+      containment: true,
+      enabled: (s) => s.containment.network.isolate,
+      async release(ctx: ReleaseContext) {
+        released.push(ctx.status.containment?.networkPolicy ?? 'nothing recorded');
+        return { message: 'policy gone' };
+      },
+    });
+    const run = phase.run.bind(phase);
+    phase.run = async (ctx) => {
+      ctx.status.containment = { ...ctx.status.containment, networkPolicy: 'casefile-0a1b2c3d' };
+      return run(ctx);
+    };
+    return { phase, released };
+  };
+
+  test('isolate edited to false together with release: the applied policy is still released', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' }, containment: { network: { isolate: true } } });
+    const { phase, released } = isolating();
+    const r = reconciler(api, [fakePhase('TargetResolved'), phase]);
+    await r.reconcile(KEY);
+    expect(cond(api, 'NetworkIsolated')).toMatchObject({ status: 'True', reason: 'Done' });
+    api.edit({ target: { pod: 'web-1' }, containment: { network: { isolate: false } }, release: true });
+    await r.reconcile(KEY);
+    expect(released).toEqual(['casefile-0a1b2c3d']);
+    expect(cond(api, 'Released')).toMatchObject({ status: 'True' });
+  });
+
+  test('a release that cannot be confirmed keeps Released Unknown and retries', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' }, containment: { network: { isolate: true } }, release: true });
+    const phase = fakePhase('NetworkIsolated', undefined, {
+      containment: true,
+      async release() {
+        throw new RetryableError('NetworkPolicy casefile-0a1b2c3d still exists after its deletion', 'ReleaseNotConfirmed');
+      },
+    });
+    const r = reconciler(api, [phase]);
+    await expect(r.reconcile(KEY)).rejects.toThrow('still exists');
+    expect(cond(api, 'Released')).toMatchObject({ status: 'Unknown', reason: 'ReleaseNotConfirmed' });
+  });
+
+  test('deletion with a spec that no longer parses still releases, then drops the finalizer', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' }, containment: { network: { isolate: true } } });
+    const { phase, released } = isolating();
+    const r = reconciler(api, [fakePhase('TargetResolved'), phase]);
+    await r.reconcile(KEY);
+    expect(api.inv.metadata.finalizers).toEqual(['casefile.dev/release']);
+    api.inv = { ...api.inv, spec: { target: { pod: 'web-1' }, containment: { order: 'Sideways' } }, metadata: { ...api.inv.metadata, deletionTimestamp: '2026-12-03T00:00:00Z' } };
+    await r.reconcile(KEY);
+    expect(released).toEqual(['casefile-0a1b2c3d']);
+    expect(api.inv.metadata.finalizers).toEqual([]);
+  });
+});
+
+describe('log volume', () => {
+  test('a case stuck on the same error, re-queued by its own status writes, logs a bounded number of lines', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' } });
+    const { lines, log } = lineCounter();
+    const stuck = fakePhase('TargetResolved', () => {
+      throw new RetryableError('API server unavailable');
+    });
+    const r = reconciler(api, [stuck], log);
+    const queue = new WorkQueue((key) => r.reconcile(key), { name: 'test', workers: 1, baseDelayMs: 5, maxDelayMs: 40, log });
+    api.onWrite = () => queue.add(KEY); // the informer: every status write is a watch event
+    queue.start();
+    queue.add(KEY);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await queue.stop();
+    expect(stuck.runs).toBeGreaterThan(20); // it really was retried many times...
+    expect(lines.length).toBeLessThanOrEqual(3); // ...and said so once (reconciler warn + queue error)
+  });
+});
