@@ -142,10 +142,12 @@ describe('a namespace admin (impersonated) asks casefile for more than it may do
   it('cannot turn a node-level action on in an Investigation it may edit; a granted responder can', async () => {
     const name = `edit-${randomBytes(2).toString('hex')}`;
     expect(await as(TENANT, ['-n', tenantNs, 'create', '-f', '-'], investigation(name, { target: { pod: 'web' }, alert: { source: 'manual' } }))).toMatchObject({ exitCode: 0 });
-    const patch = JSON.stringify({ spec: { containment: { cordonNode: true } } });
+    // spec.evidence, not spec.containment: once containment has acted the CRD freezes spec.containment for
+    // everyone (release-record suite), so that edit would be refused before this policy is asked.
+    const patch = JSON.stringify({ spec: { evidence: { node: { enabled: true } } } });
     const refused = await as(TENANT, ['-n', tenantNs, 'patch', 'investigation', name, '--type=merge', '-p', patch, '--dry-run=server']);
     expect(refused.exitCode).not.toBe(0);
-    expect(refused.stderr).toContain('nodeactions/cordon');
+    expect(refused.stderr).toContain('nodeactions/node-collector');
     const granted = await as(RESPONDER, ['-n', tenantNs, 'patch', 'investigation', name, '--type=merge', '-p', patch, '--dry-run=server']);
     expect(granted).toMatchObject({ exitCode: 0 });
     // Editing something else needs no grant, even on a case a responder opened with node actions.
