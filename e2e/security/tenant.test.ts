@@ -6,6 +6,7 @@
 // access, and holds no create on ClusterRoleBindings and no escalate. Pod creations that must be refused
 // use --dry-run=server: admission runs in full and nothing is left behind.
 import { randomBytes } from 'node:crypto';
+import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
 import { createTestNamespace, kubeFromEnv, registerCleanup, runCleanups, waitFor, waitForPodReady } from '../support/cluster.js';
@@ -52,6 +53,26 @@ function as(user: string, args: string[], body?: unknown) {
 }
 
 const investigation = (name: string, spec: Record<string, unknown>) => ({ apiVersion: `${GROUP}/${VERSION}`, kind: 'Investigation', metadata: { name }, spec });
+
+/** A strategic-merge PATCH as `user` (impersonated): kubectl has no raw PATCH, and `kubectl patch` no ephemeralcontainers subresource. */
+async function patchAs(user: string, path: string, body: unknown): Promise<{ status: number; text: string }> {
+  const options: https.RequestOptions = {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/strategic-merge-patch+json', 'impersonate-user': user },
+  };
+  await kc.applyToHTTPSOptions(options);
+  const url = new URL(path, kc.getCurrentCluster()!.server);
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, options, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
 
 async function canI(user: string, verb: string, resource: string, namespace?: string): Promise<string> {
   const r = await as(user, ['auth', 'can-i', verb, resource, ...(namespace ? ['-n', namespace] : [])]);
@@ -260,17 +281,17 @@ describe('the operator\'s own ServiceAccount (impersonated) is narrowed by admis
   });
 
   it('cannot add an ephemeral container with another image to a pod', async () => {
-    // What casefile's debug container does (PUT pods/<name>/ephemeralcontainers), with another image.
-    const pod = await core.readNamespacedPod({ name: 'web', namespace: tenantNs });
-    pod.spec!.ephemeralContainers = [{ name: 'intruder', image: 'localhost/casefile/busybox:1.35.0', command: ['sleep', '1'] }];
-    const uri = `/api/v1/namespaces/${tenantNs}/pods/web/ephemeralcontainers?dryRun=All`;
-    const r = await as(OPERATOR_SA, ['replace', '--raw', uri, '-f', '-'], { apiVersion: 'v1', kind: 'Pod', ...pod });
-    expect(r.exitCode).not.toBe(0);
-    expect(r.stderr).toContain('ephemeral containers');
-    expect(r.stderr).toContain('may run only the images of ConfigMap casefile-system/casefile-containers');
-    // The control: the configured image is admitted (dry run).
-    pod.spec!.ephemeralContainers = [{ name: 'casefile-debug-control', image: configuredImage, command: ['sleep', '1'], securityContext: { capabilities: { drop: ['ALL'], add: ['SYS_PTRACE'] } } }];
-    expect(await as(OPERATOR_SA, ['replace', '--raw', uri, '-f', '-'], { apiVersion: 'v1', kind: 'Pod', ...pod })).toMatchObject({ exitCode: 0 });
+    // What casefile's debug container does (a strategic-merge PATCH of pods/<name>/ephemeralcontainers,
+    // the only verb it holds there), with another image; dry run, so nothing stays on the pod.
+    const path = `/api/v1/namespaces/${tenantNs}/pods/web/ephemeralcontainers?dryRun=All`;
+    const intruder = { name: 'intruder', image: 'localhost/casefile/busybox:1.35.0', command: ['sleep', '1'] };
+    const r = await patchAs(OPERATOR_SA, path, { spec: { ephemeralContainers: [intruder] } });
+    expect(r.status).toBe(422);
+    expect(r.text).toContain('ephemeral containers');
+    expect(r.text).toContain('may run only the images of ConfigMap casefile-system/casefile-containers');
+    // The control: the configured image is admitted.
+    const control = { name: 'casefile-debug-control', image: configuredImage, command: ['sleep', '1'], securityContext: { capabilities: { drop: ['ALL'], add: ['SYS_PTRACE'] } } };
+    expect(await patchAs(OPERATOR_SA, path, { spec: { ephemeralContainers: [control] } })).toMatchObject({ status: 200 });
   });
 
   it('holds no create on ClusterRoleBindings, no escalate, no delete on bindings', async () => {

@@ -347,10 +347,16 @@ export class InvestigationReconciler {
       };
       const podName = (inv.spec as { target?: { pod?: unknown } } | undefined)?.target?.pod;
       const ctx = this.releaseContext(inv, status, caseFile, log, typeof podName === 'string' ? podName : undefined);
-      await this.release(ctx, set, new StatusWriter(this.deps.kube, inv), log);
+      const writer = new StatusWriter(this.deps.kube, inv);
+      await this.release(ctx, set, writer, log);
       // A release that failed for good keeps the finalizer: containment is still in force, and status says why.
       if (!isTrue(status.conditions, 'Released')) return;
-      await caseFile.record('investigation-deleted', { note: 'the Investigation was deleted; the case file is retained' });
+      // A note, not evidence: containment is lifted, so a full or broken volume must not hold the deletion.
+      await caseFile
+        .record('investigation-deleted', { note: 'the Investigation was deleted; the case file is retained' })
+        .catch((err) => log.warn({ err: errorMessage(err) }, 'could not record the deletion in the custody log; the deletion proceeds'));
+      // The status write above moved resourceVersion on: patch against the version it left.
+      inv = { ...inv, metadata: { ...inv.metadata, resourceVersion: writer.resourceVersion } };
     } finally {
       await caseFile.close();
     }
@@ -372,14 +378,19 @@ export class InvestigationReconciler {
 /** Writes status through the status subresource, only when it changed, guarded by resourceVersion. */
 class StatusWriter {
   private written: InvestigationStatus | undefined;
-  private resourceVersion: string | undefined;
+  private version: string | undefined;
 
   constructor(
     private readonly kube: Kube,
     private readonly inv: Investigation,
   ) {
     this.written = inv.status;
-    this.resourceVersion = inv.metadata.resourceVersion;
+    this.version = inv.metadata.resourceVersion;
+  }
+
+  /** The object's resourceVersion after the last write (the one read, before any). */
+  get resourceVersion(): string | undefined {
+    return this.version;
   }
 
   async write(status: InvestigationStatus): Promise<boolean> {
@@ -388,11 +399,11 @@ class StatusWriter {
       const updated = (await this.kube.custom.patchNamespacedCustomObjectStatus(
         {
           group: GROUP, version: VERSION, namespace: this.inv.metadata.namespace, plural: INVESTIGATION_PLURAL, name: this.inv.metadata.name,
-          body: { apiVersion: API_VERSION, kind: 'Investigation', metadata: { resourceVersion: this.resourceVersion }, status },
+          body: { apiVersion: API_VERSION, kind: 'Investigation', metadata: { resourceVersion: this.version }, status },
         },
         this.kube.mergePatch,
       )) as Investigation;
-      this.resourceVersion = updated.metadata.resourceVersion;
+      this.version = updated.metadata.resourceVersion;
       this.written = structuredClone(status);
       return true;
     } catch (err) {

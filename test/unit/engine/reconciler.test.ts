@@ -36,7 +36,10 @@ class FakeApi {
   kube(): Kube {
     const custom = {
       getNamespacedCustomObject: async () => structuredClone(this.inv),
-      patchNamespacedCustomObject: async (p: { body: { metadata: { finalizers: string[] } } }) => {
+      patchNamespacedCustomObject: async (p: { body: { metadata: { finalizers: string[]; resourceVersion?: string } } }) => {
+        if (p.body.metadata.resourceVersion !== undefined && p.body.metadata.resourceVersion !== this.inv.metadata.resourceVersion) {
+          throw Object.assign(new Error('conflict'), { code: 409, body: {} });
+        }
         this.inv = { ...this.inv, metadata: { ...this.inv.metadata, finalizers: p.body.metadata.finalizers, resourceVersion: String(Number(this.inv.metadata.resourceVersion) + 1) } };
         return structuredClone(this.inv);
       },
