@@ -81,6 +81,25 @@ function truncate(message: string, max: number): string {
   return out;
 }
 
+/**
+ * kstatus's abnormal-true conditions (sigs.k8s.io/cli-utils; what Flux `wait: true` reads), derived
+ * from Ready: Reconciling=True while the case is under way, Stalled=True once it failed, and each
+ * absent otherwise (Flux's own convention), so a reader that counts False conditions as failures, like
+ * the Argo CD health check, is not misled. The input is not modified.
+ */
+export function withKstatusConditions(conditions: readonly Condition[] | undefined, generation: number, now: Date = new Date()): Condition[] {
+  const ready = getCondition(conditions, 'Ready');
+  const without = (...types: ConditionType[]) => (conditions ?? []).filter((c) => !types.includes(c.type));
+  if (ready?.status === 'True') return without('Reconciling', 'Stalled');
+  if (ready?.status === 'False') {
+    return setCondition(without('Reconciling'), { type: 'Stalled', status: 'True', reason: ready.reason, message: ready.message }, generation, now);
+  }
+  const update = ready
+    ? { reason: ready.reason, message: ready.message }
+    : { reason: 'InProgress', message: 'casefile is working through the phases; Ready is set at the end of the pass' };
+  return setCondition(without('Stalled'), { type: 'Reconciling', status: 'True', ...update }, generation, now);
+}
+
 export function getCondition(conditions: readonly Condition[] | undefined, type: ConditionType): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }

@@ -153,6 +153,9 @@ export const conditionTypes = [
   'EvidenceSealed',
   'Released',
   'Ready',
+  // kstatus's abnormal-true pair, derived from Ready (src/api/conditions.ts withKstatusConditions).
+  'Reconciling',
+  'Stalled',
 ] as const;
 export type ConditionType = (typeof conditionTypes)[number];
 export type ConditionStatus = 'True' | 'False' | 'Unknown';

@@ -3,7 +3,7 @@
 // learns is persisted in status (conditions, target) or the case file, so a restart resumes where it
 // stopped. Status is written only when it changed, with the resourceVersion it was computed from.
 import type { V1Pod } from '@kubernetes/client-node';
-import { getCondition, isTrue, setCondition, statusChanged } from '../api/conditions.js';
+import { getCondition, isTrue, setCondition, statusChanged, withKstatusConditions } from '../api/conditions.js';
 import {
   API_VERSION,
   FINALIZER,
@@ -394,6 +394,8 @@ class StatusWriter {
   }
 
   async write(status: InvestigationStatus): Promise<boolean> {
+    // Every status write carries kstatus's Reconciling/Stalled, so they always agree with Ready.
+    status.conditions = withKstatusConditions(status.conditions, this.inv.metadata.generation ?? 1);
     if (!statusChanged(this.written ?? {}, status)) return false;
     try {
       const updated = (await this.kube.custom.patchNamespacedCustomObjectStatus(

@@ -55,7 +55,7 @@ function reportInput(ctx: PhaseContext, conditions: Condition[], findings: Findi
     target: ctx.status.target,
     containment: ctx.status.containment,
     // The report describes the case as sealed; this phase's own condition is not final yet.
-    conditions: conditions.filter((c) => c.type !== 'EvidenceSealed' && c.type !== 'Ready'),
+    conditions: conditions.filter((c) => !['EvidenceSealed', 'Ready', 'Reconciling', 'Stalled'].includes(c.type)),
     findings,
     live: ctx.status.live,
     alerts: ctx.status.alerts,

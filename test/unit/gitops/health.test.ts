@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from '@jest/globals';
 import { parse, stringify } from 'yaml';
-import { setCondition } from '../../../src/api/conditions.js';
+import { setCondition, withKstatusConditions } from '../../../src/api/conditions.js';
 import {
   API_VERSION,
   FINALIZER,
@@ -103,6 +103,8 @@ function investigation(b: Build = {}): Investigation {
     status.phase = overallPhase(status.conditions ?? [], spec);
     status.observedGeneration = generation;
   }
+  // What every status write adds (StatusWriter): kstatus's Reconciling/Stalled, derived from Ready.
+  status.conditions = withKstatusConditions(status.conditions, generation);
   b.status?.(status);
   return {
     apiVersion: API_VERSION,
@@ -255,6 +257,47 @@ describe('Investigation health (config/argocd/casefile.dev/Investigation/health.
     const inv = investigation({ metadata: { deletionTimestamp: '2026-11-20T11:00:00Z' } });
     expect(health(inv).status).toBe('Progressing');
     expect(health(inv).message).toContain('finalizer');
+  });
+});
+
+/**
+ * kstatus's generic rules for a kind it has no specific reader for (sigs.k8s.io/cli-utils
+ * pkg/kstatus/status, generic.go and status.go, as docs/gitops.md quotes them): what Flux `wait: true`
+ * computes for an Investigation.
+ */
+function kstatus(inv: Investigation): 'Terminating' | 'InProgress' | 'Failed' | 'Current' {
+  if ((inv.metadata as { deletionTimestamp?: string }).deletionTimestamp) return 'Terminating';
+  const observed = inv.status?.observedGeneration;
+  if (observed !== undefined && observed !== inv.metadata.generation) return 'InProgress';
+  const conditions = (inv.status?.conditions ?? []) as { type: string; status: string }[];
+  if (conditions.some((c) => c.type === 'Reconciling' && c.status === 'True')) return 'InProgress';
+  if (conditions.some((c) => c.type === 'Stalled' && c.status === 'True')) return 'Failed';
+  return 'Current';
+}
+
+describe('kstatus (Flux wait) reads what Argo CD reads', () => {
+  test.each([
+    ['a sealed, contained case', {}, 'Current', 'Healthy'],
+    ['a case whose phases still run (first pass)', { stopAfter: 3 }, 'InProgress', 'Progressing'],
+    ['a failed case', { outcomes: { NetworkIsolated: { status: 'False', reason: 'NotEnforced', message: 'probe got through' } } }, 'Failed', 'Degraded'],
+    ['a released case', { spec: { ...ISOLATE, release: true } }, 'Current', 'Healthy'],
+    ['a release not yet observed', { generation: 2, status: (s: InvestigationStatus) => (s.observedGeneration = 1) }, 'InProgress', 'Progressing'],
+  ] as [string, Build, string, string][])('%s: kstatus %s, Argo CD %s', (_what, build, expectedKstatus, expectedHealth) => {
+    const inv = investigation(build);
+    expect(kstatus(inv)).toBe(expectedKstatus);
+    expect(health(inv).status).toBe(expectedHealth);
+  });
+
+  test('Reconciling and Stalled are present only while true, and carry Ready\'s reason', () => {
+    const running = investigation({ stopAfter: 3 });
+    expect(cond(running, 'Reconciling')).toMatchObject({ status: 'True', reason: 'InProgress' });
+    expect(cond(running, 'Stalled')).toBeUndefined();
+    const failed = investigation({ outcomes: { NetworkIsolated: { status: 'False', reason: 'NotEnforced', message: 'probe got through' } } });
+    expect(cond(failed, 'Stalled')).toMatchObject({ status: 'True', reason: 'NotEnforced' });
+    expect(cond(failed, 'Stalled')?.message).toContain('probe got through');
+    expect(cond(failed, 'Reconciling')).toBeUndefined();
+    const done = investigation();
+    expect([cond(done, 'Reconciling'), cond(done, 'Stalled')]).toEqual([undefined, undefined]);
   });
 });
 
