@@ -4,6 +4,7 @@
 #   etcd    etcd at the version Kubernetes itself pins
 #   kube-router  the NetworkPolicy enforcer, from its own module in kube-router/ (firewall-only)
 #   pause   the pod sandbox process
+#   helm    Helm, from its own module in helm/ (the chart's lint and install e2e)
 # A warm cache makes this a no-op; a cold one compiles Kubernetes (about 20-30 minutes on 2 cores).
 . "$(dirname "$0")/lib.sh"
 
@@ -42,3 +43,6 @@ pinned=$(awk '$1 == "require" && $2 == "github.com/cloudnativelabs/kube-router/v
 [ "$pinned" = "$KUBE_ROUTER_VERSION" ] || die "kube-router/go.mod requires kube-router $pinned but versions.env says $KUBE_ROUTER_VERSION: in e2e/cluster/kube-router run 'go get github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION && go mod tidy'"
 build_one "$KUBE_ROUTER_BIN" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
   "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" "$CLUSTER_DIR/kube-router"
+pinned=$(awk '{for (i = 1; i < NF; i++) if ($i == "helm.sh/helm/v4") print $(i + 1)}' "$CLUSTER_DIR/helm/go.mod")
+[ "$pinned" = "$HELM_VERSION" ] || die "helm/go.mod requires helm $pinned but versions.env says $HELM_VERSION: in e2e/cluster/helm run 'go get helm.sh/helm/v4@$HELM_VERSION && go mod tidy'"
+build_one "$HELM_BIN" helm.sh/helm/v4/cmd/helm "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" "$CLUSTER_DIR/helm"

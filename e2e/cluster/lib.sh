@@ -14,8 +14,9 @@ RUN_DIR=/run/casefile-cluster
 CACHE_ROOT=${CASEFILE_CACHE:-$HOME/.cache/casefile}
 # Keyed by content only (never by the checkout's path), so every clone shares the cache.
 VERSIONS_KEY=$({ echo "$K8S_VERSION $ETCD_VERSION"; cat "$CLUSTER_DIR/go/go.sum"; } | sha256sum | cut -c1-12)
-# kube-router is keyed by its own module, so changing it never rebuilds Kubernetes.
+# kube-router and helm are keyed by their own modules, so changing them never rebuilds Kubernetes.
 KUBE_ROUTER_BIN=kube-router-$KUBE_ROUTER_VERSION-$(cat "$CLUSTER_DIR/kube-router/go.mod" "$CLUSTER_DIR/kube-router/go.sum" | sha256sum | cut -c1-12)
+HELM_BIN=helm-$HELM_VERSION-$(cat "$CLUSTER_DIR/helm/go.mod" "$CLUSTER_DIR/helm/go.sum" | sha256sum | cut -c1-12)
 BIN_CACHE="$CACHE_ROOT/cluster-bin/k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}-${VERSIONS_KEY}"
 BIN="$STATE/bin"
 
