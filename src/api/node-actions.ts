@@ -1,7 +1,7 @@
 // Node-level and cluster-level actions: what an Investigation can make casefile do beyond the
 // suspect's own namespace. Each needs an explicit grant (`use` on casefile.dev nodeactions/<name>)
 // that namespace roles never carry; the admission policy config/admission/node-actions.yaml checks it
-// for the requester, and src/security/node-actions.ts re-checks before the operator acts.
+// for the requester, and src/phases/shared/node-actions.ts re-checks before the operator acts.
 
 export const NODE_ACTIONS_GROUP = 'casefile.dev';
 export const NODE_ACTIONS_RESOURCE = 'nodeactions';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { conditionTypes } from '../api/investigation.js';
 import { defaultIdentity, operatorConfigSchema } from '../config.js';
-import { runOperator } from '../engine/controller.js';
+import { runOperator } from '../operator.js';
 import { errorMessage } from '../evidence/io.js';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { verifyCaseDir } from '../evidence/store.js';

@@ -2,7 +2,8 @@
 // story. Emitting is fire-and-forget: a lost Event must never fail or slow a reconcile.
 import type { Investigation } from '../api/investigation.js';
 import type { Logger } from '../log.js';
-import { errorMessage, type Kube } from './kube.js';
+import { type Kube } from '../kube/client.js';
+import { errorMessage } from '../errors.js';
 
 export class EventRecorder {
   constructor(

@@ -5,7 +5,7 @@
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { GROUP, VERSION } from '../api/investigation.js';
-import type { Kube } from './kube.js';
+import type { Kube } from '../kube/client.js';
 
 /**
  * What the informer reads of an object. Any KubernetesObject fits, and so do CRD types that (like the

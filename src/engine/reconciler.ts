@@ -23,9 +23,9 @@ import { CaseFile, evidenceErrorReason } from '../evidence/store.js';
 import type { Logger } from '../log.js';
 import { phases, phasesInOrder } from '../phases/index.js';
 import { errorMessage, RetryableError } from '../errors.js';
-import type { Phase, PhaseContext, PhaseOutcome, ReleaseContext } from '../phases/phase.js';
+import type { AlertImporter, Phase, PhaseContext, PhaseOutcome, ReleaseContext } from '../phases/phase.js';
 import { EventRecorder } from './events.js';
-import { isConflict, isNotFound, type Kube } from './kube.js';
+import { isConflict, isNotFound, type Kube } from '../kube/client.js';
 import type { Metrics } from './metrics.js';
 import { classify, type Verdict } from './outcome.js';
 import { RepeatFilter } from './repeat-filter.js';
@@ -38,6 +38,8 @@ export interface ReconcilerDeps {
   metrics: Metrics;
   events: EventRecorder;
   phases?: readonly Phase[];
+  /** Brings alerts journaled by intake into a case file before it is sealed (none: nothing to import). */
+  importAlerts?: AlertImporter;
 }
 
 /** Status was changed by someone else since we read it: re-read and try again (not a failure to report). */
@@ -280,7 +282,13 @@ export class InvestigationReconciler {
   }
 
   private context(inv: Investigation, spec: InvestigationSpec, status: InvestigationStatus, caseFile: CaseFile, log: Logger): PhaseContext {
-    return { ...this.releaseContext(inv, status, caseFile, log, spec.target.pod), spec };
+    return {
+      ...this.releaseContext(inv, status, caseFile, log, spec.target.pod),
+      spec,
+      importJournaledAlerts: async () => {
+        await this.deps.importAlerts?.(caseFile, inv.metadata.namespace, inv.metadata.name);
+      },
+    };
   }
 
   /** No spec: release works from the record. The pod is found by name and must still have the recorded UID. */

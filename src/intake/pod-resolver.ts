@@ -7,7 +7,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { FalcoAlert } from './alert-schema.js';
 import { outputField } from './alert-schema.js';
-import { bareContainerID } from '../engine/kube.js';
+import { bareContainerID } from '../kube/client.js';
 
 export interface ResolvedPod {
   namespace: string;

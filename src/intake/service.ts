@@ -10,7 +10,7 @@ import { API_VERSION, GROUP, INVESTIGATION_PLURAL, RESPONSE_POLICY_PLURAL, VERSI
 import { CLUSTER_RESPONSE_POLICY_PLURAL, type ResponsePolicy } from '../api/response-policy.js';
 import type { IntakeConfig } from '../config.js';
 import { customObjectSource, Informer } from '../engine/informer.js';
-import { isNotFound, type Kube } from '../engine/kube.js';
+import { isNotFound, type Kube } from '../kube/client.js';
 import type { Metrics } from '../engine/metrics.js';
 import type { Logger } from '../log.js';
 import { TokenFile } from './auth.js';

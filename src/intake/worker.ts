@@ -13,7 +13,7 @@
 // name (`<name>-<8 hex>`), journaled so every replica and restart uses the same one.
 import { randomBytes } from 'node:crypto';
 import type { Investigation } from '../api/investigation.js';
-import { isConflict, isNotFound } from '../engine/kube.js';
+import { isConflict, isNotFound } from '../kube/client.js';
 import { WorkQueue } from '../engine/queue.js';
 import type { Logger } from '../log.js';
 import { buildInvestigation, isCasefileCase, type InvestigationBody } from './investigation-factory.js';

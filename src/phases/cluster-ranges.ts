@@ -1,7 +1,7 @@
 // The cluster's own address ranges, so the live collector can tell an in-cluster peer from an
 // external one: the operator's configured ranges (pod CIDRs the API cannot tell), plus whatever
 // the API does tell (ServiceCIDR objects, nodes' spec.podCIDRs). What was used goes into custody.
-import { errorMessage } from '../engine/kube.js';
+import { errorMessage } from '../errors.js';
 import type { PhaseContext } from './phase.js';
 
 export interface ClusterRanges {

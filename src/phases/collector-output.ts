@@ -3,7 +3,7 @@
 // artifact in memory and the exec stream is read only as fast as the evidence volume takes it.
 import { decodeFrames, type Frame } from '../live/frames.js';
 import { evidenceErrorReason, isSanitizedSegment, type CaseFile } from '../evidence/index.js';
-import { errorMessage } from '../engine/kube.js';
+import { errorMessage } from '../errors.js';
 
 const MAX_NOTES = 2000;
 

@@ -2,8 +2,8 @@
 // about to run, one exec in casefile's own container, its framed output into the case file, then the
 // notes, the findings (into status) and one outcome that says what arrived and what did not.
 import type { Finding } from '../api/investigation.js';
-import { ExecOverflowError, ExecTimeoutError, execStream } from '../engine/exec.js';
-import { errorMessage } from '../engine/kube.js';
+import { ExecOverflowError, ExecTimeoutError, execStream } from '../kube/exec.js';
+import { errorMessage } from '../errors.js';
 import { captureCollectorOutput, COLLECTOR_STARTED, collectorBase, type CollectorOutput } from './collector-output.js';
 import type { PhaseContext, PhaseOutcome } from './phase.js';
 

@@ -3,7 +3,6 @@
 // never sealed: a manifest would make an incomplete record look complete.
 
 import type { Condition, Finding } from '../api/investigation.js';
-import { importJournaledAlerts } from '../intake/case-file-import.js';
 import { renderReport, type ReportInput } from '../report/render.js';
 import { collectorBases } from './collector-output.js';
 import { collectorFindings, mergeFindings } from './collector-run.js';
@@ -24,7 +23,7 @@ export const evidenceSealed: Phase = {
         message: `not sealed: ${storeFailure.type} could not write its evidence (${storeFailure.reason}: ${storeFailure.message}); free or fix the evidence volume and open a new Investigation`,
       };
     }
-    await importJournaledAlerts(ctx.caseFile, ctx.config.evidenceDir, ctx.investigation.metadata.namespace, ctx.investigation.metadata.name);
+    await ctx.importJournaledAlerts();
     if (!ctx.caseFile.has('report.md')) {
       await ctx.caseFile.writeText('report.md', renderReport(reportInput(ctx, conditions, await collectedFindings(ctx))), { phase: 'EvidenceSealed' });
     }

@@ -2,10 +2,10 @@
 // from the API server straight into the case file with limitBytes/sinceSeconds. A log that cannot
 // exist (the container never restarted, never started) is written down as a negative finding.
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
-import { errorCode, errorMessage } from '../engine/kube.js';
+import { errorCode } from '../kube/client.js';
+import { errorMessage, RetryableError } from '../errors.js';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { podGone } from './manifest-captured.js';
-import { RetryableError } from '../errors.js';
 import { type Phase, type PhaseContext, type PhaseOutcome } from './phase.js';
 import { allStatuses } from './target-resolved.js';
 

@@ -2,10 +2,10 @@
 // ServiceAccount, the node, and every NetworkPolicy that selects it (what governs its traffic now).
 import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import { errorMessage, isNotFound } from '../engine/kube.js';
-import { selectorMatches } from '../engine/selectors.js';
+import { isNotFound } from '../kube/client.js';
+import { errorMessage, RetryableError } from '../errors.js';
+import { selectorMatches } from '../kube/selectors.js';
 import { sanitizeSegment } from '../evidence/paths.js';
-import { RetryableError } from '../errors.js';
 import { type Phase, type PhaseOutcome } from './phase.js';
 
 const ownerResources: Record<string, string> = {

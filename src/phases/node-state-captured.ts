@@ -4,11 +4,12 @@
 // host's /proc and the runtime's directories read-only, runs in the operator's collector namespace
 // (the suspect's namespace may forbid it), and is removed after its run; both go into custody.
 import type { V1Pod } from '@kubernetes/client-node';
-import { bareContainerID, errorMessage, isForbidden, isNotFound } from '../engine/kube.js';
+import { bareContainerID, isForbidden, isNotFound } from '../kube/client.js';
+import { errorMessage } from '../errors.js';
 import { COLLECTOR_ENTRY, runCollector, walkSeconds } from './collector-run.js';
 import { collectorSecurityContext, DEBUG_CAPABILITIES, debugImage, idleSeconds, NO_IMAGE_MESSAGE, waitForContainer } from './casefile-containers.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
-import { nodeActionRefusal } from '../security/node-actions.js';
+import { nodeActionRefusal } from './shared/node-actions.js';
 
 /** containerd's CRI shim state under its state dir, one directory per container ID (init.pid, config.json). */
 const TASK_BUNDLES = 'io.containerd.runtime.v2.task/k8s.io';

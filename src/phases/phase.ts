@@ -4,7 +4,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { ConditionType, Investigation, InvestigationSpec, InvestigationStatus } from '../api/investigation.js';
 import type { OperatorConfig } from '../config.js';
-import type { Kube } from '../engine/kube.js';
+import type { Kube } from '../kube/client.js';
 import type { CaseFile } from '../evidence/store.js';
 import type { Logger } from '../log.js';
 
@@ -28,10 +28,18 @@ export interface PhaseContext {
    * Read once per reconcile unless `fresh` (a phase waiting on the pod's status).
    */
   livePod(opts?: { fresh?: boolean }): Promise<V1Pod | undefined>;
+  /**
+   * Copies the alerts journaled for this case since it opened into its case file (the operator wires
+   * intake's journal in here, so phases never depend on intake).
+   */
+  importJournaledAlerts(): Promise<void>;
 }
 
+/** How the operator brings journaled alerts into a case file (intake/case-file-import.ts). */
+export type AlertImporter = (caseFile: CaseFile, namespace: string, name: string) => Promise<unknown>;
+
 /** What release may use: the record, never the current spec. */
-export type ReleaseContext = Omit<PhaseContext, 'spec'>;
+export type ReleaseContext = Omit<PhaseContext, 'spec' | 'importJournaledAlerts'>;
 
 export interface Phase {
   readonly condition: ConditionType;

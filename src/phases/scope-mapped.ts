@@ -2,10 +2,10 @@
 // the ServiceAccount or the controller; every binding that grants the ServiceAccount something, with
 // its resolved rules; and the API server's own answer (SubjectAccessReview) for the verbs that matter.
 import type { RbacV1Subject, V1PolicyRule, V1Pod } from '@kubernetes/client-node';
-import { errorMessage, isNotFound } from '../engine/kube.js';
+import { isNotFound } from '../kube/client.js';
+import { errorMessage, RetryableError } from '../errors.js';
 import { evidenceErrorReason } from '../evidence/store.js';
 import { podGone } from './manifest-captured.js';
-import { RetryableError } from '../errors.js';
 import type { Phase, PhaseContext, PhaseOutcome, ReleaseContext } from './phase.js';
 
 /** The checks a responder asks first: can this identity read secrets, start pods, exec, escalate? */

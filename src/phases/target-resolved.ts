@@ -3,8 +3,8 @@
 // field the alert lacks; derive it and say from where).
 import type { V1ContainerStatus, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
 import type { OwnerRef, TargetStatus } from '../api/investigation.js';
-import { bareContainerID, errorMessage, isNotFound, type Kube } from '../engine/kube.js';
-import { RetryableError } from '../errors.js';
+import { bareContainerID, isNotFound, type Kube } from '../kube/client.js';
+import { errorMessage, RetryableError } from '../errors.js';
 import { type Phase, type PhaseOutcome } from './phase.js';
 
 export const targetResolved: Phase = {

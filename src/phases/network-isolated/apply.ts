@@ -6,7 +6,7 @@
 // release can tell casefile's change from anyone else's.
 import type { V1Pod } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import { isConflict } from '../../engine/kube.js';
+import { isConflict } from '../../kube/client.js';
 import { during, TerminalError } from '../../errors.js';
 import { podGone } from '../manifest-captured.js';
 import type { PhaseContext, PhaseOutcome } from '../phase.js';

@@ -3,9 +3,9 @@
 // ReplicaSet lets go of it and starts a clean replacement, and Services stop sending it traffic, while
 // the suspect itself lives on, isolated, for the investigation. Release puts back exactly those labels.
 import type { V1LabelSelector, V1Pod } from '@kubernetes/client-node';
-import { errorMessage, isNotFound } from '../../engine/kube.js';
-import { selectorMatches } from '../../engine/selectors.js';
-import { RetryableError } from '../../errors.js';
+import { isNotFound } from '../../kube/client.js';
+import { errorMessage, RetryableError } from '../../errors.js';
+import { selectorMatches } from '../../kube/selectors.js';
 import { jsonPointer } from '../shared/json-pointer.js';
 import type { PhaseContext, ReleaseContext } from '../phase.js';
 

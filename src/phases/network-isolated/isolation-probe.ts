@@ -5,7 +5,8 @@
 // control that is cut off too (e.g. a namespace default-deny) makes the answer inconclusive, never a pass.
 import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { errorMessage, isNotFound } from '../../engine/kube.js';
+import { isNotFound } from '../../kube/client.js';
+import { errorMessage } from '../../errors.js';
 import { debugImage, NO_IMAGE_MESSAGE } from '../casefile-containers.js';
 import type { PhaseContext } from '../phase.js';
 

@@ -2,7 +2,7 @@
 // and which other policies would still let traffic through (policies are additive).
 import type { V1NetworkPolicy, V1NetworkPolicyPeer } from '@kubernetes/client-node';
 import type { Investigation, InvestigationSpec } from '../../api/investigation.js';
-import { selectorMatches } from '../../engine/selectors.js';
+import { selectorMatches } from '../../kube/selectors.js';
 import { uidPrefix } from '../../evidence/paths.js';
 
 export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'casefile' };

@@ -9,10 +9,10 @@
 // node was schedulable before casefile touched it.
 import type { V1Node } from '@kubernetes/client-node';
 import { GROUP, INVESTIGATION_PLURAL, VERSION, type ContainmentStatus } from '../../api/investigation.js';
-import { errorMessage, isForbidden, isNotFound } from '../../engine/kube.js';
-import { during } from '../../errors.js';
+import { isForbidden, isNotFound } from '../../kube/client.js';
+import { errorMessage, during } from '../../errors.js';
 import type { Phase, PhaseContext, PhaseOutcome, ReleaseContext, ReleaseOutcome } from '../phase.js';
-import { nodeActionRefusal } from '../../security/node-actions.js';
+import { nodeActionRefusal } from '../shared/node-actions.js';
 import { recordOnce } from '../shared/record-once.js';
 import { casefileHolds, cordonKey, originalNodeArtifact, PHASE, planCordon, planUncordon } from './plan.js';
 

@@ -14,7 +14,7 @@ interface WsClient {
   terminate(): void;
 }
 const WebSocket = createRequire(import.meta.url)('ws') as new (url: string) => WsClient;
-import { EXEC_PAUSE_AT_BYTES, ExecOutputPipe } from '../../../src/engine/exec-output.js';
+import { EXEC_PAUSE_AT_BYTES, ExecOutputPipe } from '../../../src/kube/exec-output.js';
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import type { Condition, Investigation } from '../../../src/api/investigation.js';
 import type { OperatorConfig } from '../../../src/config.js';
 import type { EventRecorder } from '../../../src/engine/events.js';
-import type { Kube } from '../../../src/engine/kube.js';
+import type { Kube } from '../../../src/kube/client.js';
 import { Metrics } from '../../../src/engine/metrics.js';
 import { WorkQueue } from '../../../src/engine/queue.js';
 import { InvestigationReconciler } from '../../../src/engine/reconciler.js';

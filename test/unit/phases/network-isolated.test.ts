@@ -8,7 +8,7 @@ import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import type { Investigation, InvestigationStatus } from '../../../src/api/investigation.js';
 import type { OperatorConfig } from '../../../src/config.js';
-import type { Kube } from '../../../src/engine/kube.js';
+import type { Kube } from '../../../src/kube/client.js';
 import { classify } from '../../../src/engine/outcome.js';
 import { sanitizeSegment } from '../../../src/evidence/paths.js';
 import { CaseFile } from '../../../src/evidence/store.js';

@@ -4,8 +4,8 @@ import path from 'node:path';
 import type { V1Node } from '@kubernetes/client-node';
 import { parseSpec, type Investigation, type InvestigationStatus } from '../../../src/api/investigation.js';
 import type { OperatorConfig } from '../../../src/config.js';
-import type { Kube } from '../../../src/engine/kube.js';
-import { nodeActionsApi } from '../security/fake-node-actions.js';
+import type { Kube } from '../../../src/kube/client.js';
+import { nodeActionsApi } from './shared/fake-node-actions.js';
 import { CaseFile } from '../../../src/evidence/store.js';
 import { logger } from '../../../src/log.js';
 import { classify } from '../../../src/engine/outcome.js';
@@ -156,6 +156,7 @@ async function context(cluster: FakeNodes, name: string, uid: string, node: stri
     log: logger.child({}, { level: 'silent' }),
     status,
     livePod: async () => undefined,
+    importJournaledAlerts: async () => undefined,
   };
   return ctx;
 }

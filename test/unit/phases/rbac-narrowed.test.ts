@@ -5,8 +5,8 @@ import type { RbacV1Subject, V1PolicyRule, V1Pod, V1RoleBinding } from '@kuberne
 import { parse } from 'yaml';
 import { parseSpec, type Investigation, type InvestigationStatus } from '../../../src/api/investigation.js';
 import type { OperatorConfig } from '../../../src/config.js';
-import type { Kube } from '../../../src/engine/kube.js';
-import { nodeActionsApi } from '../security/fake-node-actions.js';
+import type { Kube } from '../../../src/kube/client.js';
+import { nodeActionsApi } from './shared/fake-node-actions.js';
 import { CaseFile } from '../../../src/evidence/store.js';
 import { logger } from '../../../src/log.js';
 import type { PhaseContext } from '../../../src/phases/phase.js';
@@ -340,6 +340,7 @@ async function context(cluster: FakeCluster, status: InvestigationStatus = {}) {
     log: logger.child({}, { level: 'silent' }),
     status,
     livePod: async () => target,
+    importJournaledAlerts: async () => undefined,
   };
   return ctx;
 }

@@ -1,5 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
-import { selectorMatches } from '../../../src/engine/selectors.js';
+import { selectorMatches } from '../../../src/kube/selectors.js';
 import { subjectReachesServiceAccount } from '../../../src/phases/scope-mapped.js';
 import { alertContainerHints, chooseContainer } from '../../../src/phases/target-resolved.js';
 

@@ -1,18 +1,19 @@
 // Wires the operator together: leader election gates an informer (list+watch of Investigations) that
 // feeds keys into a rate-limited work queue, whose workers run the reconciler.
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { INVESTIGATION_PLURAL } from '../api/investigation.js';
-import type { OperatorConfig } from '../config.js';
-import { IntakeService } from '../intake/service.js';
-import { logger } from '../log.js';
-import { EventRecorder } from './events.js';
-import { startHealthServer } from './http.js';
-import { customObjectSource, Informer } from './informer.js';
-import { Kube } from './kube.js';
-import { LeaderElector } from './leader.js';
-import { Metrics } from './metrics.js';
-import { WorkQueue } from './queue.js';
-import { InvestigationReconciler } from './reconciler.js';
+import { INVESTIGATION_PLURAL } from './api/investigation.js';
+import type { OperatorConfig } from './config.js';
+import { importJournaledAlerts } from './intake/case-file-import.js';
+import { IntakeService } from './intake/service.js';
+import { logger } from './log.js';
+import { EventRecorder } from './engine/events.js';
+import { startHealthServer } from './engine/http.js';
+import { customObjectSource, Informer } from './engine/informer.js';
+import { Kube } from './kube/client.js';
+import { LeaderElector } from './engine/leader.js';
+import { Metrics } from './engine/metrics.js';
+import { WorkQueue } from './engine/queue.js';
+import { InvestigationReconciler } from './engine/reconciler.js';
 
 export async function runOperator(config: OperatorConfig): Promise<void> {
   const log = logger.child({ component: 'operator' });
@@ -24,6 +25,8 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     log,
     metrics,
     events: new EventRecorder(kube, config.identity, log),
+    // The journal stays on the evidence volume whether intake runs now or ran before.
+    importAlerts: (caseFile, namespace, name) => importJournaledAlerts(caseFile, config.evidenceDir, namespace, name),
   });
   const queue = new WorkQueue((key) => reconciler.reconcile(key), {
     name: 'investigations',

@@ -5,7 +5,7 @@
 import { Writable } from 'node:stream';
 import { Exec, type V1Status } from '@kubernetes/client-node';
 import { EXEC_ABORT_AT_BYTES, ExecOutputPipe, ExecOverflowError } from './exec-output.js';
-import type { Kube } from './kube.js';
+import type { Kube } from './client.js';
 
 export { ExecOverflowError };
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import type { V1ValidatingAdmissionPolicy, V1ValidatingAdmissionPolicyBinding } from '@kubernetes/client-node';
-import { nodeActions, requestedNodeActions } from '../../../src/api/node-actions.js';
-import { admissionGap, decideNodeAction, NODE_ACTIONS_POLICY, type NodeActionFacts } from '../../../src/security/node-actions.js';
+import { nodeActions, requestedNodeActions } from '../../../../src/api/node-actions.js';
+import { admissionGap, decideNodeAction, NODE_ACTIONS_POLICY, type NodeActionFacts } from '../../../../src/phases/shared/node-actions.js';
 
 const policy: V1ValidatingAdmissionPolicy = { metadata: { name: NODE_ACTIONS_POLICY }, spec: {} };
 const binding = (over: Partial<NonNullable<V1ValidatingAdmissionPolicyBinding['spec']>> = {}): V1ValidatingAdmissionPolicyBinding => ({

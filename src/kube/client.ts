@@ -117,4 +117,3 @@ export const isNotFound = (err: unknown): boolean => errorCode(err) === 404;
 export const isConflict = (err: unknown): boolean => errorCode(err) === 409;
 export const isForbidden = (err: unknown): boolean => errorCode(err) === 403;
 
-export { errorMessage } from '../errors.js';

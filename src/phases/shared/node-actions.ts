@@ -5,9 +5,10 @@
 // enabled the action for casefile itself (the optional RBAC component grants the operator the same verb).
 // A refusal is a terminal condition: nothing retries it until the installation changes.
 import type { V1ValidatingAdmissionPolicy, V1ValidatingAdmissionPolicyBinding } from '@kubernetes/client-node';
-import { NODE_ACTIONS_GROUP, NODE_ACTIONS_RESOURCE, NODE_ACTIONS_VERB, nodeActionFields, type NodeAction } from '../api/node-actions.js';
-import { errorMessage, isNotFound } from '../engine/kube.js';
-import type { PhaseContext, PhaseOutcome } from '../phases/phase.js';
+import { NODE_ACTIONS_GROUP, NODE_ACTIONS_RESOURCE, NODE_ACTIONS_VERB, nodeActionFields, type NodeAction } from '../../api/node-actions.js';
+import { isNotFound } from '../../kube/client.js';
+import { errorMessage } from '../../errors.js';
+import type { PhaseContext, PhaseOutcome } from '../phase.js';
 
 /** Name of the ValidatingAdmissionPolicy and of its binding in config/admission/node-actions.yaml. */
 export const NODE_ACTIONS_POLICY = 'casefile-node-actions';

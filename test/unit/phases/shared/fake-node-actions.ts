@@ -1,6 +1,6 @@
-// The API answers src/security/node-actions.ts reads, for phase tests with a fake Kube: the admission
+// The API answers src/phases/shared/node-actions.ts reads, for phase tests with a fake Kube: the admission
 // policy and its binding installed (or not) and the operator's own grant (SelfSubjectAccessReview).
-import { NODE_ACTIONS_POLICY } from '../../../src/security/node-actions.js';
+import { NODE_ACTIONS_POLICY } from '../../../../src/phases/shared/node-actions.js';
 
 export function nodeActionsApi(opts: { admission?: boolean; granted?: boolean } = {}) {
   const { admission = true, granted = true } = opts;
