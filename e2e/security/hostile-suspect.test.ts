@@ -41,8 +41,9 @@ const HOSTILE = [
   'B=$(head -c 1000 /dev/zero | tr "\\0" B)',
   '(i=0; while [ $i -lt 20000 ]; do echo "flood $i $B"; i=$((i+1)); done) &',
   // A process run from a writable path: a finding made before the walk (live/findings.json).
-  'cp /bin/busybox /tmp/bb',
-  '/tmp/bb sleep 3600 &',
+  // (named busybox: busybox picks its applet from argv[0] unless that is busybox itself)
+  'cp /bin/busybox /tmp/busybox',
+  '/tmp/busybox sleep 3600 &',
   'touch /tmp/ready',
   'exec sleep 3600',
 ].join('\n');
