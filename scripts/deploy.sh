@@ -19,7 +19,7 @@ extra_env=$(for kv in "$@"; do printf '        - { name: %s, value: "%s" }\n' "$
 debug_image=${CASEFILE_DEBUG_IMAGE_PINNED:-$CASEFILE_DEBUG_IMAGE}
 kubectl kustomize config/all-features |
   sed -e "s#image: localhost/casefile/operator:0.1.0#image: $CASEFILE_OPERATOR_IMAGE#" \
-      -e "s#debug-image: localhost/casefile/debug-tools:0.1.0#debug-image: $debug_image#" \
+      -e "s#localhost/casefile/debug-tools:0.1.0#$debug_image#g" \
       -e 's#imagePullPolicy: IfNotPresent#imagePullPolicy: Never#' |
   awk -v extra="$extra_env" '{print} /^        env:$/ && extra != "" {print extra}' |
   kubectl apply --server-side --force-conflicts -f - >/dev/null
