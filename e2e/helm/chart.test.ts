@@ -106,7 +106,14 @@ describe('the chart as a file', () => {
     expect(fromHelm.find((o) => o.kind === 'PersistentVolumeClaim')?.metadata.annotations).toEqual({ 'helm.sh/resource-policy': 'keep' });
   });
 
-  it('grants each optional feature only with its value', async () => {
+  it('grants each optional feature only with its value, and writes debugImage where casefile\'s image is named', async () => {
+    const images = (objects: K8sObject[]) =>
+      JSON.stringify(objects.filter((o) => o.metadata.name === 'casefile-operator-pods' || o.metadata.name === 'casefile-containers'));
+    const pinned = 'registry.example/casefile-debug@sha256:' + 'a'.repeat(64);
+    const withPinned = images(await rendered(['--set', `debugImage=${pinned}`]));
+    // The ConfigMap and the admission policy carry the one image, and nothing else does.
+    expect(withPinned.split(pinned).length - 1).toBe(2);
+    expect(withPinned).not.toContain('localhost/casefile/debug-tools');
     const roles = (objects: K8sObject[]) => objects.filter((o) => o.kind === 'ClusterRole').map((o) => o.metadata.name).sort();
     const base = roles(await rendered());
     expect(base).not.toContain('casefile-operator-cordon');
