@@ -147,7 +147,17 @@ export class InvestigationReconciler {
     }
 
     try {
-      await openCase(caseFile, inv, spec);
+      try {
+        await openCase(caseFile, inv, spec);
+      } catch (err) {
+        // The opening record could not be written (a full volume): say so on the case, not only in the log.
+        const verdict = classify(err);
+        set('Ready', { status: verdict.kind === 'terminal' ? 'False' : 'Unknown', reason: verdict.reason, message: `cannot open the case file: ${verdict.message}` });
+        if (verdict.kind === 'terminal') status.phase = 'Failed';
+        status.observedGeneration = generation;
+        await writer.write(status).catch(() => undefined);
+        throw err;
+      }
       const ctx = this.context(inv, spec, status, caseFile, log);
       for (const phase of ordered) {
         const existing = getCondition(status.conditions, phase.condition);

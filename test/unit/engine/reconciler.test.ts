@@ -1,7 +1,7 @@
 // The reconciler with fake phases and an in-memory API server (cert-manager style): a phase that
 // succeeds, fails terminally, asks to wait, throws retryable errors, is disabled then enabled; release
 // from the record; log volume of a stuck case.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -107,6 +107,18 @@ describe('reconciler with fake phases', () => {
     expect(cond(api, 'Ready')).toMatchObject({ status: 'True' });
     await r.reconcile(KEY);
     expect(ok.runs).toBe(1);
+  });
+
+  test('a case file that cannot take its opening record: Ready says why on the case, and no phase runs', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' } });
+    // alert.json's path is taken by a directory: the opening write fails, as on a full volume.
+    await mkdir(path.join(root, 'shop', 'case-1-0a1b2c3d', 'alert.json'), { recursive: true });
+    const phase = fakePhase('TargetResolved');
+    const r = reconciler(api, [phase]);
+    await expect(r.reconcile(KEY)).rejects.toThrow();
+    expect(phase.runs).toBe(0);
+    expect(cond(api, 'Ready')?.message).toContain('cannot open the case file');
+    expect(cond(api, 'Ready')?.status).not.toBe('True');
   });
 
   test('a terminal failure: condition False with its reason, written once, no retry, later phases still reported', async () => {
