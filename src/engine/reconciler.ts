@@ -282,9 +282,14 @@ export class InvestigationReconciler {
       }
     }
     status.containment = { ...status.containment, released: { at: new Date().toISOString(), ...(differences.length ? { differences } : {}) } };
-    const message = (messages.length ? messages.join('; ') : 'nothing was contained') +
+    let message = (messages.length ? messages.join('; ') : 'nothing was contained') +
       (differences.length ? `; not restored (kept, with the reason): ${differences.join('; ')}` : '');
-    await ctx.caseFile.record('released', { messages, differences }, 'Released');
+    // The cluster is given back whether or not the volume can take the note: a full evidence volume
+    // must not keep a pod contained (or an Investigation undeletable). The condition says what is missing.
+    await ctx.caseFile.record('released', { messages, differences }, 'Released').catch((err) => {
+      message += `; the custody log could not record the release (${errorMessage(err)})`;
+      log.warn({ err: errorMessage(err) }, 'release not recorded in the custody log');
+    });
     set('Released', { status: 'True', reason: 'Released', message });
     await writer.write(status);
     this.deps.events.emit(ctx.investigation, 'Normal', 'Released', message);
