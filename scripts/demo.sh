@@ -9,7 +9,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 step "installing dependencies and building casefile"
 npm install --no-audit --no-fund --loglevel=error
 npm run --silent build
-step "bringing up the local Kubernetes cluster (the first run compiles Kubernetes: allow ~10 minutes)"
+step "bringing up the local Kubernetes cluster (the first run compiles Kubernetes, etcd, kube-router and Helm: allow ~35 minutes on 2 cores)"
 bash e2e/cluster/up
 eval "$(bash e2e/cluster/env)"
 step "deploying the casefile operator"
@@ -50,11 +50,14 @@ kubectl -n shop wait investigation/web-shell-0001 --for=condition=Ready --timeou
   { kubectl -n shop describe investigation web-shell-0001; exit 1; }
 kubectl -n shop get investigation web-shell-0001 -o wide
 
+step "the case from kubectl: kubectl casefile status (the plugin is on the PATH e2e/cluster/env prints)"
+kubectl casefile -n shop status web-shell-0001
+
 step "the case file's report (report.md on the evidence volume)"
 kubectl -n casefile-system exec deploy/casefile-operator -- /usr/bin/node /app/dist/cli/main.js show shop/web-shell-0001
 case_dir=$(kubectl -n shop get investigation web-shell-0001 -o jsonpath='{.status.evidence.path}')
 step "verifying the case file (custody chain and MANIFEST.sha256)"
 kubectl -n casefile-system exec deploy/casefile-operator -- /usr/bin/node /app/dist/cli/main.js verify "/evidence/$case_dir"
 kubectl -n shop get pods -L "casefile.dev/incident-$(kubectl -n shop get investigation web-shell-0001 -o jsonpath='{.metadata.uid}' | tr -d - | cut -c1-8)"
-printf '\nThe suspect is isolated; its sibling replica is not. Lift containment with:\n  kubectl -n shop patch investigation web-shell-0001 --type=merge -p '"'"'{"spec":{"release":true}}'"'"'\n'
+printf '\nThe suspect is isolated; its sibling replica is not. Lift containment with:\n  kubectl casefile -n shop release web-shell-0001 --wait\n'
 printf '\nThe cluster is still running: eval "$(e2e/cluster/env)" to use kubectl; e2e/cluster/down removes it.\n'

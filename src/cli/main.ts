@@ -9,7 +9,7 @@ import { defaultIdentity, operatorConfigSchema } from '../config.js';
 import { runOperator } from '../operator.js';
 import { errorMessage } from '../evidence/io.js';
 import { sanitizeSegment } from '../evidence/paths.js';
-import { verifyCaseDir } from '../evidence/store.js';
+import { verifyAndReport } from './verify.js';
 
 const int = (name: string) => (value: string) => {
   const n = Number(value);
@@ -114,10 +114,7 @@ program
   .description('verify a case directory: custody chain and MANIFEST.sha256 against the files')
   .argument('<case-dir>')
   .action(async (dir: string) => {
-    const result = await verifyCaseDir(dir);
-    for (const problem of result.problems) console.error(`FAIL ${problem}`);
-    console.log(result.ok ? `OK ${result.artifacts} artifact(s) verified in ${dir}` : `FAILED ${result.problems.length} problem(s) in ${dir}`);
-    process.exitCode = result.ok ? 0 : 1;
+    process.exitCode = await verifyAndReport(dir);
   });
 
 program
