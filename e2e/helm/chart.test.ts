@@ -14,6 +14,7 @@ import {
   core,
   createInvestigation,
   deployOperator,
+  ensureEvidenceReader,
   EVIDENCE_PVC,
   kubectlRun,
   listCaseFiles,
@@ -158,7 +159,9 @@ describe('helm install on the local cluster', () => {
   beforeAll(async () => {
     // Start from an operator deploy.sh applied (what every other suite runs), then hand it to Helm.
     await deployOperator([], 180_000);
-  }, 240_000);
+    // The pod that reads case files off the evidence volume (listCaseFiles); it outlives the release.
+    await ensureEvidenceReader();
+  }, 360_000);
 
   it('adopts the existing install, runs a case, and keeps the evidence volume on uninstall', async () => {
     const values = [
@@ -196,7 +199,6 @@ describe('helm install on the local cluster', () => {
 
     // A case through the Helm-installed operator, to its sealed case file.
     const ns = await createTestNamespace('helm-case');
-    registerCleanup(`delete namespace ${ns}`, async () => void (await kubectlRun(['delete', 'namespace', ns, '--wait=false'])));
     await core.createNamespacedPod({ namespace: ns, body: busyboxPod('web', 'exec sleep 3600') });
     await waitForPodReady(kc, ns, 'web', 90_000);
     await createInvestigation(ns, 'via-helm', { target: { pod: 'web' }, alert: { source: 'manual' } });
@@ -204,6 +206,9 @@ describe('helm install on the local cluster', () => {
     expect(conditionOf(inv, 'EvidenceSealed')?.status).toBe('True');
     const files = await listCaseFiles(caseDirOf(inv));
     expect(files).toEqual(expect.arrayContaining(['MANIFEST.sha256', 'custody.jsonl', 'k8s/pod.yaml', 'report.md']));
+
+    // Deleting the case while the Helm-installed operator runs: it finalizes it (evidence kept).
+    expect(await kubectlRun(['-n', ns, 'delete', 'investigation', 'via-helm', '--timeout=120s'])).toMatchObject({ exitCode: 0 });
 
     // Uninstall: the operator goes, the evidence volume stays (helm.sh/resource-policy: keep).
     const removed = await helm(['uninstall', RELEASE, '-n', OPERATOR_NAMESPACE, '--wait', '--timeout', '180s'], 240_000);

@@ -56,14 +56,20 @@ const duration = (value: string): number => {
   return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 's' | 'm' | 'h'];
 };
 
+/** What `--wait` waits for: the case's outcome, read from one condition. */
+interface Watch {
+  until: (inv: Investigation) => 'done' | 'failed' | 'running';
+  on: 'Ready' | 'Released';
+}
+
 /**
  * Follows a case until it is done or failed: plain progress lines, or on a terminal a phase table
  * redrawn in place. Resolves with the exit code: 0 done, 1 failed, 2 timed out.
  */
-async function follow(name: string, timeoutMs: number, until: (inv: Investigation) => 'done' | 'failed' | 'running' = outcome): Promise<number> {
+async function follow(name: string, timeoutMs: number, watch: Watch = { until: outcome, on: 'Ready' }, from?: Investigation): Promise<number> {
   const tty = process.stdout.isTTY === true;
   const deadline = Date.now() + timeoutMs;
-  let last: Investigation | undefined;
+  let last = from;
   let drawn = 0;
   for (;;) {
     const inv = await read(name);
@@ -75,10 +81,11 @@ async function follow(name: string, timeoutMs: number, until: (inv: Investigatio
       for (const line of progress(last, inv)) console.log(line);
     }
     last = inv;
-    const state = until(inv);
+    const state = watch.until(inv);
     if (state !== 'running') {
-      const ready = inv.status?.conditions?.find((c) => c.type === 'Ready');
-      console.log(`${name}: ${inv.status?.phase ?? 'Pending'}${ready ? ` (${ready.reason}: ${ready.message})` : ''}`);
+      const verdict = inv.status?.conditions?.find((c) => c.type === watch.on);
+      const what = watch.on === 'Ready' ? (inv.status?.phase ?? 'Pending') : `${watch.on} ${verdict?.status ?? ''}`.trim();
+      console.log(`${name}: ${what}${verdict ? ` (${verdict.reason}: ${verdict.message})` : ''}`);
       return state === 'done' ? 0 : 1;
     }
     if (Date.now() >= deadline) {
@@ -133,13 +140,15 @@ program
   .option('--wait', 'wait until casefile re-read and undid everything it applied', false)
   .addOption(new Option('--timeout <duration>', 'how long --wait waits').default(300_000, '5m').argParser(duration))
   .action(async (name: string, opts: { wait: boolean; timeout: number }) => {
+    const before = await read(name);
     await kubectl(['patch', 'investigations.casefile.dev', name, '--type=merge', '-p', '{"spec":{"release":true}}']);
     console.log(`investigation.casefile.dev/${name} release requested`);
     if (!opts.wait) return;
-    process.exitCode = await follow(name, opts.timeout, (inv) => {
-      const released = inv.status?.conditions?.find((c) => c.type === 'Released');
-      return released?.status === 'True' ? 'done' : released?.status === 'False' ? 'failed' : 'running';
-    });
+    const released = (inv: Investigation) => {
+      const c = inv.status?.conditions?.find((x) => x.type === 'Released');
+      return c?.status === 'True' ? 'done' : c?.status === 'False' ? 'failed' : 'running';
+    };
+    process.exitCode = await follow(name, opts.timeout, { until: released, on: 'Released' }, before);
   });
 
 program
