@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { AlertJournal, compactJournal, JournalFullError, readJournal, type JournalEntry } from '../../../src/intake/journal.js';
+import { AlertJournal, compactJournal, JournalFullError, readJournal, type AlertEntry, type JournalEntry } from '../../../src/intake/journal.js';
 import { alertEntry, silent } from './helpers.js';
 
 let dir: string;
@@ -261,7 +261,7 @@ describe('AlertJournal failures and edges', () => {
 describe('compactJournal', () => {
   const ref = (name: string) => ({ namespace: 'production', name });
   const write = (file: string, entries: object[]) => appendFile(path.join(dir, file), entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
-  const alert = (name: string, seq: number) => ({ ...alertEntry(name, seq), seq });
+  const alert = (name: string, seq: number): AlertEntry => ({ ...(alertEntry(name, seq) as Omit<AlertEntry, 'seq'>), seq });
   async function files(): Promise<string[]> {
     return (await readdir(dir)).sort();
   }
