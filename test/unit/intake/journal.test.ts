@@ -258,6 +258,47 @@ describe('AlertJournal failures and edges', () => {
   });
 });
 
+describe('AlertJournal batching', () => {
+  it('close writes what is still waiting for its group commit', async () => {
+    const journal = await AlertJournal.open(dir, { log: silent, groupCommitMs: 60_000 }, () => undefined);
+    const pending = journal.append([alertEntry('a', 1)]);
+    await journal.close();
+    expect((await pending).map((e) => e.seq)).toEqual([1]);
+    const seqs: number[] = [];
+    for await (const e of readJournal(dir)) seqs.push(e.seq);
+    expect(seqs).toEqual([1]);
+  });
+
+  it('reports each fsync in seconds, and keeps one 64 MiB segment by default', async () => {
+    const fsyncs: number[] = [];
+    const journal = await AlertJournal.open(dir, { log: silent, groupCommitMs: 0, onFsync: (s) => fsyncs.push(s) }, () => undefined);
+    for (let i = 0; i < 5; i++) await journal.append([alertEntry('a', i)]);
+    await journal.close();
+    expect(fsyncs).toHaveLength(5);
+    for (const s of fsyncs) expect(s >= 0 && s < 1).toBe(true);
+    expect(await readdir(dir)).toHaveLength(1);
+  });
+
+  it('alerts of one append with different bodies each keep their own', async () => {
+    const journal = await AlertJournal.open(dir, { log: silent, groupCommitMs: 0 }, () => undefined);
+    const ack = { type: 'ack' as const, at: 't', investigation: { namespace: 'production', name: 'a' }, throughSeq: 0, count: 0 };
+    await journal.append([ack, alertEntry('a', 1), alertEntry('b', 2)]);
+    await journal.close();
+    const read: JournalEntry[] = [];
+    for await (const e of readJournal(dir)) read.push(e);
+    expect(read.map((e) => (e.type === 'alert' ? e.raw : e.type))).toEqual(['ack', alertEntry('a', 1).raw, alertEntry('b', 2).raw]);
+  });
+
+  it('when full, a batch holding any alert is refused, even with an acknowledgement in it', async () => {
+    const journal = await AlertJournal.open(dir, { log: silent, groupCommitMs: 0, maxBytes: 1 }, () => undefined);
+    const ack = { type: 'ack' as const, at: 't', investigation: { namespace: 'production', name: 'a' }, throughSeq: 0, count: 0 };
+    await journal.append([ack]); // the journal is now past its 1 byte
+    await expect(journal.append([ack, alertEntry('a', 1)])).rejects.toBeInstanceOf(JournalFullError);
+    await expect(journal.append([alertEntry('a', 1)])).rejects.toMatchObject({ name: 'JournalFullError', maxBytes: 1 });
+    await journal.close();
+  });
+});
+
 describe('compactJournal', () => {
   const ref = (name: string) => ({ namespace: 'production', name });
   const write = (file: string, entries: object[]) => appendFile(path.join(dir, file), entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
