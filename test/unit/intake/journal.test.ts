@@ -286,7 +286,7 @@ describe('AlertJournal batching', () => {
     await journal.close();
     const read: JournalEntry[] = [];
     for await (const e of readJournal(dir)) read.push(e);
-    expect(read.map((e) => (e.type === 'alert' ? e.raw : e.type))).toEqual(['ack', alertEntry('a', 1).raw, alertEntry('b', 2).raw]);
+    expect(read.map((e) => (e.type === 'alert' ? e.raw : e.type))).toEqual(['ack', (alertEntry('a', 1) as { raw?: string }).raw, (alertEntry('b', 2) as { raw?: string }).raw]);
   });
 
   it('when full, a batch holding any alert is refused, even with an acknowledgement in it', async () => {
