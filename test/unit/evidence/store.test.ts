@@ -459,3 +459,102 @@ describe('seal', () => {
     await expect(openCase()).rejects.toThrow(/broken at line 2/);
   });
 });
+
+describe('CaseFile contract edges', () => {
+  it('refuses artifact paths the store reserves or that are not sanitised, naming why', async () => {
+    const cf = await openCase();
+    for (const reserved of ['custody.jsonl', 'MANIFEST.sha256', 'interrupted/x.log']) {
+      const top = reserved.split('/')[0];
+      await expect(cf.writeText(reserved, 'x')).rejects.toThrow(`invalid artifact path ${JSON.stringify(reserved)}: ${top} is reserved for the store`);
+    }
+    for (const bad of ['/abs', 'a/../b', 'a//b', '.hidden', 'a/.partial/x', '']) {
+      await expect(cf.writeText(bad, 'x')).rejects.toThrow(/no leading "\/", "\.\.", empty or hidden segments/);
+    }
+    // Reserved only at the top: a deeper segment of the same name is an ordinary artifact.
+    await cf.writeText('logs/interrupted', 'fine');
+    expect(cf.has('logs/interrupted')).toBe(true);
+    await cf.close();
+  });
+
+  it('limitBytes must be a non-negative safe integer; 0 keeps an empty, truncated artifact', async () => {
+    const cf = await openCase();
+    for (const limit of [1.5, Number.NaN, Number.POSITIVE_INFINITY, -1]) {
+      await expect(cf.captureOnce('logs/bad.log', () => 'x', { limitBytes: limit })).rejects.toThrow(`limitBytes must be a non-negative integer, got ${limit}`);
+    }
+    expect(await cf.captureOnce('logs/zero.log', () => 'abc', { limitBytes: 0 })).toEqual({ artifact: 'logs/zero.log', sha256: sha(''), bytes: 0, truncated: true });
+    expect(await cf.captureOnce('logs/exact.log', () => 'abc', { limitBytes: 3 })).toMatchObject({ bytes: 3, truncated: true });
+    expect(await cf.captureOnce('logs/under.log', () => 'abc', { limitBytes: 4 })).toEqual({ artifact: 'logs/under.log', sha256: sha('abc'), bytes: 3 });
+    expect(await readFile(path.join(cf.dir, 'logs/zero.log'), 'utf8')).toBe('');
+    await cf.close();
+  });
+
+  it('an empty source is an empty artifact, recorded like any other', async () => {
+    const cf = await openCase();
+    async function* nothing(): AsyncGenerator<Buffer> {}
+    expect(await cf.captureOnce('logs/empty.log', nothing)).toEqual({ artifact: 'logs/empty.log', sha256: sha(''), bytes: 0 });
+    expect(await readFile(path.join(cf.dir, 'logs/empty.log'), 'utf8')).toBe('');
+    expect((await custody(cf.dir)).at(-1)).toMatchObject({ action: 'artifact', artifact: 'logs/empty.log', bytes: 0, detail: { truncated: false } });
+    await cf.close();
+  });
+
+  it('readText reads recorded artifacts only; get and artifacts hand out copies', async () => {
+    const cf = await openCase();
+    await cf.writeText('logs/a.log', 'alpha');
+    expect(await cf.readText('logs/a.log')).toBe('alpha');
+    await writeFile(path.join(cf.dir, 'stray.txt'), 'not recorded');
+    await expect(cf.readText('stray.txt')).rejects.toThrow('stray.txt is not a recorded artifact of this case');
+    cf.get('logs/a.log')!.sha256 = 'changed';
+    cf.artifacts()[0]!.bytes = 99;
+    expect(cf.get('logs/a.log')).toEqual({ artifact: 'logs/a.log', sha256: sha('alpha'), bytes: 5 });
+    expect(cf.get('logs/none.log')).toBeUndefined();
+    await cf.close();
+  });
+
+  it('custody actions of the store cannot be recorded by hand', async () => {
+    const cf = await openCase();
+    for (const action of ['artifact', 'artifact-recovered', 'artifact-interrupted', 'artifact-failed', 'sealed']) {
+      await expect(cf.record(action)).rejects.toThrow(`custody action ${JSON.stringify(action)} is reserved for the store`);
+    }
+    expect(await cf.record('phase-started', { n: 1 }, 'LogsCaptured')).toMatchObject({ action: 'phase-started', phase: 'LogsCaptured', detail: { n: 1 } });
+    await cf.close();
+  });
+
+  it('a truncated artifact is still known as truncated after a reopen, a whole one is not', async () => {
+    const cf = await openCase();
+    await cf.captureOnce('logs/cut.log', () => 'abcdef', { limitBytes: 2 });
+    await cf.writeText('logs/whole.log', 'abc');
+    await cf.close();
+    const again = await openCase();
+    expect(again.get('logs/cut.log')).toEqual({ artifact: 'logs/cut.log', sha256: sha('ab'), bytes: 2, truncated: true });
+    expect(again.get('logs/whole.log')).toEqual({ artifact: 'logs/whole.log', sha256: sha('abc'), bytes: 3 });
+    expect(again.artifacts().map((a) => a.artifact)).toEqual(['logs/cut.log', 'logs/whole.log']);
+    await again.close();
+  });
+
+  it('seal reports the sealed time of its custody record, the same on a repeat', async () => {
+    const cf = await openCase();
+    await cf.writeText('a.txt', 'aa');
+    await cf.writeText('b.txt', 'bbb');
+    const first = await cf.seal();
+    const sealed = (await custody(cf.dir)).find((r) => r.action === 'sealed')!;
+    expect(first).toEqual({ manifestSHA256: sealed.sha256, artifacts: 2, bytes: 5, sealedAt: sealed.time });
+    expect(sealed).toMatchObject({ artifact: 'MANIFEST.sha256', detail: { artifacts: 2, bytes: 5 } });
+    expect(await readFile(path.join(cf.dir, 'MANIFEST.sha256'), 'utf8')).toBe(`${sha('aa')}  a.txt\n${sha('bbb')}  b.txt\n`);
+    expect(await cf.seal()).toEqual(first);
+    expect((await custody(cf.dir)).filter((r) => r.action === 'sealed')).toHaveLength(1);
+    await cf.close();
+  });
+
+  it("a producer that fails before any byte: its error passes through as is, recorded with no file kept", async () => {
+    const cf = await openCase();
+    const gone = Object.assign(new Error('pod not found'), { code: 'ENOTFOUND' });
+    const err = await cf.captureOnce('logs/a.log', () => { throw gone; }, { phase: 'LogsCaptured' }).catch((e: unknown) => e);
+    expect(err).toBe(gone);
+    const last = (await custody(cf.dir)).at(-1)!;
+    expect(last).toMatchObject({ action: 'artifact-failed', phase: 'LogsCaptured', detail: { original: 'logs/a.log', error: 'ENOTFOUND: pod not found', code: 'ENOTFOUND' } });
+    expect(last.artifact).toBeUndefined();
+    expect(await filesUnder(cf.dir)).toEqual(['custody.jsonl']);
+    expect(cf.has('logs/a.log')).toBe(false);
+    await cf.close();
+  });
+});

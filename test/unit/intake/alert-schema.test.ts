@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { falcoPriorities } from '../../../src/api/investigation.js';
-import { normalizePriority, parseAlert, priorityRank } from '../../../src/intake/alert-schema.js';
+import { normalizePriority, outputField, parseAlert, priorityRank } from '../../../src/intake/alert-schema.js';
 import { fixture, fixtureNames } from './helpers.js';
 
 describe('alert parsing', () => {
@@ -64,5 +64,51 @@ describe('priorities', () => {
     expect(normalizePriority('Info')).toBe('Informational');
     expect(normalizePriority('informational')).toBe('Informational');
     expect(normalizePriority('Severe')).toBeUndefined();
+  });
+});
+
+describe('alert parsing: exact messages and fields', () => {
+  const base = { rule: 'r', priority: 'Critical', time: '2026-11-20T10:17:03Z' };
+
+  it('a body that is JSON but not one object is refused as such', () => {
+    for (const body of ['[1,2]', 'null', '42', '"alert"']) {
+      expect(parseAlert(body)).toEqual({ ok: false, field: '(body)', message: 'expected a JSON object (one Falco alert)' });
+    }
+  });
+
+  it('an unknown priority lists the accepted ones', () => {
+    expect(parseAlert(JSON.stringify({ ...base, priority: 'Loud' }))).toEqual({
+      ok: false,
+      field: 'priority',
+      message: `priority: must be one of ${falcoPriorities.join(', ')} (any case, or Info)`,
+    });
+  });
+
+  it('fields are joined with dots; output_fields keys are quoted whole; a bad output_fields itself is named plainly', () => {
+    expect(parseAlert(JSON.stringify({ ...base, tags: ['ok', 5] }))).toMatchObject({ ok: false, field: 'tags.1' });
+    expect(parseAlert(JSON.stringify({ ...base, output_fields: 5 }))).toMatchObject({ ok: false, field: 'output_fields' });
+    const r = parseAlert(JSON.stringify({ ...base, output_fields: { 'k8s.pod.name': {} } }));
+    expect(r).toMatchObject({ ok: false, field: 'output_fields["k8s.pod.name"]' });
+    expect(!r.ok && r.message.startsWith('output_fields["k8s.pod.name"]: ')).toBe(true);
+  });
+
+  it('only a User-Agent that starts with Falcosidekick marks the sender', () => {
+    const body = JSON.stringify(base);
+    expect(parseAlert(body, 'falcosidekick/2.31.1')).toMatchObject({ ok: true, value: { sender: 'falcosidekick' } });
+    expect(parseAlert(body, 'curl/8.0 (not-falcosidekick)')).toMatchObject({ ok: true, value: { sender: 'falco' } });
+    expect(parseAlert(body)).toMatchObject({ ok: true, value: { sender: 'falco' } });
+  });
+
+  it('outputField: strings as given, numbers and booleans as strings, null and missing as undefined', () => {
+    const r = parseAlert(JSON.stringify({ ...base, output_fields: { 'proc.name': 'sh', 'user.uid': 0, 'evt.is_async': false, 'fd.name': null } }));
+    if (!r.ok) throw new Error(r.message);
+    const a = r.value.alert;
+    expect(['proc.name', 'user.uid', 'evt.is_async', 'fd.name', 'absent'].map((k) => outputField(a, k))).toEqual(['sh', '0', 'false', undefined, undefined]);
+  });
+});
+
+describe('priorityRank', () => {
+  it('runs from Emergency 7 down to Debug 0', () => {
+    expect(falcoPriorities.map((p) => priorityRank(p))).toEqual([7, 6, 5, 4, 3, 2, 1, 0]);
   });
 });

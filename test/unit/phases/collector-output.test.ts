@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
-import { CaseFile } from '../../../src/evidence/index.js';
+import { CaseFile, EvidenceStoreFullError, type ArtifactRecord, type ArtifactSource, type CaptureOptions } from '../../../src/evidence/index.js';
 import { FrameWriter } from '../../../src/live/frames.js';
 import { artifactPath, captureCollectorOutput, COLLECTOR_STARTED, collectorBase, collectorBases } from '../../../src/phases/collector-output.js';
 
@@ -148,6 +148,92 @@ describe('captureCollectorOutput', () => {
     await caseFile.record(COLLECTOR_STARTED, { prefix: 'live', base: 'live/retry-2' });
     expect(collectorBases(caseFile)).toEqual(['live', 'live/retry-2']);
     expect(collectorBase(caseFile, 'live')).toBe('live/retry-3');
+  });
+});
+
+/** Hand-made frame lines, for streams a FrameWriter would never produce. */
+const frame = (header: Record<string, unknown>, body = ''): Buffer => Buffer.from(`${JSON.stringify(header)}\n${body}`);
+const artifactFrames = (name: string, body: string): Buffer[] => [
+  frame({ t: 'open', artifact: name }),
+  frame({ t: 'data', bytes: Buffer.byteLength(body) }, body),
+  frame({ t: 'close', sha256: sha(body), bytes: Buffer.byteLength(body) }),
+];
+const opts = { expectPrefix: 'live', base: 'live', phase: 'LiveStateCaptured' };
+
+/**
+ * The real case file, except that capturing `failing` reads the artifact's bytes (all of them when
+ * `after` is 'close', the first chunk when 'first-chunk') and then throws `err`.
+ */
+function failingCaseFile(failing: string, err: Error, after: 'first-chunk' | 'close'): CaseFile {
+  const fake = {
+    captureOnce: async (dest: string, produce: () => ArtifactSource | Promise<ArtifactSource>, o?: CaptureOptions): Promise<ArtifactRecord> => {
+      if (dest !== failing) return caseFile.captureOnce(dest, produce, o);
+      for await (const _ of (await produce()) as AsyncIterable<Buffer>) if (after === 'first-chunk') break;
+      throw err;
+    },
+    get: (a: string) => caseFile.get(a),
+  };
+  return fake as unknown as CaseFile;
+}
+
+describe('captureCollectorOutput: cut streams and failing stores', () => {
+  test('a stream that ends between frames inside an artifact keeps the partial copy aside and stops', async () => {
+    const [open, data] = artifactFrames('live/cut.bin', 'partial bytes');
+    const input = [...artifactFrames('live/a.json', '{}'), open!, data!];
+    const out = await captureCollectorOutput(from(input), caseFile, opts);
+    expect(out).toEqual({
+      artifacts: ['live/a.json'],
+      notes: [],
+      droppedNotes: 0,
+      problems: ["the collector's output ended inside live/cut.bin; the partial copy is kept under interrupted/"],
+      complete: false,
+    });
+    expect(caseFile.has('live/cut.bin')).toBe(false);
+    const failed = caseFile.custodyRecords().find((r) => r.action === 'artifact-failed');
+    expect(failed?.artifact).toMatch(/^interrupted\/live\/cut\.bin\./);
+    expect(failed?.bytes).toBe('partial bytes'.length);
+  });
+
+  test('a malformed frame ends the capture with "unreadable", keeping what came before', async () => {
+    const input = [...artifactFrames('live/a.json', '{}'), Buffer.from('not a frame\n'), ...artifactFrames('live/b.json', '{}')];
+    const out = await captureCollectorOutput(from(input), caseFile, opts);
+    expect(out.artifacts).toEqual(['live/a.json']);
+    expect(out.problems).toEqual(['collector output unreadable: frame header is not JSON: "not a frame"']);
+    expect(out.complete).toBe(false);
+  });
+
+  test('a store failure in the middle of an artifact is reported, its bytes are read past, and the next artifact is kept', async () => {
+    const input = [...artifactFrames('live/a.bin', 'aaaa'), ...artifactFrames('live/b.json', '{"b":1}'), frame({ t: 'done', summary: {} })];
+    const out = await captureCollectorOutput(from(input), failingCaseFile('live/a.bin', new Error('disk says no'), 'first-chunk'), opts);
+    expect(out).toMatchObject({ complete: true, artifacts: ['live/b.json'], problems: ['live/a.bin: disk says no'] });
+    expect(caseFile.get('live/b.json')).toMatchObject({ sha256: sha('{"b":1}'), bytes: 7 });
+  });
+
+  test('a store failure after the close frame does not read on: the next artifact is kept whole', async () => {
+    const input = [...artifactFrames('live/a.bin', 'aaaa'), ...artifactFrames('live/b.json', '{"b":1}'), frame({ t: 'done', summary: { n: 1 } })];
+    const out = await captureCollectorOutput(from(input), failingCaseFile('live/a.bin', new Error('link failed'), 'close'), opts);
+    expect(out).toMatchObject({ complete: true, summary: { n: 1 }, artifacts: ['live/b.json'], problems: ['live/a.bin: link failed'] });
+  });
+
+  test('an evidence-store error (volume full) is not swallowed: the phase must see it', async () => {
+    const full = new EvidenceStoreFullError('evidence volume full while writing live/a.bin', 'live/a.bin', 'ENOSPC');
+    const input = [...artifactFrames('live/a.bin', 'aaaa'), frame({ t: 'done', summary: {} })];
+    await expect(captureCollectorOutput(from(input), failingCaseFile('live/a.bin', full, 'first-chunk'), opts)).rejects.toBe(full);
+  });
+
+  test('a refused name is quoted in the problem, cut to 200 characters', async () => {
+    const long = `node/${'n'.repeat(300)}`;
+    const input = [...artifactFrames(long, 'x'), ...artifactFrames('live/ok.json', '{}'), frame({ t: 'done', summary: {} })];
+    const out = await captureCollectorOutput(from(input), caseFile, opts);
+    expect(out.problems).toEqual([`refused artifact name ${JSON.stringify(long).slice(0, 200)}: not a sanitised path under live/`]);
+    expect(out.problems[0]!.length).toBe('refused artifact name '.length + 200 + ': not a sanitised path under live/'.length);
+    expect(out.artifacts).toEqual(['live/ok.json']);
+  });
+
+  test('a refused name at the end of a cut stream stops the capture', async () => {
+    const [open, data] = artifactFrames('other/x', 'x');
+    const out = await captureCollectorOutput(from([open!, data!]), caseFile, opts);
+    expect(out).toMatchObject({ complete: false, artifacts: [], problems: ['refused artifact name "other/x": not a sanitised path under live/'] });
   });
 });
 

@@ -12,7 +12,7 @@ import { logger } from '../../../src/log.js';
 import type { PhaseContext } from '../../../src/phases/phase.js';
 import { attribute, judgeAccess, parseAuthorizerReason, ruleAllows, type AccessResult, type GroupGrant } from '../../../src/phases/rbac-narrowed/access.js';
 import { rbacNarrowed } from '../../../src/phases/rbac-narrowed/index.js';
-import { planNarrowing, planRestore, type BindingItem } from '../../../src/phases/rbac-narrowed/plan.js';
+import { bindingLabel, describeSubject, isServiceAccountGroup, namesServiceAccount, planNarrowing, planRestore, refOf, serviceAccountGroups, serviceAccountUser, type BindingItem } from '../../../src/phases/rbac-narrowed/plan.js';
 import { originalArtifact } from '../../../src/phases/shared/originals.js';
 
 const NS = 'shop';
@@ -125,6 +125,102 @@ describe('planRestore', () => {
     const plan = planRestore('RoleBinding', original, current, NS, SA, art);
     expect(plan).toMatchObject({ action: 'None', outcome: 'NotRestored' });
     expect(plan.differences[0]).toMatch(/replaced meanwhile \(now ClusterRole cluster-admin, was ClusterRole edit\)/);
+  });
+});
+
+describe('planRestore: exact outcomes', () => {
+  const bob: RbacV1Subject = { kind: 'User', name: 'bob' };
+  const art = 'containment/originals/RoleBinding/shop/shared.uid-shared.yaml';
+
+  test('nobody touched the subjects: the original list comes back exactly, order included', () => {
+    const original = rb('shared', [bob, saSubject, { kind: 'Group', name: 'devs' }]).binding;
+    const current = { ...original, subjects: [bob, { kind: 'Group', name: 'devs' }] };
+    expect(planRestore('RoleBinding', original, current, NS, SA, art)).toEqual({ action: 'AddSubjects', subjects: original.subjects, added: [saSubject], differences: [] });
+  });
+
+  test('a binding left with no subjects at all gets the ServiceAccount back', () => {
+    const original = rb('only-web', [saSubject]).binding;
+    const { subjects: _, ...current } = original;
+    expect(planRestore('RoleBinding', original, current, NS, SA, art)).toEqual({ action: 'AddSubjects', subjects: [saSubject], added: [saSubject], differences: [] });
+  });
+
+  test('differences name the binding and the subject, kind and namespace included', () => {
+    const worker: RbacV1Subject = { kind: 'ServiceAccount', name: 'worker', namespace: 'jobs' };
+    const original = crb('view-all', [saSubject, bob]).binding;
+    const plan = planRestore('ClusterRoleBinding', original, { ...original, subjects: [worker] }, NS, SA, art);
+    expect(plan).toEqual({
+      action: 'AddSubjects',
+      subjects: [worker, saSubject],
+      added: [saSubject],
+      differences: [
+        'ClusterRoleBinding view-all: subject ServiceAccount jobs/worker was added since narrowing (kept)',
+        'ClusterRoleBinding view-all: subject User bob was removed since narrowing (left removed)',
+      ],
+    });
+  });
+
+  test("a ServiceAccount subject without a namespace is the binding's own: not a difference, not added twice", () => {
+    const original = rb('shared', [saSubject, { kind: 'ServiceAccount', name: 'worker' }]).binding;
+    const current = { ...original, subjects: [{ kind: 'ServiceAccount', name: 'worker', namespace: NS }, { kind: 'ServiceAccount', name: SA }] };
+    expect(planRestore('RoleBinding', original, current, NS, SA, art)).toEqual({ action: 'None', outcome: 'AlreadyPresent', differences: [] });
+  });
+
+  test('subjects differing only in apiGroup are different subjects', () => {
+    const original = rb('shared', [saSubject, { kind: 'User', name: 'bob', apiGroup: 'rbac.authorization.k8s.io' }]).binding;
+    const plan = planRestore('RoleBinding', original, { ...original, subjects: [bob] }, NS, SA, art);
+    expect(plan.differences).toEqual(['RoleBinding shop/shared: subject User bob was added since narrowing (kept)', 'RoleBinding shop/shared: subject User bob was removed since narrowing (left removed)']);
+  });
+
+  test('the same name and role but another uid: a different binding, not restored', () => {
+    const original = rb('shared', [saSubject, bob]).binding;
+    const current = { ...original, metadata: { ...original.metadata, uid: 'uid-new' }, subjects: [bob] };
+    expect(planRestore('RoleBinding', original, current, NS, SA, art)).toEqual({
+      action: 'None',
+      outcome: 'NotRestored',
+      differences: [`RoleBinding shop/shared was replaced meanwhile (now ClusterRole edit, was ClusterRole edit): ServiceAccount ${SA} not re-added, as that could grant it something it never had; the original is ${art}`],
+    });
+    // A uid missing on either side (an original saved without one) is no evidence of replacement.
+    const noUid = { ...original, metadata: { ...original.metadata, uid: undefined } };
+    expect(planRestore('RoleBinding', noUid, current, NS, SA, art).action).toBe('AddSubjects');
+    expect(planRestore('RoleBinding', original, { ...current, metadata: { ...current.metadata, uid: undefined } }, NS, SA, art).action).toBe('AddSubjects');
+  });
+
+  test('a missing roleRef reads as "? ?"; the reason a binding is gone is the caller\'s', () => {
+    const original = crb('view-all', [saSubject]).binding;
+    const plan = planRestore('ClusterRoleBinding', original, { ...original, roleRef: undefined as never }, NS, SA, art);
+    expect(plan.differences[0]).toContain('(now ? ?, was ClusterRole view)');
+    expect(planRestore('ClusterRoleBinding', original, undefined, NS, SA, art, 'went with its namespace').differences).toEqual([
+      `ClusterRoleBinding view-all went with its namespace after casefile removed ServiceAccount ${SA} from it: not re-created; the original is ${art}`,
+    ]);
+  });
+});
+
+describe('plan helpers', () => {
+  test('the groups and user name a ServiceAccount authenticates as', () => {
+    expect(serviceAccountGroups(NS)).toEqual(['system:serviceaccounts', 'system:serviceaccounts:shop', 'system:authenticated']);
+    expect(serviceAccountUser(NS, SA)).toBe('system:serviceaccount:shop:web');
+  });
+
+  test('refOf and bindingLabel: a ClusterRoleBinding has no namespace', () => {
+    expect(refOf(rb('edit', [])).namespace).toBe(NS);
+    expect(refOf({ kind: 'ClusterRoleBinding', binding: { metadata: { name: 'view', namespace: 'ignored' }, roleRef: { apiGroup: '', kind: 'ClusterRole', name: 'view' } } })).toEqual({ kind: 'ClusterRoleBinding', name: 'view' });
+    expect(refOf({ kind: 'RoleBinding', binding: { roleRef: { apiGroup: '', kind: 'Role', name: 'r' } } })).toEqual({ kind: 'RoleBinding', namespace: undefined, name: '' });
+    expect(bindingLabel({ kind: 'RoleBinding', namespace: NS, name: 'edit' })).toBe('RoleBinding shop/edit');
+    expect(bindingLabel({ kind: 'ClusterRoleBinding', name: 'view' })).toBe('ClusterRoleBinding view');
+  });
+
+  test('describeSubject shows a namespace only for a ServiceAccount that has one', () => {
+    expect(describeSubject(saSubject)).toBe('ServiceAccount shop/web');
+    expect(describeSubject({ kind: 'ServiceAccount', name: 'web' })).toBe('ServiceAccount web');
+    expect(describeSubject({ kind: 'User', name: 'bob', namespace: 'shop' })).toBe('User bob');
+  });
+
+  test('namesServiceAccount: never a group; a User only by the full user name', () => {
+    expect(namesServiceAccount({ kind: 'Group', name: 'system:serviceaccounts' }, NS, NS, SA)).toBe(false);
+    expect(namesServiceAccount({ kind: 'User', name: 'web' }, NS, NS, SA)).toBe(false);
+    expect(namesServiceAccount({ kind: 'User', name: 'system:serviceaccount:shop:web' }, undefined, NS, SA)).toBe(true);
+    expect(isServiceAccountGroup({ kind: 'Group', name: 'system:authenticated' }, NS)).toBe(true);
+    expect(isServiceAccountGroup({ kind: 'User', name: 'system:authenticated' }, NS)).toBe(false);
   });
 });
 
