@@ -5,6 +5,7 @@
 // array, never through a shell.
 import { execFile } from 'node:child_process';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { getCondition } from '../api/conditions.js';
 import type { Investigation } from '../api/investigation.js';
 import { errorMessage } from '../errors.js';
 import { verifyAndReport } from './verify.js';
@@ -83,7 +84,7 @@ async function follow(name: string, timeoutMs: number, watch: Watch = { until: o
     last = inv;
     const state = watch.until(inv);
     if (state !== 'running') {
-      const verdict = inv.status?.conditions?.find((c) => c.type === watch.on);
+      const verdict = getCondition(inv.status?.conditions, watch.on);
       const what = watch.on === 'Ready' ? (inv.status?.phase ?? 'Pending') : `${watch.on} ${verdict?.status ?? ''}`.trim();
       console.log(`${name}: ${what}${verdict ? ` (${verdict.reason}: ${verdict.message})` : ''}`);
       return state === 'done' ? 0 : 1;
@@ -145,7 +146,7 @@ program
     console.log(`investigation.casefile.dev/${name} release requested`);
     if (!opts.wait) return;
     const released = (inv: Investigation) => {
-      const c = inv.status?.conditions?.find((x) => x.type === 'Released');
+      const c = getCondition(inv.status?.conditions, 'Released');
       return c?.status === 'True' ? 'done' : c?.status === 'False' ? 'failed' : 'running';
     };
     process.exitCode = await follow(name, opts.timeout, { until: released, on: 'Released' }, before);

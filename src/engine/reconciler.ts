@@ -3,18 +3,15 @@
 // learns is persisted in status (conditions, target) or the case file, so a restart resumes where it
 // stopped. Status is written only when it changed, with the resourceVersion it was computed from.
 import type { V1Pod } from '@kubernetes/client-node';
-import { getCondition, isTrue, setCondition, statusChanged, withKstatusConditions } from '../api/conditions.js';
+import { getCondition, isTrue, setCondition } from '../api/conditions.js';
 import {
-  API_VERSION,
   FINALIZER,
   GROUP,
   INVESTIGATION_PLURAL,
   parseSpec,
   VERSION,
-  type Condition,
   type ConditionType,
   type Investigation,
-  type InvestigationPhase,
   type InvestigationSpec,
   type InvestigationStatus,
 } from '../api/investigation.js';
@@ -24,12 +21,14 @@ import type { Logger } from '../log.js';
 import { phases, phasesInOrder } from '../phases/index.js';
 import { errorMessage, RetryableError } from '../errors.js';
 import type { AlertImporter, Phase, PhaseContext, PhaseOutcome, ReleaseContext } from '../phases/phase.js';
+import { containmentApplied, containmentDrift, overallPhase, readiness } from './case-status.js';
 import { EventRecorder } from './events.js';
 import { isConflict, isNotFound, type Kube } from '../kube/client.js';
 import type { Metrics } from './metrics.js';
 import { classify, type Verdict } from './outcome.js';
 import { RepeatFilter } from './repeat-filter.js';
 import type { ReconcileResult } from './queue.js';
+import { StaleObjectError, StatusWriter } from './status-writer.js';
 
 export interface ReconcilerDeps {
   kube: Kube;
@@ -41,9 +40,6 @@ export interface ReconcilerDeps {
   /** Brings alerts journaled by intake into a case file before it is sealed (none: nothing to import). */
   importAlerts?: AlertImporter;
 }
-
-/** Status was changed by someone else since we read it: re-read and try again (not a failure to report). */
-class StaleObjectError extends Error {}
 
 /** A worker's verdict that stops this reconcile: wait, or retry with backoff (the queue's). */
 class Stop {
@@ -398,46 +394,6 @@ export class InvestigationReconciler {
   }
 }
 
-/** Writes status through the status subresource, only when it changed, guarded by resourceVersion. */
-class StatusWriter {
-  private written: InvestigationStatus | undefined;
-  private version: string | undefined;
-
-  constructor(
-    private readonly kube: Kube,
-    private readonly inv: Investigation,
-  ) {
-    this.written = inv.status;
-    this.version = inv.metadata.resourceVersion;
-  }
-
-  /** The object's resourceVersion after the last write (the one read, before any). */
-  get resourceVersion(): string | undefined {
-    return this.version;
-  }
-
-  async write(status: InvestigationStatus): Promise<boolean> {
-    // Every status write carries kstatus's Reconciling/Stalled, so they always agree with Ready.
-    status.conditions = withKstatusConditions(status.conditions, this.inv.metadata.generation ?? 1);
-    if (!statusChanged(this.written ?? {}, status)) return false;
-    try {
-      const updated = (await this.kube.custom.patchNamespacedCustomObjectStatus(
-        {
-          group: GROUP, version: VERSION, namespace: this.inv.metadata.namespace, plural: INVESTIGATION_PLURAL, name: this.inv.metadata.name,
-          body: { apiVersion: API_VERSION, kind: 'Investigation', metadata: { resourceVersion: this.version }, status },
-        },
-        this.kube.mergePatch,
-      )) as Investigation;
-      this.version = updated.metadata.resourceVersion;
-      this.written = structuredClone(status);
-      return true;
-    } catch (err) {
-      if (isConflict(err)) throw new StaleObjectError(`status of ${this.inv.metadata.name} changed meanwhile`);
-      throw err;
-    }
-  }
-}
-
 /** First reconcile of a case: the opening custody record and the raw signal, before anything else. */
 async function openCase(caseFile: CaseFile, inv: Investigation, spec: InvestigationSpec): Promise<void> {
   if (caseFile.has('alert.json')) return;
@@ -466,51 +422,3 @@ async function openCase(caseFile: CaseFile, inv: Investigation, spec: Investigat
   });
 }
 
-/**
- * Containment phases whose recorded outcome contradicts the spec: recorded Disabled but enabled now
- * (the edit would silently do nothing), or acted on but disabled now (release must still undo it).
- */
-export function containmentDrift(conditions: readonly Condition[], ordered: readonly Phase[], spec: InvestigationSpec): string[] {
-  const drift: string[] = [];
-  for (const phase of ordered) {
-    if (!phase.containment || !phase.enabled) continue;
-    const c = getCondition(conditions, phase.condition);
-    if (!c || c.status === 'Unknown' || c.reason === 'ReleaseRequested') continue;
-    const recordedOff = c.reason === 'Disabled';
-    if (recordedOff && phase.enabled(spec)) drift.push(`${phase.condition} was recorded Disabled but the spec now enables it`);
-    if (!recordedOff && !phase.enabled(spec)) drift.push(`${phase.condition} acted (${c.reason}) but the spec now disables it`);
-  }
-  return drift;
-}
-
-function containmentApplied(status: InvestigationStatus | undefined): boolean {
-  const c = status?.containment;
-  return Boolean(c?.label || c?.rbac?.length || c?.cordoned);
-}
-
-export function readiness(
-  conditions: readonly Condition[],
-  phases: readonly Phase[],
-  releaseRequested = false,
-): PhaseOutcome | { status: 'Unknown'; reason: string; message: string } {
-  for (const phase of phases) {
-    const c = getCondition(conditions, phase.condition);
-    if (c?.status === 'False') return { status: 'False', reason: c.reason, message: `${c.type} failed: ${c.message}` };
-  }
-  const pending: string[] = phases.filter((p) => getCondition(conditions, p.condition)?.status !== 'True').map((p) => p.condition);
-  if (releaseRequested && !isTrue(conditions, 'Released')) pending.push('Released');
-  if (pending.length > 0) {
-    return { status: 'Unknown', reason: 'InProgress', message: `waiting for ${pending.join(', ')}` };
-  }
-  return { status: 'True', reason: 'CaseSealed', message: 'every phase the spec asks for is done and the case file is sealed' };
-}
-
-export function overallPhase(conditions: readonly Condition[], spec: InvestigationSpec): InvestigationPhase {
-  const ready = getCondition(conditions, 'Ready');
-  if (ready?.status === 'False') return 'Failed';
-  if (isTrue(conditions, 'Released')) return 'Released';
-  if (ready?.status === 'True') {
-    return spec.containment.network.isolate && isTrue(conditions, 'NetworkIsolated') ? 'Contained' : 'Completed';
-  }
-  return conditions.length > 1 ? 'Capturing' : 'Pending';
-}

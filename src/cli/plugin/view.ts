@@ -1,5 +1,6 @@
 // What `kubectl casefile` prints, as pure functions of Investigations: the request `open` writes, the
 // list and the summary of `get`/`status`, and the phase-by-phase progress lines of `--wait`.
+import { getCondition } from '../../api/conditions.js';
 import type { Condition, Investigation } from '../../api/investigation.js';
 import { API_VERSION } from '../../api/investigation.js';
 
@@ -31,11 +32,9 @@ export function phaseConditions(inv: Investigation): Condition[] {
   return (inv.status?.conditions ?? []).filter((c) => !KSTATUS.has(c.type));
 }
 
-const condition = (inv: Investigation, type: string): Condition | undefined => inv.status?.conditions?.find((c) => c.type === type);
-
 /** Done (Ready=True), failed (Ready=False), or still going. */
 export function outcome(inv: Investigation): 'done' | 'failed' | 'running' {
-  const ready = condition(inv, 'Ready');
+  const ready = getCondition(inv.status?.conditions, 'Ready');
   if (ready?.status === 'True' && inv.status?.observedGeneration === inv.metadata.generation) return 'done';
   if (ready?.status === 'False') return 'failed';
   return 'running';
@@ -53,7 +52,7 @@ function age(from: string | undefined, now: Date): string {
 /** `kubectl casefile get`: one line per case, columns padded. */
 export function listTable(items: Investigation[], now = new Date(), withNamespace = false): string {
   const rows = items.map((inv) => {
-    const ready = condition(inv, 'Ready');
+    const ready = getCondition(inv.status?.conditions, 'Ready');
     const pod = (inv.spec as { target?: { pod?: string } } | undefined)?.target?.pod ?? '-';
     return [
       ...(withNamespace ? [inv.metadata.namespace] : []),
@@ -76,7 +75,7 @@ const MARK: Record<Condition['status'], string> = { True: 'done', False: 'FAILED
 export function summary(inv: Investigation): string {
   const s = inv.status ?? {};
   const pod = (inv.spec as { target?: { pod?: string } } | undefined)?.target?.pod ?? '-';
-  const ready = condition(inv, 'Ready');
+  const ready = getCondition(inv.status?.conditions, 'Ready');
   const lines = [
     `Investigation ${inv.metadata.namespace}/${inv.metadata.name}: ${s.phase ?? 'Pending'}`,
     `  pod        ${pod}${s.target?.node ? ` on ${s.target.node}` : ''}${s.target?.podUID ? ` (uid ${s.target.podUID})` : ''}`,

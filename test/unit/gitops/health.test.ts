@@ -17,7 +17,7 @@ import {
   type InvestigationSpec,
   type InvestigationStatus,
 } from '../../../src/api/investigation.js';
-import { overallPhase, readiness } from '../../../src/engine/reconciler.js';
+import { overallPhase, readiness } from '../../../src/engine/case-status.js';
 import { phasesInOrder } from '../../../src/phases/index.js';
 import { runHealthScript } from './lua.js';
 

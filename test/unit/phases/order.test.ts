@@ -1,5 +1,5 @@
 import { parseSpec, type Condition, type InvestigationSpec } from '../../../src/api/investigation.js';
-import { overallPhase, readiness } from '../../../src/engine/reconciler.js';
+import { overallPhase, readiness } from '../../../src/engine/case-status.js';
 import { phases, phasesInOrder } from '../../../src/phases/index.js';
 import type { Phase } from '../../../src/phases/phase.js';
 

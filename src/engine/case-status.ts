@@ -1,0 +1,54 @@
+// Pure decisions about a case's status, from its conditions and spec: whether the spec contradicts
+// what containment recorded, whether containment was applied, readiness, and the overall phase.
+import { getCondition, isTrue } from '../api/conditions.js';
+import type { Condition, InvestigationPhase, InvestigationSpec, InvestigationStatus } from '../api/investigation.js';
+import type { Phase, PhaseOutcome } from '../phases/phase.js';
+
+/**
+ * Containment phases whose recorded outcome contradicts the spec: recorded Disabled but enabled now
+ * (the edit would silently do nothing), or acted on but disabled now (release must still undo it).
+ */
+export function containmentDrift(conditions: readonly Condition[], ordered: readonly Phase[], spec: InvestigationSpec): string[] {
+  const drift: string[] = [];
+  for (const phase of ordered) {
+    if (!phase.containment || !phase.enabled) continue;
+    const c = getCondition(conditions, phase.condition);
+    if (!c || c.status === 'Unknown' || c.reason === 'ReleaseRequested') continue;
+    const recordedOff = c.reason === 'Disabled';
+    if (recordedOff && phase.enabled(spec)) drift.push(`${phase.condition} was recorded Disabled but the spec now enables it`);
+    if (!recordedOff && !phase.enabled(spec)) drift.push(`${phase.condition} acted (${c.reason}) but the spec now disables it`);
+  }
+  return drift;
+}
+
+export function containmentApplied(status: InvestigationStatus | undefined): boolean {
+  const c = status?.containment;
+  return Boolean(c?.label || c?.rbac?.length || c?.cordoned);
+}
+
+export function readiness(
+  conditions: readonly Condition[],
+  phases: readonly Phase[],
+  releaseRequested = false,
+): PhaseOutcome | { status: 'Unknown'; reason: string; message: string } {
+  for (const phase of phases) {
+    const c = getCondition(conditions, phase.condition);
+    if (c?.status === 'False') return { status: 'False', reason: c.reason, message: `${c.type} failed: ${c.message}` };
+  }
+  const pending: string[] = phases.filter((p) => getCondition(conditions, p.condition)?.status !== 'True').map((p) => p.condition);
+  if (releaseRequested && !isTrue(conditions, 'Released')) pending.push('Released');
+  if (pending.length > 0) {
+    return { status: 'Unknown', reason: 'InProgress', message: `waiting for ${pending.join(', ')}` };
+  }
+  return { status: 'True', reason: 'CaseSealed', message: 'every phase the spec asks for is done and the case file is sealed' };
+}
+
+export function overallPhase(conditions: readonly Condition[], spec: InvestigationSpec): InvestigationPhase {
+  const ready = getCondition(conditions, 'Ready');
+  if (ready?.status === 'False') return 'Failed';
+  if (isTrue(conditions, 'Released')) return 'Released';
+  if (ready?.status === 'True') {
+    return spec.containment.network.isolate && isTrue(conditions, 'NetworkIsolated') ? 'Contained' : 'Completed';
+  }
+  return conditions.length > 1 ? 'Capturing' : 'Pending';
+}
