@@ -141,8 +141,9 @@ describe('a namespace admin (impersonated) asks casefile for more than it may do
   it('opens a plain Investigation in its own namespace, and the case is sealed', async () => {
     const r = await as(TENANT, ['-n', tenantNs, 'create', '-f', '-'], investigation('plain', { target: { pod: 'web' } }));
     expect(r).toMatchObject({ exitCode: 0 });
-    const inv = await waitForCondition(tenantNs, 'plain', 'EvidenceSealed', 'True', TIMEOUT);
-    expect(conditionOf(inv, 'Ready')?.status).toBe('True');
+    // Ready is written after the seal's own condition, in the reconcile's last status write.
+    const inv = await waitForCondition(tenantNs, 'plain', 'Ready', 'True', TIMEOUT);
+    expect(conditionOf(inv, 'EvidenceSealed')?.status).toBe('True');
   }, TIMEOUT);
 
   it.each([
