@@ -35,6 +35,19 @@ export const intakeConfigSchema = z
 
 export type IntakeConfig = z.infer<typeof intakeConfigSchema>;
 
+/** The case-file API (an aggregated API behind the Kubernetes API server): off without a port. */
+export const caseApiConfigSchema = z
+  .object({
+    port: z.number().int().min(0).max(65535).optional(),
+    tlsCert: z.string().min(1).optional(),
+    tlsKey: z.string().min(1).optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.port !== undefined && (!c.tlsCert || !c.tlsKey)) {
+      ctx.addIssue({ code: 'custom', path: ['port'], message: '--case-api-port (CASEFILE_CASE_API_PORT) needs --case-api-tls-cert and --case-api-tls-key: the API server reaches it only over TLS' });
+    }
+  });
+
 export const operatorConfigSchema = z.object({
   evidenceDir: z.string().min(1),
   kubeconfig: z.string().optional(),
@@ -63,6 +76,7 @@ export const operatorConfigSchema = z.object({
   /** Fault injection for the restart tests: exit right after this phase's condition is written. */
   exitAfterPhase: z.enum(conditionTypes).optional(),
   intake: intakeConfigSchema.default(() => intakeConfigSchema.parse({})),
+  caseApi: caseApiConfigSchema.default(() => caseApiConfigSchema.parse({})),
 });
 
 export type OperatorConfig = z.infer<typeof operatorConfigSchema>;

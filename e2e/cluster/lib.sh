@@ -64,10 +64,13 @@ is_running() {
 # start NAME CMD... : run a component in its own session, logging to $STATE/logs/NAME.log.
 start_component() {
   local name=$1; shift
+  # What it runs: the resolved binary and every argument. Already up with the same: nothing to do. A
+  # rebuilt binary (e.g. kube-router) or changed flags (e.g. a new API server setting) restart it.
+  local running
+  running="$(readlink -f "$(command -v "$1")") $(printf '%q ' "${@:2}" | sha256sum | cut -c1-16)"
   if is_running "$name"; then
-    # Already up from the same binary: nothing to do. A rebuilt binary (e.g. kube-router) is restarted.
-    [ "$(cat "$RUN_DIR/pids/$name.bin" 2>/dev/null)" = "$(readlink -f "$(command -v "$1")")" ] && return 0
-    say "restarting $name: its binary changed"
+    [ "$(cat "$RUN_DIR/pids/$name.bin" 2>/dev/null)" = "$running" ] && return 0
+    say "restarting $name: its binary or flags changed"
     stop_component "$name"
   fi
   mkdir -p "$RUN_DIR/pids" "$STATE/logs"
@@ -76,7 +79,7 @@ start_component() {
   setsid bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null; exec "$@"' \
     "$name" "$@" >>"$STATE/logs/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN_DIR/pids/$name.pid"
-  readlink -f "$(command -v "$1")" > "$RUN_DIR/pids/$name.bin"
+  echo "$running" > "$RUN_DIR/pids/$name.bin"
 }
 
 stop_component() {

@@ -6,8 +6,8 @@
 PKI=$STATE/pki
 
 pki_cert() {
-  # pki_cert NAME SUBJECT [SANS] : a client/server cert signed by the cluster CA.
-  local name=$1 subject=$2 sans=${3:-}
+  # pki_cert NAME SUBJECT [SANS] [CA] : a client/server cert signed by the cluster CA (or CA: front-proxy-ca).
+  local name=$1 subject=$2 sans=${3:-} ca=${4:-ca}
   [ -f "$PKI/$name.crt" ] && return 0
   local ext
   ext=$(mktemp)
@@ -19,9 +19,19 @@ pki_cert() {
   } > "$ext"
   openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
   openssl req -new -key "$PKI/$name.key" -subj "$subject" -out "$PKI/$name.csr" 2>/dev/null
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
     -days 365 -extfile "$ext" -out "$PKI/$name.crt" 2>/dev/null || die "openssl could not sign $name"
   rm -f "$ext" "$PKI/$name.csr"
+}
+
+pki_ca() {
+  # pki_ca NAME CN : a self-signed CA.
+  local name=$1 cn=$2
+  [ -f "$PKI/$name.crt" ] && return 0
+  openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
+  openssl req -x509 -new -key "$PKI/$name.key" -subj "/CN=$cn" -days 365 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out "$PKI/$name.crt" 2>/dev/null || die "openssl could not create the CA $name"
 }
 
 pki_kubeconfig() {
@@ -52,12 +62,12 @@ EOF
 make_pki() {
   mkdir -p "$PKI"
   chmod 700 "$PKI"
-  if [ ! -f "$PKI/ca.crt" ]; then
-    openssl genrsa -out "$PKI/ca.key" 2048 2>/dev/null
-    openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=casefile-test-ca" -days 365 \
-      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-      -out "$PKI/ca.crt" 2>/dev/null || die "openssl could not create the cluster CA"
-  fi
+  pki_ca ca casefile-test-ca
+  # The aggregation layer's own CA: the API server's front-proxy client certificate, which aggregated
+  # APIs (casefile's case-file API) trust for the forwarded user's identity. Kept apart from the cluster
+  # CA, as Kubernetes advises: no client certificate of the cluster CA can pose as the proxy.
+  pki_ca front-proxy-ca casefile-test-front-proxy-ca
+  pki_cert front-proxy-client "/CN=front-proxy-client" "" front-proxy-ca
   [ -f "$PKI/sa.key" ] || { openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null && openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null; }
   pki_cert apiserver "/CN=kube-apiserver" \
     "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP,IP:$API_SERVICE_IP"

@@ -3,13 +3,15 @@
 // kubectl itself, so kubectl's own flags (--kubeconfig, --context, -n, --as, --as-group) mean what they
 // always mean and the user's credentials are the only ones used. Arguments go to kubectl as an argv
 // array, never through a shell.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { getCondition } from '../api/conditions.js';
 import type { Investigation } from '../api/investigation.js';
 import { errorMessage } from '../errors.js';
 import { verifyAndReport } from './verify.js';
-import { investigationRequest, listTable, outcome, phaseConditions, progress, summary } from './plugin/view.js';
+import { caseFilePath, investigationRequest, listTable, outcome, phaseConditions, progress, summary } from './plugin/view.js';
 
 interface Globals {
   kubeconfig?: string;
@@ -47,6 +49,37 @@ function kubectl(args: string[], input?: string): Promise<string> {
     });
     child.stdin?.end(input ?? '');
   });
+}
+
+/**
+ * GET a path through the API server with kubectl's credentials (`kubectl get --raw`), streamed into
+ * `file` (or stdout for `-`). The file appears only when the whole body arrived: a refused or broken
+ * download leaves nothing that looks like a case.
+ */
+async function kubectlRawTo(apiPath: string, file: string): Promise<void> {
+  const temp = file === '-' ? undefined : `${file}.partial-${process.pid}`;
+  const out = temp ? createWriteStream(temp, { flags: 'wx' }) : process.stdout;
+  const child = spawn(process.env.KUBECTL ?? 'kubectl', [...kubectlFlags(), 'get', '--raw', apiPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+  child.stdout.pipe(out, { end: Boolean(temp) });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  if (temp) await new Promise<void>((resolve, reject) => (out.writableFinished ? resolve() : out.once('finish', resolve).once('error', reject)));
+  if (code !== 0) {
+    if (temp) await rm(temp, { force: true });
+    throw new Error(stderr.trim() || `kubectl get --raw exited with ${code}`);
+  }
+  if (temp) await rename(temp, file);
+}
+
+/** The namespace a command means: -n, else the kubeconfig context's, else default (as kubectl decides). */
+async function namespace(): Promise<string> {
+  const given = program.opts<Globals>().namespace;
+  if (given) return given;
+  return (await kubectl(['config', 'view', '--minify', '-o', 'jsonpath={..namespace}']).catch(() => '')).trim() || 'default';
 }
 
 const read = async (name: string): Promise<Investigation> => JSON.parse(await kubectl(['get', 'investigations.casefile.dev', name, '-o', 'json'])) as Investigation;
@@ -150,6 +183,31 @@ program
       return c?.status === 'True' ? 'done' : c?.status === 'False' ? 'failed' : 'running';
     };
     process.exitCode = await follow(name, opts.timeout, { until: released, on: 'Released' }, before);
+  });
+
+program
+  .command('export')
+  .description('download a sealed case file as a bundle (tar.gz) through the case-file API (needs casefile-viewer)')
+  .argument('<name>')
+  .option('-o, --output <file>', 'where to write it (- for stdout)', '')
+  .option('--uid <uid8>', 'the first 8 hex digits of the UID, for a name whose Investigation was deleted and re-created')
+  .action(async (name: string, opts: { output: string; uid?: string }) => {
+    const file = opts.output || `${name}.tar.gz`;
+    await kubectlRawTo(caseFilePath(await namespace(), name, 'bundle', opts.uid), file);
+    if (file !== '-') console.log(`wrote ${file}; check it offline with: kubectl casefile verify ${file}`);
+  });
+
+program
+  .command('report')
+  .description("print a sealed case's report (Markdown), or save it as HTML with --html")
+  .argument('<name>')
+  .option('--html', 'the HTML report, saved to a file', false)
+  .option('-o, --output <file>', 'where to write it (default: stdout for Markdown, <name>.html for HTML)')
+  .option('--uid <uid8>', 'the first 8 hex digits of the UID, for a name whose Investigation was deleted and re-created')
+  .action(async (name: string, opts: { html: boolean; output?: string; uid?: string }) => {
+    const file = opts.output ?? (opts.html ? `${name}.html` : '-');
+    await kubectlRawTo(caseFilePath(await namespace(), name, 'report', opts.uid, opts.html ? 'html' : undefined), file);
+    if (file !== '-') console.log(`wrote ${file}`);
   });
 
 program

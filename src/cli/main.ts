@@ -64,6 +64,9 @@ program
   .option('--intake-namespace-burst <n>', 'Investigations alerts may open at once in one namespace', int('--intake-namespace-burst'), envNumber('CASEFILE_INTAKE_NAMESPACE_BURST'))
   .option('--intake-policy-rate <per-second>', 'Investigations one ResponsePolicy may open per second', num('--intake-policy-rate'), envNumber('CASEFILE_INTAKE_POLICY_RATE'))
   .option('--intake-policy-burst <n>', 'Investigations one ResponsePolicy may open at once', int('--intake-policy-burst'), envNumber('CASEFILE_INTAKE_POLICY_BURST'))
+  .option('--case-api-port <port>', 'serve the case-file API (APIService v1alpha1.cases.casefile.dev) on this port over TLS', int('--case-api-port'), envNumber('CASEFILE_CASE_API_PORT'))
+  .option('--case-api-tls-cert <file>', "the case-file API's serving certificate (PEM; the APIService's caBundle must sign it)", process.env.CASEFILE_CASE_API_TLS_CERT)
+  .option('--case-api-tls-key <file>', 'private key of --case-api-tls-cert (PEM)', process.env.CASEFILE_CASE_API_TLS_KEY)
   .action(async (opts) => {
     const exitAfter = process.env.CASEFILE_EXIT_AFTER_PHASE;
     const parsed = operatorConfigSchema.safeParse({
@@ -97,6 +100,7 @@ program
         policyRate: opts.intakePolicyRate,
         policyBurst: opts.intakePolicyBurst,
       },
+      caseApi: { port: opts.caseApiPort, tlsCert: opts.caseApiTlsCert || undefined, tlsKey: opts.caseApiTlsKey || undefined },
     });
     if (!parsed.success) {
       const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');

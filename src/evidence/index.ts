@@ -1,4 +1,4 @@
-export { ArtifactPathError, caseDirName, isSanitizedSegment, mirrorPath, resolveInside, sanitizeSegment } from './paths.js';
+export { ArtifactPathError, caseDirName, caseRelativeDir, isSanitizedSegment, mirrorPath, resolveInside, sanitizeSegment } from './paths.js';
 export { CustodyLog, verifyCustodyChain, type CustodyEntry, type CustodyRecord, type CustodyVerification } from './custody.js';
 export {
   CaseFile,

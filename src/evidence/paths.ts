@@ -92,6 +92,11 @@ export function resolveInside(root: string, rel: string): string {
   return resolved;
 }
 
+/** Where a case lives under the evidence root: `<namespace>/<name>-<uid8>`, every segment sanitised. */
+export function caseRelativeDir(namespace: string, name: string, uid: string): string {
+  return `${sanitizeSegment(namespace)}/${caseDirName(name, uid)}`;
+}
+
 /** `<name>-<uid8>`; the uid part is sanitised too (a no-op for real UIDs) so no input can add a separator. */
 export function caseDirName(name: string, uid: string): string {
   return `${sanitizeSegment(name)}-${sanitizeSegment(uidPrefix(uid))}`;

@@ -4,7 +4,7 @@ import { link, lstat, mkdir, open, readdir, readFile, unlink, type FileHandle } 
 import path from 'node:path';
 import { CustodyLog, verifyCustodyChain, type CustodyRecord } from './custody.js';
 import { errnoCode, errorMessage, fileStamp, fsyncDir, hashFile, mkdirDurable, sha256Hex, writeFully } from './io.js';
-import { ArtifactPathError, caseDirName, isSanitizedSegment, resolveInside, sanitizeSegment } from './paths.js';
+import { ArtifactPathError, caseRelativeDir, isSanitizedSegment, resolveInside } from './paths.js';
 
 export { ArtifactPathError };
 
@@ -176,7 +176,7 @@ export class CaseFile {
   }
 
   static async open(opts: CaseFileOptions): Promise<CaseFile> {
-    const relativeDir = `${sanitizeSegment(opts.namespace)}/${caseDirName(opts.name, opts.uid)}`;
+    const relativeDir = caseRelativeDir(opts.namespace, opts.name, opts.uid);
     const dir = resolveInside(opts.root, relativeDir);
     await mkdirDurable(dir);
     const custody = await CustodyLog.open(path.join(dir, CUSTODY), opts.actor);

@@ -3,6 +3,7 @@
 import { getCondition } from '../../api/conditions.js';
 import type { Condition, Investigation } from '../../api/investigation.js';
 import { API_VERSION } from '../../api/investigation.js';
+import { CASE_API_GROUP, CASE_API_RESOURCE, CASE_API_VERSION, type CaseSubresource } from '../../caseapi/routes.js';
 
 export interface OpenOptions {
   contain: boolean;
@@ -110,4 +111,11 @@ export function progress(before: Investigation | undefined, after: Investigation
     else out.push(`  ${c.type}: ${c.status === 'True' ? (c.reason === 'Disabled' ? 'skipped (turned off)' : 'done') : 'FAILED'} (${c.reason}) ${c.message}`);
   }
   return out;
+}
+
+/** The case-file API path of a case (served through the API server: `kubectl get --raw`). */
+export function caseFilePath(namespace: string, name: string, subresource: CaseSubresource, uid?: string, format?: 'html'): string {
+  const query = new URLSearchParams({ ...(uid ? { uid } : {}), ...(format ? { format } : {}) }).toString();
+  const base = `/apis/${CASE_API_GROUP}/${CASE_API_VERSION}/namespaces/${encodeURIComponent(namespace)}/${CASE_API_RESOURCE}/${encodeURIComponent(name)}/${subresource}`;
+  return query ? `${base}?${query}` : base;
 }

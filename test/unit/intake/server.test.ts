@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -16,6 +15,7 @@ import { PodResolver } from '../../../src/intake/pod-resolver.js';
 import { alertProcessor } from '../../../src/intake/processor.js';
 import { createIntakeServer, type IntakeOutcome } from '../../../src/intake/server.js';
 import { fixture, silent } from './helpers.js';
+import { testPki, type TestPki } from '../support/pki.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const TOKEN = 's3cr3t-token-0123456789';
@@ -219,29 +219,21 @@ describe('intake over HTTP with a bearer token', () => {
 });
 
 describe('intake over mutual TLS', () => {
-  let pki: string;
+  let pki: TestPki;
   let h: Harness;
-  const file = (name: string) => readFile(path.join(pki, name));
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: pki, stdio: 'pipe' });
+  const file = (name: string) => pki.file(name);
 
   beforeAll(async () => {
-    pki = await mkdtemp(path.join(os.tmpdir(), 'casefile-pki-'));
-    for (const ca of ['ca', 'other-ca']) {
-      openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${ca}`, '-keyout', `${ca}.key`, '-out', `${ca}.crt`);
-    }
-    const issue = (name: string, ca: string, ext: string) => {
-      openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`);
-      execFileSync('sh', ['-c', `printf '%s\\n' '${ext}' > ${name}.ext`], { cwd: pki });
-      openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-days', '1', '-extfile', `${name}.ext`, '-out', `${name}.crt`);
-    };
-    issue('server', 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost');
-    issue('falco', 'ca', 'extendedKeyUsage=clientAuth');
-    issue('intruder', 'other-ca', 'extendedKeyUsage=clientAuth');
+    pki = await testPki();
+    for (const ca of ['ca', 'other-ca']) pki.ca(ca);
+    await pki.issue('server', 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost');
+    await pki.issue('falco', 'ca', 'extendedKeyUsage=clientAuth');
+    await pki.issue('intruder', 'other-ca', 'extendedKeyUsage=clientAuth');
     h = await start({ tls: { cert: await file('server.crt'), key: await file('server.key'), clientCA: await file('ca.crt') }, token: true });
   }, 60_000);
   afterAll(async () => {
     await h.close();
-    await rm(pki, { recursive: true, force: true });
+    await pki.remove();
   });
 
   const tls = async (client?: string): Promise<https.RequestOptions> => ({
