@@ -1,5 +1,5 @@
 // `casefile verify` and `kubectl casefile verify`: one check, one report, one exit code.
-import { verifyCaseDir } from '../evidence/store.js';
+import { verifyCaseDir } from '../evidence/verify-case.js';
 
 /** Verifies a case directory, prints each problem and the verdict; resolves with the exit code (0 ok, 1 failed). */
 export async function verifyAndReport(dir: string): Promise<number> {
