@@ -212,10 +212,12 @@ program
 
 program
   .command('verify')
-  .description('verify a case directory offline: custody chain, MANIFEST.sha256 and every file')
-  .argument('<case-dir>')
-  .action(async (dir: string) => {
-    process.exitCode = await verifyAndReport(dir);
+  .description('verify a case directory or bundle (.tar.gz) offline: custody chain, MANIFEST.sha256, every file and the signature')
+  .argument('<case-dir|bundle.tar.gz>')
+  .option('--key <pem-file>', 'a public key the case must be signed by (repeatable: any one of them; ConfigMap casefile-signing-keys has every key casefile used)', (v: string, all: string[] = []) => [...all, v])
+  .option('--require-signature', 'fail an unsigned case (without it, and without --key, an unsigned case passes with a warning)', false)
+  .action(async (target: string, opts: { key?: string[]; requireSignature: boolean }) => {
+    process.exitCode = await verifyAndReport(target, { keys: opts.key, requireSignature: opts.requireSignature });
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

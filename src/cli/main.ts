@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // casefile's command line: `operator` runs the controller; `verify` checks a case directory
-// independently (custody chain + manifest); `show` prints a case's report from the evidence volume.
+// independently (custody chain, manifest, signature); `show` prints a case's report from the evidence volume.
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
@@ -115,10 +115,12 @@ program
 
 program
   .command('verify')
-  .description('verify a case directory: custody chain and MANIFEST.sha256 against the files')
-  .argument('<case-dir>')
-  .action(async (dir: string) => {
-    process.exitCode = await verifyAndReport(dir);
+  .description('verify a case directory or bundle (.tar.gz): custody chain, MANIFEST.sha256 against the files, and the signature')
+  .argument('<case-dir|bundle.tar.gz>')
+  .option('--key <pem-file>', 'a public key the case must be signed by (repeatable: any one of them; ConfigMap casefile-signing-keys has every key casefile used)', (v: string, all: string[] = []) => [...all, v])
+  .option('--require-signature', 'fail an unsigned case (without it, and without --key, an unsigned case passes with a warning)', false)
+  .action(async (target: string, opts: { key?: string[]; requireSignature: boolean }) => {
+    process.exitCode = await verifyAndReport(target, { keys: opts.key, requireSignature: opts.requireSignature });
   });
 
 program

@@ -1,6 +1,7 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode, fileStamp, fsyncDir, sha256Hex, writeFully } from './io.js';
+import { TORN_TAIL_ACTION } from './layout.js';
 
 export const GENESIS_PREV = '0'.repeat(64);
 
@@ -161,7 +162,7 @@ export class CustodyLog {
     await this.fh.truncate(this.size);
     await this.fh.sync();
     await this.append({
-      action: 'custody-torn-tail-preserved',
+      action: TORN_TAIL_ACTION,
       detail: { savedAs: path.basename(saved), bytes: torn.length, sha256: sha256Hex(torn) },
     });
   }

@@ -5,10 +5,10 @@ export {
   EvidenceStoreFullError,
   EvidenceWriteError,
   evidenceErrorReason,
-  verifyCaseDir,
   type ArtifactRecord,
   type ArtifactSource,
   type CaptureOptions,
   type CaseFileOptions,
   type SealResult,
 } from './store.js';
+export { verifyCaseDir, type CaseVerification } from './verify-case.js';

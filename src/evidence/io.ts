@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
 
@@ -56,4 +56,26 @@ export async function writeFully(fh: FileHandle, buf: Buffer): Promise<void> {
   for (let off = 0; off < buf.length; ) {
     off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
   }
+}
+
+/** Publishes a complete, fsynced temp file under its final name; link fails with EEXIST rather than overwrite. */
+export async function linkInto(temp: string, final: string): Promise<void> {
+  await mkdirDurable(path.dirname(final));
+  await link(temp, final);
+  await fsyncDir(path.dirname(final));
+  // The bytes live on under `final`; this only drops the second name.
+  await unlink(temp);
+}
+
+/** Writes `content` to a fresh temp file, fsyncs it and links it to `final`: all or nothing, never over an existing file. */
+export async function writeOnce(temp: string, final: string, content: Buffer): Promise<void> {
+  await mkdir(path.dirname(temp), { recursive: true });
+  const fh = await open(temp, 'wx');
+  try {
+    await writeFully(fh, content);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await linkInto(temp, final);
 }

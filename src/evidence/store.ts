@@ -2,20 +2,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { CustodyLog, verifyCustodyChain, type CustodyRecord } from './custody.js';
-import { errnoCode, errorMessage, fileStamp, fsyncDir, hashFile, mkdirDurable, sha256Hex, writeFully } from './io.js';
+import { CustodyLog, type CustodyRecord } from './custody.js';
+import { errnoCode, errorMessage, fileStamp, fsyncDir, hashFile, linkInto, mkdirDurable, sha256Hex, writeFully, writeOnce } from './io.js';
+import { ARTIFACT_ACTIONS, CUSTODY_FILE, MANIFEST_FILE, PARTIAL_DIR, SEALED_ACTION, SIGNATURE_FILE, SIGNED_ACTION } from './layout.js';
 import { ArtifactPathError, caseRelativeDir, isSanitizedSegment, resolveInside } from './paths.js';
 
 export { ArtifactPathError };
 
-const CUSTODY = 'custody.jsonl';
-const MANIFEST = 'MANIFEST.sha256';
-const PARTIAL = '.partial';
 const INTERRUPTED = 'interrupted';
-const RESERVED_TOP = new Set([CUSTODY, MANIFEST, INTERRUPTED]);
-/** Custody actions whose artifact/sha256/bytes describe a file in the case. */
-const ARTIFACT_ACTIONS = new Set(['artifact', 'artifact-recovered', 'artifact-interrupted', 'artifact-failed']);
-const SEALED = 'sealed';
+const RESERVED_TOP = new Set([CUSTODY_FILE, MANIFEST_FILE, SIGNATURE_FILE, INTERRUPTED]);
 const FULL_CODES = new Set(['ENOSPC', 'EDQUOT']);
 const DENIED_CODES = new Set(['EACCES', 'EPERM', 'EROFS']);
 const TEMP_SUFFIX = /\.[0-9a-f]{12}\.partial$/;
@@ -152,15 +147,6 @@ async function lstatIfExists(file: string): Promise<Stats | undefined> {
   }
 }
 
-/** Publishes a complete, fsynced temp file under its final name; link fails with EEXIST rather than overwrite. */
-async function linkInto(temp: string, final: string): Promise<void> {
-  await mkdirDurable(path.dirname(final));
-  await link(temp, final);
-  await fsyncDir(path.dirname(final));
-  // The bytes live on under `final`; this only drops the second name.
-  await unlink(temp);
-}
-
 /** One Investigation's case directory: write-once artifacts plus the custody log. */
 export class CaseFile {
   private readonly index = new Map<string, ArtifactRecord>();
@@ -179,7 +165,7 @@ export class CaseFile {
     const relativeDir = caseRelativeDir(opts.namespace, opts.name, opts.uid);
     const dir = resolveInside(opts.root, relativeDir);
     await mkdirDurable(dir);
-    const custody = await CustodyLog.open(path.join(dir, CUSTODY), opts.actor);
+    const custody = await CustodyLog.open(path.join(dir, CUSTODY_FILE), opts.actor);
     const cf = new CaseFile(dir, relativeDir, custody, opts.onBytesWritten);
     try {
       await cf.recoverPartials();
@@ -207,7 +193,7 @@ export class CaseFile {
 
   /** Temp files left by a crash: already-published ones lose their extra name, the rest go to interrupted/. */
   private async recoverPartials(): Promise<void> {
-    const partialRoot = path.join(this.dir, PARTIAL);
+    const partialRoot = path.join(this.dir, PARTIAL_DIR);
     for (const temp of await listFiles(partialRoot)) {
       // nlink > 1: the crash came after link() to the final or interrupted/ name; that name is recovered below.
       if ((await lstat(temp)).nlink > 1) {
@@ -215,6 +201,12 @@ export class CaseFile {
         continue;
       }
       const original = path.relative(partialRoot, temp).split(path.sep).join('/').replace(TEMP_SUFFIX, '');
+      // An unfinished signature is not evidence (the case is already sealed) and is made again from the
+      // seal; kept and recorded, it would be an artifact written after the seal.
+      if (original === SIGNATURE_FILE) {
+        await unlink(temp);
+        continue;
+      }
       const kept = await this.moveToInterrupted(temp, original);
       await this.appendArtifact('artifact-interrupted', kept, { original });
     }
@@ -224,7 +216,7 @@ export class CaseFile {
   private async recoverUnrecorded(): Promise<void> {
     for (const abs of await listFiles(this.dir)) {
       const rel = path.relative(this.dir, abs).split(path.sep).join('/');
-      if (rel === CUSTODY || rel === MANIFEST || rel.startsWith(`${PARTIAL}/`)) continue;
+      if (rel === CUSTODY_FILE || rel === MANIFEST_FILE || rel === SIGNATURE_FILE || rel.startsWith(`${PARTIAL_DIR}/`)) continue;
       if (this.index.has(rel) || this.inflight.has(rel)) continue;
       await this.recordExisting(rel);
     }
@@ -299,7 +291,7 @@ export class CaseFile {
     if (found && !found.isFile()) throw new ArtifactPathError(`${artifact} exists in the case and is not a regular file`, artifact);
     if (found) return { ...(await store(artifact, this.recordExisting(artifact))), reused: true };
 
-    const temp = resolveInside(this.dir, `${PARTIAL}/${artifact}.${randomBytes(6).toString('hex')}.partial`);
+    const temp = resolveInside(this.dir, `${PARTIAL_DIR}/${artifact}.${randomBytes(6).toString('hex')}.partial`);
     const openTemp = async () => {
       await mkdir(path.dirname(temp), { recursive: true });
       return open(temp, 'wx');
@@ -378,8 +370,18 @@ export class CaseFile {
 
   /** A custody-only entry, e.g. 'phase-started' or 'negative-finding'. */
   async record(action: string, detail?: Record<string, unknown>, phase?: string): Promise<CustodyRecord> {
-    if (ARTIFACT_ACTIONS.has(action) || action === SEALED) throw new Error(`custody action ${JSON.stringify(action)} is reserved for the store`);
+    if (ARTIFACT_ACTIONS.has(action) || action === SEALED_ACTION || action === SIGNED_ACTION) throw new Error(`custody action ${JSON.stringify(action)} is reserved for the store`);
     return store(undefined, this.custody.append({ action, phase, detail }));
+  }
+
+  /**
+   * Records the signature file written after the seal (signing.ts), once: the one custody record
+   * that names a file the sealed manifest cannot list.
+   */
+  async recordSignature(sha256: string, bytes: number, detail: Record<string, unknown>): Promise<CustodyRecord> {
+    const known = this.custody.records().find((r) => r.action === SIGNED_ACTION);
+    if (known) return known;
+    return store(SIGNATURE_FILE, this.custody.append({ action: SIGNED_ACTION, phase: 'EvidenceSealed', artifact: SIGNATURE_FILE, sha256, bytes, detail }));
   }
 
   /**
@@ -405,15 +407,15 @@ export class CaseFile {
     }
     const manifest = entries.map((a) => `${a.sha256}  ${a.artifact}\n`).join('');
     const manifestSHA256 = sha256Hex(manifest);
-    await store(MANIFEST, this.writeManifest(manifest));
+    await store(MANIFEST_FILE, this.writeManifest(manifest));
     const sealed =
-      this.custody.records().find((r) => r.action === SEALED) ??
-      (await store(MANIFEST, this.custody.append({ action: SEALED, artifact: MANIFEST, sha256: manifestSHA256, detail: { artifacts: entries.length, bytes } })));
+      this.custody.records().find((r) => r.action === SEALED_ACTION) ??
+      (await store(MANIFEST_FILE, this.custody.append({ action: SEALED_ACTION, artifact: MANIFEST_FILE, sha256: manifestSHA256, detail: { artifacts: entries.length, bytes } })));
     return { manifestSHA256, artifacts: entries.length, bytes, sealedAt: sealed.time };
   }
 
   private async writeManifest(content: string): Promise<void> {
-    const target = path.join(this.dir, MANIFEST);
+    const target = path.join(this.dir, MANIFEST_FILE);
     let existing: string | undefined;
     try {
       existing = await readFile(target, 'utf8');
@@ -422,18 +424,9 @@ export class CaseFile {
     }
     if (existing !== undefined) {
       if (existing === content) return;
-      throw new Error(`cannot seal ${this.relativeDir}: ${MANIFEST} already exists with different content (artifacts recorded after sealing?)`);
+      throw new Error(`cannot seal ${this.relativeDir}: ${MANIFEST_FILE} already exists with different content (artifacts recorded after sealing?)`);
     }
-    const temp = resolveInside(this.dir, `${PARTIAL}/${MANIFEST}.${randomBytes(6).toString('hex')}.partial`);
-    await mkdir(path.dirname(temp), { recursive: true });
-    const fh = await open(temp, 'wx');
-    try {
-      await writeFully(fh, Buffer.from(content, 'utf8'));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await linkInto(temp, target);
+    await writeOnce(resolveInside(this.dir, `${PARTIAL_DIR}/${MANIFEST_FILE}.${randomBytes(6).toString('hex')}.partial`), target, Buffer.from(content, 'utf8'));
   }
 
   /** Waits for captures in flight, then releases the custody log. */
@@ -441,79 +434,4 @@ export class CaseFile {
     await Promise.allSettled(this.inflight.values());
     await this.custody.close();
   }
-}
-
-async function readIfExists(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-/** Independent check of a case directory: custody chain, manifest against files, manifest against custody. */
-export async function verifyCaseDir(dir: string): Promise<{ ok: boolean; problems: string[]; artifacts: number }> {
-  const root = path.resolve(dir);
-  const problems: string[] = [];
-  const recorded = new Map<string, string>();
-  let sealedSHA256: string | undefined;
-  let chainOk = false;
-
-  const custodyText = await readIfExists(path.join(root, CUSTODY));
-  if (custodyText === undefined) {
-    problems.push(`${CUSTODY} is missing`);
-  } else {
-    const chain = verifyCustodyChain(custodyText);
-    if (!chain.ok) {
-      problems.push(`${CUSTODY} line ${chain.line}: ${chain.reason}`);
-    } else {
-      chainOk = true;
-      for (const r of chain.records) {
-        if (ARTIFACT_ACTIONS.has(r.action) && r.artifact !== undefined && r.sha256 !== undefined && !recorded.has(r.artifact)) recorded.set(r.artifact, r.sha256);
-        if (r.action === SEALED) sealedSHA256 ??= r.sha256;
-      }
-      if (sealedSHA256 === undefined) problems.push(`${CUSTODY} has no '${SEALED}' record`);
-    }
-  }
-
-  const manifest = await readIfExists(path.join(root, MANIFEST));
-  if (manifest === undefined) {
-    problems.push(`${MANIFEST} is missing: the case is not sealed`);
-    return { ok: false, problems, artifacts: 0 };
-  }
-  if (sealedSHA256 !== undefined && sha256Hex(manifest) !== sealedSHA256) {
-    problems.push(`${MANIFEST} does not match the SHA-256 in the custody '${SEALED}' record`);
-  }
-
-  const lines = manifest.split('\n');
-  if (lines.at(-1) === '') lines.pop();
-  const listed = new Set<string>();
-  for (const [i, line] of lines.entries()) {
-    const m = /^([0-9a-f]{64}) {2}(.+)$/.exec(line);
-    if (!m) {
-      problems.push(`${MANIFEST} line ${i + 1} is malformed`);
-      continue;
-    }
-    const [, expected, rel] = m as unknown as [string, string, string];
-    listed.add(rel);
-    let file: string;
-    try {
-      file = resolveInside(root, rel);
-    } catch {
-      problems.push(`${rel}: escapes the case directory`);
-      continue;
-    }
-    try {
-      const { sha256 } = await hashFile(file);
-      if (sha256 !== expected) problems.push(`${rel}: SHA-256 ${sha256} does not match the manifest (${expected})`);
-    } catch (err) {
-      problems.push(`${rel}: ${errnoCode(err) === 'ENOENT' ? 'missing' : errorMessage(err)}`);
-    }
-    if (chainOk && recorded.get(rel) !== expected) problems.push(`${rel}: manifest entry does not match the custody log`);
-  }
-  for (const rel of recorded.keys()) {
-    if (!listed.has(rel)) problems.push(`${rel}: recorded in ${CUSTODY} but not in ${MANIFEST} (written after sealing?)`);
-  }
-  return { ok: problems.length === 0, problems, artifacts: listed.size };
 }

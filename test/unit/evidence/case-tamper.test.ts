@@ -1,11 +1,11 @@
 // One test per way to tamper with a sealed case directory. Each pins one check of verifyCaseDir by
 // expecting the exact problem list: with any single check removed, its test fails.
 import { createHash } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, mkdtemp, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from '@jest/globals';
-import { CaseFile, verifyCaseDir } from '../../../src/evidence/index.js';
+import { CaseFile, CustodyLog, verifyCaseDir } from '../../../src/evidence/index.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 const MANIFEST = 'MANIFEST.sha256';
@@ -163,6 +163,16 @@ describe('verifyCaseDir catches', () => {
     expect(found[1]).toBe('logs: manifest entry does not match the custody log');
   });
 
+  test('a file planted beside the artifacts, listed nowhere', async () => {
+    await write('logs/planted.log', 'planted\n');
+    expect(await problems()).toEqual([`logs/planted.log: not in ${MANIFEST} nor recorded in ${CUSTODY} (added after sealing?)`]);
+  });
+
+  test('a symlink planted in the case', async () => {
+    await symlink('/etc/passwd', path.join(copy, 'logs/passwd'));
+    expect(await problems()).toEqual(['logs/passwd: not a regular file or directory (a case holds only those)']);
+  });
+
   test('a custody log that cannot be read is an error, not "missing"', async () => {
     await unlink(path.join(copy, CUSTODY));
     await mkdir(path.join(copy, CUSTODY));
@@ -171,6 +181,12 @@ describe('verifyCaseDir catches', () => {
 });
 
 describe('verifyCaseDir accepts', () => {
+  test('the side file of a torn custody tail, named by its custody record', async () => {
+    await appendFile(path.join(copy, CUSTODY), '{"seq":');
+    await (await CustodyLog.open(path.join(copy, CUSTODY), 'test')).close();
+    expect(await verifyCaseDir(copy)).toEqual({ ok: true, problems: [], artifacts: 3 });
+  });
+
   test('a manifest whose last line has no newline (every entry is still checked)', async () => {
     const manifest = (await read(MANIFEST)).replace(/\n$/, '');
     await write(MANIFEST, manifest);

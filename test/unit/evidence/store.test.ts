@@ -13,8 +13,8 @@ import {
   EvidenceStoreFullError,
   EvidenceWriteError,
   evidenceErrorReason,
-  verifyCaseDir,
 } from '../../../src/evidence/store.js';
+import { verifyCaseDir } from '../../../src/evidence/verify-case.js';
 
 /** A producer that counts its calls. */
 function counting(text: string): (() => string) & { calls: number } {
