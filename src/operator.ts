@@ -2,7 +2,9 @@
 // feeds keys into a rate-limited work queue, whose workers run the reconciler.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { INVESTIGATION_PLURAL } from './api/investigation.js';
+import { CaseApiService } from './caseapi/service.js';
 import type { OperatorConfig } from './config.js';
+import { writeBundle } from './evidence/bundle.js';
 import { importJournaledAlerts } from './intake/case-file-import.js';
 import { IntakeService } from './intake/service.js';
 import { logger } from './log.js';
@@ -19,12 +21,13 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const log = logger.child({ component: 'operator' });
   const kube = Kube.fromEnvironment(config.kubeconfig);
   const metrics = new Metrics();
+  const events = new EventRecorder(kube, config.identity, log);
   const reconciler = new InvestigationReconciler({
     kube,
     config,
     log,
     metrics,
-    events: new EventRecorder(kube, config.identity, log),
+    events,
     // The journal stays on the evidence volume whether intake runs now or ran before.
     importAlerts: (caseFile, namespace, name) => importJournaledAlerts(caseFile, config.evidenceDir, namespace, name),
   });
@@ -49,6 +52,13 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const intakePort = config.intake?.port;
   const intake = intakePort !== undefined ? new IntakeService({ ...config.intake, port: intakePort }, { kube, metrics, log, evidenceDir: config.evidenceDir }) : undefined;
   await intake?.listen();
+  // The case-file API serves sealed files on every replica, leader or not (it only reads).
+  const { port: caseApiPort, tlsCert, tlsKey } = config.caseApi;
+  const caseApi =
+    caseApiPort !== undefined && tlsCert && tlsKey
+      ? new CaseApiService({ port: caseApiPort, tlsCert, tlsKey }, { kube, evidenceDir: config.evidenceDir, events, writeBundle, log: log.child({ component: 'case-api' }) })
+      : undefined;
+  await caseApi?.start();
 
   const start = () => {
     log.info({ workers: config.workers, evidenceDir: config.evidenceDir, selector: config.selector }, 'leading: starting the Investigation controller');
@@ -76,6 +86,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     log.info({ signal }, 'shutting down: draining in-flight reconciles');
     informer.stop();
     await intake?.stop();
+    await caseApi?.stop();
     await queue.stop();
     await elector?.stop();
     server.close();
