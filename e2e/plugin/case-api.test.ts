@@ -9,12 +9,10 @@ import https from 'node:https';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import os from 'node:os';
 import path from 'node:path';
-import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
-import { createTestNamespace, kubeFromEnv, registerCleanup, runCleanups, waitFor, waitForPodReady } from '../support/cluster.js';
+import { bindUserInNamespace, createTestNamespace, kubeFromEnv, registerCleanup, runCleanups, waitFor, waitForPodReady } from '../support/cluster.js';
 import { busyboxPod, core, deployOperator, kubectlRun, OPERATOR_NAMESPACE, OPERATOR_SELECTOR, run } from '../operator/support.js';
 
 const kc = kubeFromEnv();
-const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
 const plugin = (args: string[]) => run('kubectl', ['casefile', ...args], { timeoutMs: 300_000 });
 const REVIEWER = 'case-reviewer@example.com';
 const STRANGER = 'stranger@example.com';
@@ -28,23 +26,9 @@ beforeAll(async () => {
   ns = await createTestNamespace('caseapi');
   work = await mkdtemp(path.join(os.tmpdir(), 'casefile-export-'));
   registerCleanup(`remove ${work}`, () => rm(work, { recursive: true, force: true }));
-  await rbac.createNamespacedRoleBinding({
-    namespace: ns,
-    body: {
-      metadata: { name: 'reviewer' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'casefile-viewer' },
-      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: REVIEWER }],
-    },
-  });
+  await bindUserInNamespace(kc, ns, 'reviewer', 'casefile-viewer', REVIEWER);
   // `view` in the namespace: it reads Investigations but not case files.
-  await rbac.createNamespacedRoleBinding({
-    namespace: ns,
-    body: {
-      metadata: { name: 'stranger-view' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' },
-      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: STRANGER }],
-    },
-  });
+  await bindUserInNamespace(kc, ns, 'stranger-view', 'view', STRANGER);
   await core.createNamespacedPod({ namespace: ns, body: busyboxPod('web', 'echo hello from the suspect; exec sleep 3600') });
   await waitForPodReady(kc, ns, 'web', 90_000);
   const opened = await plugin(['open', 'web', '--name', 'exported', '--wait', '-n', ns]);

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { RbacAuthorizationV1Api, type V1Pod } from '@kubernetes/client-node';
-import { createTestNamespace, kubeFromEnv, registerCleanup, runCleanups, waitFor, waitForPodReady } from '../support/cluster.js';
+import { bindUserInNamespace, createTestNamespace, kubeFromEnv, registerCleanup, runCleanups, waitFor, waitForPodReady } from '../support/cluster.js';
 import {
   busyboxPod,
   conditionOf,
@@ -104,14 +104,7 @@ beforeAll(async () => {
   configuredImage = cm.data!['debug-image']!;
   tenantNs = await createTestNamespace('tenant');
   otherNs = await createTestNamespace('other-tenant');
-  await rbac.createNamespacedRoleBinding({
-    namespace: tenantNs,
-    body: {
-      metadata: { name: 'tenant-admin' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'admin' },
-      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: TENANT }],
-    },
-  });
+  await bindUserInNamespace(kc, tenantNs, 'tenant-admin', 'admin', TENANT);
   // A responder the platform team trusted with node-level actions (cluster-wide grant).
   await rbac.createClusterRoleBinding({
     body: {
@@ -121,14 +114,7 @@ beforeAll(async () => {
     },
   });
   registerCleanup(`delete ClusterRoleBinding ${RESPONDER}`, () => rbac.deleteClusterRoleBinding({ name: RESPONDER }).then(() => undefined));
-  await rbac.createNamespacedRoleBinding({
-    namespace: tenantNs,
-    body: {
-      metadata: { name: 'responder-admin' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'admin' },
-      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: RESPONDER }],
-    },
-  });
+  await bindUserInNamespace(kc, tenantNs, 'responder-admin', 'admin', RESPONDER);
   await core.createNamespacedPod({ namespace: tenantNs, body: busyboxPod('web', 'exec sleep 3600') });
   await core.createNamespacedPod({ namespace: otherNs, body: busyboxPod('web', 'exec sleep 3600') });
   tenantPod = await waitForPodReady(kc, tenantNs, 'web', 90_000);

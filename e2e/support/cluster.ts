@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { afterEach } from '@jest/globals';
-import { ApiException, CoreV1Api, Exec, KubeConfig, type V1Pod, type V1Status } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, Exec, KubeConfig, RbacAuthorizationV1Api, type V1Pod, type V1Status } from '@kubernetes/client-node';
 
 const ENV_HINT = 'run the tests from a shell prepared with: eval "$(e2e/cluster/env)"';
 
@@ -385,5 +385,17 @@ export function kubectl(args: string[], opts: { input?: string; timeoutMs?: numb
       },
     );
     child.stdin?.end(opts.input ?? '');
+  });
+}
+
+/** Binds ClusterRole `role` to user `user` in `namespace` (a RoleBinding named `binding`), as a platform team would. */
+export async function bindUserInNamespace(kc: KubeConfig, namespace: string, binding: string, role: string, user: string): Promise<void> {
+  await kc.makeApiClient(RbacAuthorizationV1Api).createNamespacedRoleBinding({
+    namespace,
+    body: {
+      metadata: { name: binding },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }],
+    },
   });
 }
