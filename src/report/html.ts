@@ -2,7 +2,7 @@
 // self-contained (inline CSS, no script, nothing loaded, a CSP that forbids all else) because it is
 // opened from an evidence store, often offline. Everything from the case is hostile: a suspect names
 // its files, processes and alert fields. Case text only ever lands in element content, escaped by
-// `text()`, never in an attribute or a URL; the markup around it is fixed strings.
+// `escapeHtml()`, never in an attribute or a URL; the markup around it is fixed strings.
 import { containmentItems, observerEffect, type ReportInput } from './render.js';
 import { buildTimeline } from './timeline.js';
 
@@ -16,7 +16,7 @@ const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;
 const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /** Case text as HTML element content. */
-export function text(value: unknown): string {
+export function escapeHtml(value: unknown): string {
   return String(value ?? '')
     .replace(/[&<>"']/g, (c) => ENTITIES[c]!)
     .replace(HIDDEN, (c) => `[U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}]`);
@@ -24,19 +24,19 @@ export function text(value: unknown): string {
 
 /** Escaped text with the report's Markdown inline code (`like this`) shown as code. */
 function inline(value: string): string {
-  return text(value).replace(/`([^`]*)`/g, '<code>$1</code>');
+  return escapeHtml(value).replace(/`([^`]*)`/g, '<code>$1</code>');
 }
 
 const row = (cells: string[]): string => `<tr>${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`;
 
 function table(headers: string[], rows: string[], empty: string): string {
-  if (rows.length === 0) return `<p class="none">${text(empty)}</p>`;
-  return `<table><thead><tr>${headers.map((h) => `<th>${text(h)}</th>`).join('')}</tr></thead><tbody>\n${rows.join('\n')}\n</tbody></table>`;
+  if (rows.length === 0) return `<p class="none">${escapeHtml(empty)}</p>`;
+  return `<table><thead><tr>${headers.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>\n${rows.join('\n')}\n</tbody></table>`;
 }
 
 const list = (items: string[]): string => `<ul>\n${items.map((i) => `<li>${i}</li>`).join('\n')}\n</ul>`;
 
-const section = (title: string, body: string): string => `<section>\n<h2>${text(title)}</h2>\n${body}\n</section>`;
+const section = (title: string, body: string): string => `<section>\n<h2>${escapeHtml(title)}</h2>\n${body}\n</section>`;
 
 /** One line a reader can act on: did every step succeed, and if not which did not. */
 function verdict(input: ReportInput): string {
@@ -75,7 +75,7 @@ function summary(input: ReportInput): string {
     ['Case directory', input.caseDir],
     ['Report generated', input.generatedAt],
   ];
-  return `<dl class="summary">\n${items.map(([k, v]) => `<dt>${text(k)}</dt><dd>${text(v)}</dd>`).join('\n')}\n</dl>`;
+  return `<dl class="summary">\n${items.map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('\n')}\n</dl>`;
 }
 
 function identity(input: ReportInput): string {
@@ -91,8 +91,8 @@ function identity(input: ReportInput): string {
     ['ServiceAccount', t.serviceAccount],
     ['owners', t.owners?.map((o) => `${o.kind}/${o.name} (${o.uid})`).join(' -> ') || 'none'],
   ];
-  const chain = table(['link', 'value'], links.map(([k, v]) => row([text(k), text(v ?? 'not resolved')])), '');
-  return t.derivation?.length ? `${chain}\n<p>How each link was derived:</p>\n${list(t.derivation.map(text))}` : chain;
+  const chain = table(['link', 'value'], links.map(([k, v]) => row([escapeHtml(k), escapeHtml(v ?? 'not resolved')])), '');
+  return t.derivation?.length ? `${chain}\n<p>How each link was derived:</p>\n${list(t.derivation.map(escapeHtml))}` : chain;
 }
 
 const STYLE = `
@@ -112,13 +112,13 @@ const CSP = "default-src 'none'; style-src 'unsafe-inline'";
 
 export function renderReportHtml(input: ReportInput): string {
   const timeline = buildTimeline(input).map(
-    (e) => `<tr class="${e.origin}">${[text(e.time), text(e.subject ? `${e.origin}: ${e.subject}` : e.origin), text(e.what), text(e.ref)].map((c) => `<td>${c}</td>`).join('')}</tr>`,
+    (e) => `<tr class="${e.origin}">${[escapeHtml(e.time), escapeHtml(e.subject ? `${e.origin}: ${e.subject}` : e.origin), escapeHtml(e.what), escapeHtml(e.ref)].map((c) => `<td>${c}</td>`).join('')}</tr>`,
   );
-  const findings = input.findings.map((f) => row([text(f.severity), text(f.kind), text(f.summary), `<code>${text(f.artifact)}</code>`]));
-  const evidence = input.artifacts.map((a) => row([`<code>${text(a.artifact)}</code>${a.truncated ? ' (truncated at limitBytes)' : ''}`, text(a.bytes), `<code>${text(a.sha256)}</code>`]));
-  const failures = input.conditions.filter((c) => c.status === 'False').map((c) => `${text(c.type)} failed (${text(c.reason)}): ${text(c.message)}`);
-  const notes = input.notes.map((n) => `${text(n.kind)}${n.phase ? ` · ${text(n.phase)}` : ''}: ${text(n.text)}`);
-  const phases = input.conditions.map((c) => row([text(c.type), text(c.status), text(c.reason), text(c.message), text(c.lastTransitionTime)]));
+  const findings = input.findings.map((f) => row([escapeHtml(f.severity), escapeHtml(f.kind), escapeHtml(f.summary), `<code>${escapeHtml(f.artifact)}</code>`]));
+  const evidence = input.artifacts.map((a) => row([`<code>${escapeHtml(a.artifact)}</code>${a.truncated ? ' (truncated at limitBytes)' : ''}`, escapeHtml(a.bytes), `<code>${escapeHtml(a.sha256)}</code>`]));
+  const failures = input.conditions.filter((c) => c.status === 'False').map((c) => `${escapeHtml(c.type)} failed (${escapeHtml(c.reason)}): ${escapeHtml(c.message)}`);
+  const notes = input.notes.map((n) => `${escapeHtml(n.kind)}${n.phase ? ` · ${escapeHtml(n.phase)}` : ''}: ${escapeHtml(n.text)}`);
+  const phases = input.conditions.map((c) => row([escapeHtml(c.type), escapeHtml(c.status), escapeHtml(c.reason), escapeHtml(c.message), escapeHtml(c.lastTransitionTime)]));
   const title = `Incident case file: ${input.namespace}/${input.name}`;
   return [
     '<!DOCTYPE html>',
@@ -127,11 +127,11 @@ export function renderReportHtml(input: ReportInput): string {
     '<meta charset="utf-8">',
     `<meta http-equiv="Content-Security-Policy" content="${CSP}">`,
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
-    `<title>${text(title)}</title>`,
+    `<title>${escapeHtml(title)}</title>`,
     `<style>${STYLE}</style>`,
     '</head>',
     '<body>',
-    `<header>\n<h1>${text(title)}</h1>\n${summary(input)}\n</header>`,
+    `<header>\n<h1>${escapeHtml(title)}</h1>\n${summary(input)}\n</header>`,
     section('Timeline', table(['time (UTC)', 'from', 'what', 'see'], timeline, 'Nothing with a recorded time.')),
     section('Live findings', table(['severity', 'kind', 'summary', 'artifact'], findings, input.spec.evidence.live.enabled ? 'No suspicious live state was found by the collectors.' : 'Live-state capture was not enabled for this case.')),
     section('Containment', list(containmentItems(input).map(inline))),

@@ -124,11 +124,14 @@ function findingEntries({ findings, custody = [] }: TimelineSource): TimelineEnt
   }));
 }
 
-/** Conditions whose transition a phase-finished record already tells are left out (the same event twice). */
+/**
+ * Conditions whose transition a phase-finished record already tells are left out (the same event
+ * twice), and so are phases the spec turned off (reason Disabled): nothing happened.
+ */
 function conditionEntries({ conditions, custody = [] }: TimelineSource): TimelineEntry[] {
   const told = new Set(custody.filter((r) => r.action === 'phase-finished').map((r) => `${String(r.detail?.condition)}=${String(r.detail?.status)}`));
   return conditions
-    .filter((c) => !told.has(`${c.type}=${c.status}`))
+    .filter((c) => c.reason !== 'Disabled' && !told.has(`${c.type}=${c.status}`))
     .map((c) => ({
       time: c.lastTransitionTime,
       origin: 'condition',

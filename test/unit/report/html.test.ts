@@ -3,7 +3,7 @@
 // string, and check that only the renderer's own fixed markup comes out.
 import { describe, expect, test } from '@jest/globals';
 import { parseSpec, type Condition } from '../../../src/api/investigation.js';
-import { renderReportHtml, text } from '../../../src/report/html.js';
+import { escapeHtml, renderReportHtml } from '../../../src/report/html.js';
 import type { ReportInput } from '../../../src/report/render.js';
 
 const SCRIPT = '<script>alert(1)</script>';
@@ -104,7 +104,7 @@ describe('report.html', () => {
   });
 
   test('escapes the five HTML specials in case text', () => {
-    expect(text(`<a href="x">'&'</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
+    expect(escapeHtml(`<a href="x">'&'</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
     expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
     expect(html).toContain('&quot;&gt;&lt;img src=x onerror=alert(1)&gt;');
     expect(html).toContain('&#39; onmouseover=&#39;alert(1)');
@@ -120,8 +120,8 @@ describe('report.html', () => {
     expect(html).not.toMatch(/[\u0000\u202a-\u202e\u2066-\u2069\u200b-\u200f\ufeff]/);
     expect(html).toContain('invoice[U+202E]fdp.exe');
     expect(html).toContain('before[U+0000]after');
-    expect(text('a\u2067b\u200bc\ud800d\r')).toBe('a[U+2067]b[U+200B]c[U+D800]d[U+000D]');
-    expect(text('line one\nline\ttwo 🙂 שלום')).toBe('line one\nline\ttwo 🙂 שלום');
+    expect(escapeHtml('a\u2067b\u200bc\ud800d\r')).toBe('a[U+2067]b[U+200B]c[U+D800]d[U+000D]');
+    expect(escapeHtml('line one\nline\ttwo 🙂 שלום')).toBe('line one\nline\ttwo 🙂 שלום');
   });
 
   test('keeps a very long string whole (the page wraps it; the reader may need all of it)', () => {

@@ -75,14 +75,18 @@ describe('buildTimeline', () => {
     ]);
   });
 
-  test('leaves out plain artifact writes (the evidence table lists them) and conditions a phase-finished record already tells', () => {
+  test('leaves out plain artifact writes (the evidence table lists them), conditions a phase-finished record already tells, and phases turned off', () => {
     const timeline = buildTimeline(source({
       custody: [
         record('2026-11-20T10:17:01Z', 'artifact', { artifact: 'k8s/pod.yaml' }),
         record('2026-11-20T10:17:02Z', 'artifact-failed', { artifact: 'logs/app.log', detail: { error: 'ENOSPC' } }),
         record('2026-11-20T10:17:03Z', 'phase-finished', { phase: 'LogsCaptured', detail: { condition: 'LogsCaptured', status: 'False', reason: 'EvidenceStoreFull', message: 'ENOSPC' } }),
       ],
-      conditions: [condition('LogsCaptured', 'False', 'EvidenceStoreFull', '2026-11-20T10:17:03Z'), condition('Released', 'Unknown', 'Retrying', '2026-11-20T10:18:00Z')],
+      conditions: [
+        condition('LogsCaptured', 'False', 'EvidenceStoreFull', '2026-11-20T10:17:03Z'),
+        condition('NodeCordoned', 'True', 'Disabled', '2026-11-20T10:17:03Z'),
+        condition('Released', 'Unknown', 'Retrying', '2026-11-20T10:18:00Z'),
+      ],
     }));
     expect(timeline.map((e) => e.what)).toEqual([
       'artifact failed: error=ENOSPC',
