@@ -246,6 +246,16 @@ describe('GitOps (server-side apply as argocd-controller)', () => {
       await expectReapplyIsNoOp(ns, name, pod, sealed);
       const filesBefore = await listCaseFiles(caseDir);
       const manifestBefore = await readEvidence(`${caseDir}/MANIFEST.sha256`);
+      // The page a person opens: sealed with the rest, self-contained, its timeline told from custody.jsonl.
+      expect(filesBefore).toEqual(expect.arrayContaining(['report.md', 'report.html']));
+      const html = await readEvidence(`${caseDir}/report.html`);
+      expect(html).toContain(`<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">`);
+      expect(html).not.toMatch(/<script|\shref=|\ssrc=/i);
+      const timeline = html.split('<h2>Timeline</h2>')[1]?.split('</section>')[0] ?? '';
+      expect(timeline).toContain(`case opened for ${ns}/${name}`);
+      expect(timeline).toContain('pod labelled');
+      expect(timeline).toContain('networkpolicy created');
+      expect(manifestBefore).toMatch(/ {2}report\.html$/m);
 
       // Removed from git: Argo CD prunes with a foreground delete. The finalizer holds the object
       // until containment is lifted; then it is gone.
