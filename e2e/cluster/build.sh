@@ -5,6 +5,7 @@
 #   kube-router  the NetworkPolicy enforcer, from its own module in kube-router/ (firewall-only)
 #   pause   the pod sandbox process
 #   helm    Helm, from its own module in helm/ (the chart's lint and install e2e)
+#   kstatus cli-utils' kstatus status library behind kstatus/main.go, its own module (the e2e's Flux-style status check)
 # A warm cache makes this a no-op; a cold one compiles Kubernetes (about 20-30 minutes on 2 cores).
 . "$(dirname "$0")/lib.sh"
 
@@ -46,3 +47,6 @@ build_one "$KUBE_ROUTER_BIN" github.com/cloudnativelabs/kube-router/v2/cmd/kube-
 pinned=$(awk '{for (i = 1; i < NF; i++) if ($i == "helm.sh/helm/v4") print $(i + 1)}' "$CLUSTER_DIR/helm/go.mod")
 [ "$pinned" = "$HELM_VERSION" ] || die "helm/go.mod requires helm $pinned but versions.env says $HELM_VERSION: in e2e/cluster/helm run 'go get helm.sh/helm/v4@$HELM_VERSION && go mod tidy'"
 build_one "$HELM_BIN" helm.sh/helm/v4/cmd/helm "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" "$CLUSTER_DIR/helm"
+pinned=$(awk '{for (i = 1; i < NF; i++) if ($i == "sigs.k8s.io/cli-utils") print $(i + 1)}' "$CLUSTER_DIR/kstatus/go.mod")
+[ "$pinned" = "$CLI_UTILS_VERSION" ] || die "kstatus/go.mod requires cli-utils $pinned but versions.env says $CLI_UTILS_VERSION: in e2e/cluster/kstatus run 'go get sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION && go mod tidy'"
+build_one "$KSTATUS_BIN" . "" "$CLUSTER_DIR/kstatus"

@@ -14,9 +14,11 @@ RUN_DIR=/run/casefile-cluster
 CACHE_ROOT=${CASEFILE_CACHE:-$HOME/.cache/casefile}
 # Keyed by content only (never by the checkout's path), so every clone shares the cache.
 VERSIONS_KEY=$({ echo "$K8S_VERSION $ETCD_VERSION"; cat "$CLUSTER_DIR/go/go.sum"; } | sha256sum | cut -c1-12)
-# kube-router and helm are keyed by their own modules, so changing them never rebuilds Kubernetes.
+# kube-router, helm and kstatus are keyed by their own modules, so changing them never rebuilds Kubernetes.
 KUBE_ROUTER_BIN=kube-router-$KUBE_ROUTER_VERSION-$(cat "$CLUSTER_DIR/kube-router/go.mod" "$CLUSTER_DIR/kube-router/go.sum" | sha256sum | cut -c1-12)
 HELM_BIN=helm-$HELM_VERSION-$(cat "$CLUSTER_DIR/helm/go.mod" "$CLUSTER_DIR/helm/go.sum" | sha256sum | cut -c1-12)
+# kstatus is keyed by its main.go too: that source lives here, not in a module download.
+KSTATUS_BIN=kstatus-$CLI_UTILS_VERSION-$(cat "$CLUSTER_DIR/kstatus/go.mod" "$CLUSTER_DIR/kstatus/go.sum" "$CLUSTER_DIR/kstatus/main.go" | sha256sum | cut -c1-12)
 BIN_CACHE="$CACHE_ROOT/cluster-bin/k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}-${VERSIONS_KEY}"
 BIN="$STATE/bin"
 

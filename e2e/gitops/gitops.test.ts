@@ -5,10 +5,13 @@
 //     status, so a GitOps diff of the manifest sees no drift;
 //   - re-applying the same manifest (and a server-side dry-run apply, which is what Argo CD's
 //     server-side diff does) changes nothing;
-//   - the Argo CD health check (config/argocd) reports the live object Healthy;
+//   - the Argo CD health check (config/argocd) reports the live object Healthy, and kstatus (Flux's
+//     `wait: true`: cli-utils' library itself, built from e2e/cluster/kstatus) reads it as Current;
 //   - a commit with spec.release: true lifts containment and keeps the object (test 2);
 //   - pruning it the way Argo CD does (foreground delete) lifts containment through the finalizer
-//     and leaves the case file intact (test 1).
+//     and leaves the case file intact (test 1);
+//   - a release commit not yet acted on is InProgress for kstatus (test 2), a failed case Failed and
+//     Degraded (test 3).
 // Run: npm run test:e2e -- --testPathPatterns e2e/gitops   (cluster up, KUBECONFIG from e2e/cluster/env)
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, test } from '@jest/globals';
@@ -20,6 +23,7 @@ import {
   casefileCli,
   conditionOf,
   core,
+  kubectlRun,
   custom,
   deployOperator,
   ensureEvidenceReader,
@@ -31,6 +35,7 @@ import {
   PLURAL,
   readEvidence,
   REPO_ROOT,
+  run,
   VERSION,
   waitForCondition,
   type Investigation,
@@ -132,6 +137,29 @@ function argoEntry(inv: Live): ManagedFieldsEntry | undefined {
   return inv.metadata.managedFields?.find((e) => e.manager === ARGOCD_MANAGER);
 }
 
+type KstatusResult = { status: string; message: string };
+
+/**
+ * What kstatus computes for objects given as JSON, by `<namespace>/<name>`: cli-utils' status library
+ * (what Flux's `wait: true` runs) behind e2e/cluster/kstatus/main.go, on the PATH from e2e/cluster/env.
+ */
+async function kstatus(json: string): Promise<Record<string, KstatusResult>> {
+  const r = await run('kstatus', [], { input: json });
+  expect({ exitCode: r.exitCode, stderr: r.stderr }).toEqual({ exitCode: 0, stderr: '' });
+  const lines = r.stdout.split('\n').filter(Boolean);
+  return Object.fromEntries(lines.map((line) => {
+    const [id, status, ...message] = line.split(' ');
+    return [id!, { status: status!, message: message.join(' ') }];
+  }));
+}
+
+/** kstatus on an Investigation exactly as the API server serves it (`kubectl get -o json`). */
+async function kstatusLive(ns: string, name: string): Promise<KstatusResult | undefined> {
+  const got = await kubectlRun(['get', `${PLURAL}.${GROUP}`, '-n', ns, '-o', 'json']); // a List
+  expect({ exitCode: got.exitCode, stderr: got.stderr }).toEqual({ exitCode: 0, stderr: '' });
+  return (await kstatus(got.stdout))[`${ns}/${name}`];
+}
+
 /** A pod that only sleeps: the suspect. */
 async function startSuspect(namespace: string): Promise<string> {
   await core.createNamespacedPod({ namespace, body: busyboxPod('suspect', 'echo gitops-e2e; exec sleep 3600') });
@@ -168,6 +196,8 @@ async function applyAndContain(ns: string, name: string, pod: string): Promise<L
 
   // What Argo CD would show for it.
   expect(runHealthScript(healthLua, sealed)).toEqual({ status: 'Healthy', message: `Contained: ${conditionOf(sealed, 'Ready')!.message}` });
+  // And what Flux's `wait: true` would: kstatus reads Ready=True (no Reconciling, no Stalled) as Current.
+  expect(await kstatusLive(ns, name)).toEqual({ status: 'Current', message: 'Resource is Ready' });
   // The operator never touched what git holds: the spec is still what the API server stored at the
   // apply (the manifest plus the CRD's schema defaults), at the same generation.
   expect(sealed.spec).toEqual(applied.spec);
@@ -216,6 +246,16 @@ describe('GitOps (server-side apply as argocd-controller)', () => {
       await expectReapplyIsNoOp(ns, name, pod, sealed);
       const filesBefore = await listCaseFiles(caseDir);
       const manifestBefore = await readEvidence(`${caseDir}/MANIFEST.sha256`);
+      // The page a person opens: sealed with the rest, self-contained, its timeline told from custody.jsonl.
+      expect(filesBefore).toEqual(expect.arrayContaining(['report.md', 'report.html']));
+      const html = await readEvidence(`${caseDir}/report.html`);
+      expect(html).toContain(`<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">`);
+      expect(html).not.toMatch(/<script|\shref=|\ssrc=/i);
+      const timeline = html.split('<h2>Timeline</h2>')[1]?.split('</section>')[0] ?? '';
+      expect(timeline).toContain(`case opened for ${ns}/${name}`);
+      expect(timeline).toContain('pod labelled');
+      expect(timeline).toContain('networkpolicy created');
+      expect(manifestBefore).toMatch(/ {2}report\.html$/m);
 
       // Removed from git: Argo CD prunes with a foreground delete. The finalizer holds the object
       // until containment is lifted; then it is gone.
@@ -254,6 +294,12 @@ describe('GitOps (server-side apply as argocd-controller)', () => {
 
       const released = await argoApply(manifest(ns, name, pod, { release: true }));
       expect(released.metadata.generation).toBe(2);
+      // The apply's response still carries the status of generation 1: kstatus waits for casefile to act.
+      expect(released.status?.observedGeneration).toBe(1);
+      expect((await kstatus(JSON.stringify(released)))[`${ns}/${name}`]).toEqual({
+        status: 'InProgress',
+        message: 'Investigation generation is 2, but latest observed generation is 1',
+      });
       const done = (await waitFor(`Investigation ${ns}/${name} phase Released at generation 2`, () => getInvestigation(ns, name), {
         timeoutMs: 120_000,
         until: (i) => i.status?.phase === 'Released' && i.status.observedGeneration === 2,
@@ -261,6 +307,7 @@ describe('GitOps (server-side apply as argocd-controller)', () => {
       expect(conditionOf(done, 'Released')?.status).toBe('True');
       expect(runHealthScript(healthLua, done).status).toBe('Healthy');
       expect(runHealthScript(healthLua, done).message).toMatch(/^Released: /);
+      expect((await kstatusLive(ns, name))?.status).toBe('Current');
 
       expect((await podLabels(ns, pod))[incidentKey(sealed)]).toBeUndefined();
       expect(await readPolicy(ns, policyName(sealed))).toBeUndefined();
@@ -270,6 +317,23 @@ describe('GitOps (server-side apply as argocd-controller)', () => {
       expect(done.metadata.generation).toBe(2);
       expectNoDriftFields(done);
       await expectCasefileVerifies(caseDirOf(done));
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    'a failed case (its target does not exist) is Failed for kstatus and Degraded for Argo CD',
+    async () => {
+      const ns = await createTestNamespace('gitops-failed');
+      const name = 'gitops-failed';
+      await argoApply(manifest(ns, name, 'no-such-pod'));
+      const failed = await waitForCondition(ns, name, 'Ready', 'False', 150_000);
+      expect(failed.status?.phase).toBe('Failed');
+      const ready = conditionOf(failed, 'Ready')!;
+      expect(conditionOf(failed, 'Stalled')).toMatchObject({ status: 'True', reason: ready.reason, message: ready.message });
+      expect(runHealthScript(healthLua, failed).status).toBe('Degraded');
+      // kstatus reports Stalled's message, on one line.
+      expect(await kstatusLive(ns, name)).toEqual({ status: 'Failed', message: ready.message.trim().split(/\s+/).join(' ') });
     },
     TEST_TIMEOUT_MS,
   );

@@ -215,6 +215,7 @@ describe('casefile operator', () => {
           'custody.jsonl',
           'MANIFEST.sha256',
           'report.md',
+          'report.html',
         ]),
       );
       expect(await readEvidence(`${caseDir}/k8s/pod.yaml`)).toContain(livePod.metadata!.uid!);

@@ -1,8 +1,9 @@
-// EvidenceSealed: write report.md, then MANIFEST.sha256 over every artifact (re-hashed from disk and
+// EvidenceSealed: write report.md and report.html, then MANIFEST.sha256 over every artifact (re-hashed from disk and
 // compared with the custody log), then the custody 'sealed' record. A case with a failed write is
 // never sealed: a manifest would make an incomplete record look complete.
 
 import type { Condition, Finding } from '../api/investigation.js';
+import { renderReportHtml } from '../report/html.js';
 import { renderReport, type ReportInput } from '../report/render.js';
 import { collectorBases } from './collector-output.js';
 import { collectorFindings, mergeFindings } from './collector-run.js';
@@ -24,8 +25,10 @@ export const evidenceSealed: Phase = {
       };
     }
     await ctx.importJournaledAlerts();
-    if (!ctx.caseFile.has('report.md')) {
-      await ctx.caseFile.writeText('report.md', renderReport(reportInput(ctx, conditions, await collectedFindings(ctx))), { phase: 'EvidenceSealed' });
+    if (!ctx.caseFile.has('report.md') || !ctx.caseFile.has('report.html')) {
+      const input = reportInput(ctx, conditions, await collectedFindings(ctx));
+      if (!ctx.caseFile.has('report.md')) await ctx.caseFile.writeText('report.md', renderReport(input), { phase: 'EvidenceSealed' });
+      if (!ctx.caseFile.has('report.html')) await ctx.caseFile.writeText('report.html', renderReportHtml(input), { phase: 'EvidenceSealed' });
     }
     const sealed = await ctx.caseFile.seal();
     ctx.status.evidence = {
@@ -59,6 +62,7 @@ function reportInput(ctx: PhaseContext, conditions: Condition[], findings: Findi
     live: ctx.status.live,
     alerts: ctx.status.alerts,
     artifacts: ctx.caseFile.artifacts(),
+    custody: [...ctx.caseFile.custodyRecords()],
     notes: ctx.caseFile
       .custodyRecords()
       .filter((r) => NOTE_ACTIONS.has(r.action))

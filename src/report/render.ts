@@ -1,6 +1,7 @@
 // report.md: the incident note a reviewer reads first. Pure: everything comes from the status and
 // the custody log, so the report can never claim something the case file does not hold.
 import type { Condition, ContainmentStatus, Finding, InvestigationSpec, InvestigationStatus, LiveStatus, TargetStatus } from '../api/investigation.js';
+import { buildTimeline, type TimelineCustodyRecord } from './timeline.js';
 
 export interface ReportInput {
   namespace: string;
@@ -17,6 +18,8 @@ export interface ReportInput {
   /** Alerts the intake attached to this case (the first one opened it). */
   alerts?: InvestigationStatus['alerts'];
   artifacts: { artifact: string; sha256: string; bytes: number; truncated?: boolean }[];
+  /** custody.jsonl as recorded when the report was written: the timeline's backbone. */
+  custody?: readonly TimelineCustodyRecord[];
   /** Negative findings and limitations recorded in the custody log, in order. */
   notes: { phase?: string; kind: 'negative-finding' | 'limitation' | 'refused'; text: string }[];
   generatedAt: string;
@@ -44,6 +47,11 @@ export function renderReport(input: ReportInput): string {
   } else {
     push('- No alert was attached: the case was opened by hand (`kubectl apply`) or by GitOps.');
   }
+  push('');
+
+  push('## Timeline', '');
+  push('| time (UTC) | from | what | see |', '|---|---|---|---|');
+  for (const e of buildTimeline(input)) push(`| ${cell(e.time)} | ${cell(e.subject ? `${e.origin}: ${e.subject}` : e.origin)} | ${cell(e.what)} | ${cell(e.ref)} |`);
   push('');
 
   push('## Identity chain', '');
@@ -78,25 +86,11 @@ export function renderReport(input: ReportInput): string {
   push('');
 
   push('## Observer effect', '');
-  push(...observerEffect(input));
+  push(...observerEffect(input).map((item) => `- ${item}`));
   push('');
 
   push('## Containment', '');
-  const net = spec.containment.network;
-  const c = input.containment ?? {};
-  if (!net.isolate && !spec.containment.rbac.narrow && !spec.containment.cordonNode) {
-    push('- No containment was requested: the pod, its traffic and its permissions were left as they were.');
-  } else {
-    push(`- Order: ${spec.containment.order}${spec.containment.order === 'ContainFirst' ? ' (isolated before the evidence was captured: the manifest shows the incident label)' : ' (evidence captured before anything was changed)'}.`);
-    if (c.label) push(`- Network: the suspect pod alone carries \`${c.label}\`; NetworkPolicy \`${c.networkPolicy}\` denies its ingress and egress.`);
-    for (const p of c.patchedPolicies ?? []) push(`- NetworkPolicy \`${p.name}\` also selected the pod and allowed traffic: patched to exclude the incident label (original: \`${p.original}\`).`);
-    if (c.verification) push(`- Enforcement ${c.verification.blocked ? 'verified' : 'NOT verified'} at ${c.verification.at}: ${(c.verification.details ?? []).join('; ')}.`);
-    for (const r of c.rbac ?? []) push(`- RBAC: ${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}: ${r.action} (original: \`${r.original}\`).`);
-    for (const e of c.remainingExposure ?? []) push(`- Remaining exposure (not narrowed): ${e}.`);
-    if (c.sharedServiceAccountPods?.length) push(`- Blast radius of RBAC narrowing: these pods run as the same ServiceAccount: ${c.sharedServiceAccountPods.join(', ')}.`);
-    if (c.cordoned) push(`- Node ${input.target?.node ?? ''} cordoned${c.nodeWasUnschedulable ? ' (it was already unschedulable)' : ''}: no new pods land there; running processes are not stopped.`);
-    push('- What containment does not do: connections established before isolation may survive on some CNIs; RBAC changes stop future API calls, not a token already copied; cordon does not stop running processes.');
-  }
+  push(...containmentItems(input).map((item) => `- ${item}`));
   push('');
 
   push('## Evidence', '');
@@ -120,25 +114,45 @@ export function renderReport(input: ReportInput): string {
   return lines.join('\n');
 }
 
-/** What casefile changed in the scene by looking at it: a reviewer must be able to subtract it. */
-function observerEffect(input: ReportInput): string[] {
+/** What containment changed and did not change, one item a line (Markdown inline code in backticks). */
+export function containmentItems(input: ReportInput): string[] {
+  const { spec } = input;
+  const c = input.containment ?? {};
+  if (!spec.containment.network.isolate && !spec.containment.rbac.narrow && !spec.containment.cordonNode) {
+    return ['No containment was requested: the pod, its traffic and its permissions were left as they were.'];
+  }
+  const out: string[] = [];
+  out.push(`Order: ${spec.containment.order}${spec.containment.order === 'ContainFirst' ? ' (isolated before the evidence was captured: the manifest shows the incident label)' : ' (evidence captured before anything was changed)'}.`);
+  if (c.label) out.push(`Network: the suspect pod alone carries \`${c.label}\`; NetworkPolicy \`${c.networkPolicy}\` denies its ingress and egress.`);
+  for (const p of c.patchedPolicies ?? []) out.push(`NetworkPolicy \`${p.name}\` also selected the pod and allowed traffic: patched to exclude the incident label (original: \`${p.original}\`).`);
+  if (c.verification) out.push(`Enforcement ${c.verification.blocked ? 'verified' : 'NOT verified'} at ${c.verification.at}: ${(c.verification.details ?? []).join('; ')}.`);
+  for (const r of c.rbac ?? []) out.push(`RBAC: ${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}: ${r.action} (original: \`${r.original}\`).`);
+  for (const e of c.remainingExposure ?? []) out.push(`Remaining exposure (not narrowed): ${e}.`);
+  if (c.sharedServiceAccountPods?.length) out.push(`Blast radius of RBAC narrowing: these pods run as the same ServiceAccount: ${c.sharedServiceAccountPods.join(', ')}.`);
+  if (c.cordoned) out.push(`Node ${input.target?.node ?? ''} cordoned${c.nodeWasUnschedulable ? ' (it was already unschedulable)' : ''}: no new pods land there; running processes are not stopped.`);
+  out.push('What containment does not do: connections established before isolation may survive on some CNIs; RBAC changes stop future API calls, not a token already copied; cordon does not stop running processes.');
+  return out;
+}
+
+/** What casefile changed in the scene by looking at it, one item a line: a reviewer must be able to subtract it. */
+export function observerEffect(input: ReportInput): string[] {
   const live = input.live ?? {};
   const out: string[] = [];
   if (live.debugContainer) {
     out.push(
-      `- casefile added the ephemeral container \`${live.debugContainer}\` (image \`${live.image ?? ''}\`${live.imageID ? `, ${live.imageID}` : ''}) to the pod at ${live.launchedAt ?? 'an unrecorded time'}, targeting container \`${input.target?.container ?? ''}\`. Kubernetes keeps it in \`spec.ephemeralContainers\` for the pod's life; it cannot be removed.`,
-      '- It ran as root with only the capabilities SYS_PTRACE and DAC_READ_SEARCH, a read-only root filesystem and no privilege escalation. Its processes (an idle `sleep`, which exits on its own, and the collector) shared the suspect\'s process namespace and are marked `observer` in `live/processes.json`; a process list taken inside the suspect during the capture would show them.',
-      '- The collectors only read `/proc` and files through `/proc/<pid>/root`; no command ran inside the suspect container. Reading a file updates its access time where the filesystem records one.',
-      '- `k8s/pod.yaml` was captured before the debug container was added, so it shows the pod as casefile found it.',
+      `casefile added the ephemeral container \`${live.debugContainer}\` (image \`${live.image ?? ''}\`${live.imageID ? `, ${live.imageID}` : ''}) to the pod at ${live.launchedAt ?? 'an unrecorded time'}, targeting container \`${input.target?.container ?? ''}\`. Kubernetes keeps it in \`spec.ephemeralContainers\` for the pod's life; it cannot be removed.`,
+      'It ran as root with only the capabilities SYS_PTRACE and DAC_READ_SEARCH, a read-only root filesystem and no privilege escalation. Its processes (an idle `sleep`, which exits on its own, and the collector) shared the suspect\'s process namespace and are marked `observer` in `live/processes.json`; a process list taken inside the suspect during the capture would show them.',
+      'The collectors only read `/proc` and files through `/proc/<pid>/root`; no command ran inside the suspect container. Reading a file updates its access time where the filesystem records one.',
+      '`k8s/pod.yaml` was captured before the debug container was added, so it shows the pod as casefile found it.',
     );
   } else if (input.spec.evidence.live.enabled) {
-    out.push('- Live capture was requested, but no debug container was added (see the DebugContainerLaunched condition).');
+    out.push('Live capture was requested, but no debug container was added (see the DebugContainerLaunched condition).');
   }
   if (live.nodeCollector) {
     out.push(
-      `- A node collector pod \`${live.nodeCollector.namespace}/${live.nodeCollector.pod}\` ran on node \`${input.target?.node ?? ''}\` with the host's PID namespace and read-only mounts of \`/proc\`, \`/run/containerd\` and \`/var/lib/containerd\`; it was ${live.nodeCollector.removed ? 'removed after its run' : 'NOT confirmed removed: check the collector namespace'} (both recorded in \`custody.jsonl\`).`,
+      `A node collector pod \`${live.nodeCollector.namespace}/${live.nodeCollector.pod}\` ran on node \`${input.target?.node ?? ''}\` with the host's PID namespace and read-only mounts of \`/proc\`, \`/run/containerd\` and \`/var/lib/containerd\`; it was ${live.nodeCollector.removed ? 'removed after its run' : 'NOT confirmed removed: check the collector namespace'} (both recorded in \`custody.jsonl\`).`,
     );
   }
-  if (out.length === 0) out.push('- casefile added nothing to the pod or its node to observe it (no live or node capture was requested).');
+  if (out.length === 0) out.push('casefile added nothing to the pod or its node to observe it (no live or node capture was requested).');
   return out;
 }

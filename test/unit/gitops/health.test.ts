@@ -272,6 +272,8 @@ function kstatus(inv: Investigation): 'Terminating' | 'InProgress' | 'Failed' | 
   const conditions = (inv.status?.conditions ?? []) as { type: string; status: string }[];
   if (conditions.some((c) => c.type === 'Reconciling' && c.status === 'True')) return 'InProgress';
   if (conditions.some((c) => c.type === 'Stalled' && c.status === 'True')) return 'Failed';
+  const ready = conditions.find((c) => c.type === 'Ready');
+  if (ready?.status === 'False' || ready?.status === 'Unknown') return 'InProgress';
   return 'Current';
 }
 

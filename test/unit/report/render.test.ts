@@ -112,3 +112,26 @@ describe('report.md detection', () => {
     expect(renderReport(input)).not.toContain('alerts about this pod');
   });
 });
+
+describe('report.md timeline', () => {
+  test('one table, in time order, between the detection and the identity chain; cells cannot break it', () => {
+    const report = renderReport({
+      ...input,
+      custody: [
+        { seq: 1, time: '2026-11-20T10:17:01.500Z', action: 'case-opened', detail: { investigation: 'shop/web-shell-0001' } },
+        { seq: 2, time: '2026-11-20T10:17:04Z', action: 'negative-finding', phase: 'LogsCaptured', detail: { finding: 'no previous | logs\nat all' } },
+      ],
+    });
+    const section = report.split('## Timeline\n')[1]!.split('\n## ')[0]!;
+    expect(report.indexOf('## Detection')).toBeLessThan(report.indexOf('## Timeline'));
+    expect(report.indexOf('## Timeline')).toBeLessThan(report.indexOf('## Identity chain'));
+    expect(section.trim().split('\n')).toEqual([
+      '| time (UTC) | from | what | see |',
+      '|---|---|---|---|',
+      '| 2026-11-20T10:17:01.500Z | custody | case opened for shop/web-shell-0001 | custody.jsonl #1 |',
+      '| 2026-11-20T10:17:03.000Z | condition: TargetResolved | TargetResolved turned True (Resolved): ok | status.conditions[TargetResolved] |',
+      '| 2026-11-20T10:17:03.000Z | condition: LogsCaptured | LogsCaptured turned False (EvidenceStoreFull): no space \\| left | status.conditions[LogsCaptured] |',
+      '| 2026-11-20T10:17:04.000Z | custody: LogsCaptured | negative finding: no previous \\| logs at all | custody.jsonl #2 |',
+    ]);
+  });
+});
