@@ -20,6 +20,8 @@ export interface ReportInput {
   /** Negative findings and limitations recorded in the custody log, in order. */
   notes: { phase?: string; kind: 'negative-finding' | 'limitation' | 'refused'; text: string }[];
   generatedAt: string;
+  /** The key that will sign the seal (the report is written before it), or why the case will not be signed. */
+  signing?: { keyFingerprint: string } | { unsigned: string };
 }
 
 const cell = (value: unknown) => String(value ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -104,6 +106,7 @@ export function renderReport(input: ReportInput): string {
   push('| artifact | bytes | sha256 |', '|---|---:|---|');
   for (const a of input.artifacts) push(`| ${cell(a.artifact)}${a.truncated ? ' (truncated at limitBytes)' : ''} | ${a.bytes} | \`${a.sha256}\` |`);
   push('');
+  push(...signingLines(input.signing), '');
 
   push('## What could not be captured, and why', '');
   const failed = input.conditions.filter((c) => c.status === 'False');
@@ -121,6 +124,16 @@ export function renderReport(input: ReportInput): string {
 }
 
 /** What casefile changed in the scene by looking at it: a reviewer must be able to subtract it. */
+function signingLines(signing: ReportInput['signing']): string[] {
+  if (signing && 'keyFingerprint' in signing) {
+    return [
+      `Once sealed, the case is signed with Ed25519 key \`${signing.keyFingerprint}\`: \`MANIFEST.sha256.sig\` signs the manifest and the custody log up to its \`sealed\` record. ` +
+        'The public key is in ConfigMap `casefile-signing-keys` of the operator\'s namespace; `casefile verify --key <public key> <case>` checks who signed.',
+    ];
+  }
+  return [`This case is not signed (${signing?.unsigned ?? 'no signing key'}): the manifest and custody chain still verify, but nothing proves who sealed them.`];
+}
+
 function observerEffect(input: ReportInput): string[] {
   const live = input.live ?? {};
   const out: string[] = [];
