@@ -46,7 +46,14 @@ export async function verifyAndReport(target: string, opts: VerifyOptions = {}):
     return 1;
   }
   const requireSignature = Boolean(opts.requireSignature || trusted);
-  if (!(await stat(target)).isFile()) return verifyDir(target, target, trusted, requireSignature);
+  let isFile: boolean;
+  try {
+    isFile = (await stat(target)).isFile();
+  } catch (err) {
+    console.error(`FAIL ${errorMessage(err)}`);
+    return 1;
+  }
+  if (!isFile) return verifyDir(target, target, trusted, requireSignature);
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'casefile-verify-'));
   try {
     let dir: string;

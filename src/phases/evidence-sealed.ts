@@ -30,16 +30,16 @@ export const evidenceSealed: Phase = {
     }
     await ctx.importJournaledAlerts();
     // Asked before the report is written, so report.md can name the key that will sign (or say why none will).
-    const key = await ctx.signingKey().then(
-      (k) => ({ key: k }),
+    const signer = await ctx.signingKey().then(
+      (key) => ({ key }),
       (err: unknown) => ({ unsigned: `no signing key: ${errorMessage(err)}` }),
     );
     if (!ctx.caseFile.has('report.md')) {
-      const signing = 'key' in key ? { keyFingerprint: key.key.fingerprint } : { unsigned: key.unsigned };
+      const signing = 'key' in signer ? { keyFingerprint: signer.key.fingerprint } : signer;
       await ctx.caseFile.writeText('report.md', renderReport({ ...reportInput(ctx, conditions, await collectedFindings(ctx)), signing }), { phase: 'EvidenceSealed' });
     }
     const sealed = await ctx.caseFile.seal();
-    const signed = 'key' in key ? await sign(ctx, key.key) : key;
+    const signed = 'key' in signer ? await sign(ctx, signer.key) : signer;
     ctx.status.evidence = {
       path: ctx.caseFile.relativeDir,
       artifacts: sealed.artifacts,

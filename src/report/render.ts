@@ -127,8 +127,8 @@ export function renderReport(input: ReportInput): string {
 function signingLines(signing: ReportInput['signing']): string[] {
   if (signing && 'keyFingerprint' in signing) {
     return [
-      `Once sealed, the case is signed with Ed25519 key \`${signing.keyFingerprint}\`: \`MANIFEST.sha256.sig\` signs the manifest and the custody log up to its \`sealed\` record. ` +
-        'The public key is in ConfigMap `casefile-signing-keys` of the operator\'s namespace; `casefile verify --key <public key> <case>` checks who signed.',
+      `This report is written before the seal; the sealed case is then signed with Ed25519 key \`${signing.keyFingerprint}\`: \`MANIFEST.sha256.sig\` signs the manifest and the custody log up to its \`sealed\` record ` +
+        '(without that file, signing failed and the EvidenceSealed condition says why). The public key is in ConfigMap `casefile-signing-keys` of the operator\'s namespace; `casefile verify --key <public key> <case>` checks who signed.',
     ];
   }
   return [`This case is not signed (${signing?.unsigned ?? 'no signing key'}): the manifest and custody chain still verify, but nothing proves who sealed them.`];

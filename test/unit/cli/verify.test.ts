@@ -102,6 +102,11 @@ describe('verifyAndReport', () => {
     expect(out[0]).toMatch(/^FAIL cannot read bundle .*: unexpected end of file/);
   });
 
+  test('a path that does not exist: exit 1', async () => {
+    expect(await verifyAndReport(path.join(tmp, 'no-such-case'))).toBe(1);
+    expect(out[0]).toMatch(/^FAIL .*ENOENT/);
+  });
+
   test('a --key file that is not a key: exit 1', async () => {
     const bad = path.join(tmp, 'bad.pem');
     await writeFile(bad, 'nope');

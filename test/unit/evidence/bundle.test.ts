@@ -170,6 +170,10 @@ describe('extractBundle', () => {
     await expect(extractBundle(await bundleFile(whole.subarray(0, whole.length >> 1)), await into())).rejects.toThrow(/^cannot read bundle .*: unexpected end of file/);
   });
 
+  test('says so when the bundle cannot be read at all', async () => {
+    await expect(extractBundle(path.join(tmp, 'no-such.tar.gz'), await into())).rejects.toThrow(/^cannot read bundle .*no-such\.tar\.gz: .*ENOENT/);
+  });
+
   test('refuses a file that is not gzip', async () => {
     await expect(extractBundle(await bundleFile(Buffer.from('not a bundle')), await into())).rejects.toThrow(/^cannot read bundle .*: incorrect header check/);
   });
