@@ -56,6 +56,8 @@ export const operatorConfigSchema = z.object({
   leaderElection: z.boolean(),
   leaseNamespace: z.string().min(1),
   leaseName: z.string().min(1),
+  /** Namespace of Secret casefile-signing-key and ConfigMap casefile-signing-keys: the operator's own. */
+  signingNamespace: z.string().min(1).default('casefile-system'),
   identity: z.string().min(1),
   /** The one image of casefile's own containers (ConfigMap casefile-system/casefile-containers). */
   debugImage: z.string().min(1).optional(),

@@ -5,6 +5,7 @@ import { INVESTIGATION_PLURAL } from './api/investigation.js';
 import { CaseApiService } from './caseapi/service.js';
 import type { OperatorConfig } from './config.js';
 import { writeBundle } from './evidence/bundle.js';
+import { errorMessage } from './errors.js';
 import { importJournaledAlerts } from './intake/case-file-import.js';
 import { IntakeService } from './intake/service.js';
 import { logger } from './log.js';
@@ -16,12 +17,14 @@ import { LeaderElector } from './engine/leader.js';
 import { Metrics } from './engine/metrics.js';
 import { WorkQueue } from './engine/queue.js';
 import { InvestigationReconciler } from './engine/reconciler.js';
+import { ensureSigningKey, SigningKeys } from './engine/signing-keys.js';
 
 export async function runOperator(config: OperatorConfig): Promise<void> {
   const log = logger.child({ component: 'operator' });
   const kube = Kube.fromEnvironment(config.kubeconfig);
   const metrics = new Metrics();
   const events = new EventRecorder(kube, config.identity, log);
+  const signingKeys = new SigningKeys(() => ensureSigningKey(kube, config.signingNamespace, log.child({ component: 'signing' })));
   const reconciler = new InvestigationReconciler({
     kube,
     config,
@@ -30,6 +33,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     events,
     // The journal stays on the evidence volume whether intake runs now or ran before.
     importAlerts: (caseFile, namespace, name) => importJournaledAlerts(caseFile, config.evidenceDir, namespace, name),
+    signingKey: () => signingKeys.current(),
   });
   const queue = new WorkQueue((key) => reconciler.reconcile(key), {
     name: 'investigations',
@@ -62,6 +66,12 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
 
   const start = () => {
     log.info({ workers: config.workers, evidenceDir: config.evidenceDir, selector: config.selector }, 'leading: starting the Investigation controller');
+    // The key exists and is published before the first case can be sealed; a failure here is retried
+    // at each seal, and each case sealed meanwhile says it is unsigned and why.
+    void signingKeys.current().then(
+      (key) => log.info({ keyFingerprint: key.fingerprint }, 'sealed cases are signed with this key'),
+      (err: unknown) => log.error({ err: errorMessage(err) }, 'no signing key: cases will be sealed unsigned until it can be loaded'),
+    );
     queue.start();
     void informer.start();
     void intake?.startLeading().catch((err: unknown) => log.error({ err }, 'alert intake failed to start'));

@@ -199,12 +199,22 @@ export interface TargetStatus {
   derivation?: string[];
 }
 
+export interface EvidenceSignature {
+  /** `sha256:` + hex SHA-256 of the signing key's SPKI DER public key (ConfigMap casefile-signing-keys). */
+  keyFingerprint: string;
+  /** The signature file in the case directory. */
+  file: string;
+  signedAt: string;
+}
+
 export interface EvidenceStatus {
   path?: string;
   artifacts?: number;
   bytes?: number;
   manifestSHA256?: string;
   sealedAt?: string;
+  /** Absent when the case was sealed unsigned (EvidenceSealed reason SealedUnsigned says why). */
+  signature?: EvidenceSignature;
 }
 
 export interface Finding {

@@ -38,6 +38,7 @@ program
   .option('--no-leader-election', 'run without a Lease (a single replica outside the cluster)')
   .option('--lease-namespace <ns>', 'namespace of the leader-election Lease', process.env.POD_NAMESPACE ?? 'casefile-system')
   .option('--lease-name <name>', 'name of the leader-election Lease', 'casefile-operator')
+  .option('--signing-namespace <ns>', 'namespace of the signing key Secret casefile-signing-key and the public keys ConfigMap casefile-signing-keys', process.env.POD_NAMESPACE ?? 'casefile-system')
   .option('--debug-image <image>', "the only image of casefile's own containers: debug containers, node collectors, isolation probes (ConfigMap casefile-containers)", process.env.CASEFILE_DEBUG_IMAGE)
   .option(
     '--no-require-node-actions-admission',
@@ -77,6 +78,7 @@ program
       leaderElection: opts.leaderElection,
       leaseNamespace: opts.leaseNamespace,
       leaseName: opts.leaseName,
+      signingNamespace: opts.signingNamespace,
       identity: defaultIdentity(),
       debugImage: opts.debugImage,
       requireNodeActionsAdmission: opts.requireNodeActionsAdmission && process.env.CASEFILE_REQUIRE_NODE_ACTIONS_ADMISSION !== 'false',

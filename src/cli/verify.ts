@@ -23,10 +23,11 @@ async function verifyDir(dir: string, shown: string, trusted: KeyObject[] | unde
   const problems = [...result.problems, ...signature.problems];
   if (!signature.signed && requireSignature) problems.push(`${SIGNATURE_FILE} is missing: the case is not signed`);
   for (const problem of problems) console.error(`FAIL ${problem}`);
-  if (!signature.signed && !requireSignature) console.error(`WARN not signed: no ${SIGNATURE_FILE} (--key or --require-signature make this a failure)`);
+  // Warnings go to stdout with the verdict: stderr carries only what failed.
+  if (!signature.signed && !requireSignature) console.log(`WARN not signed: no ${SIGNATURE_FILE} (--key or --require-signature make this a failure)`);
   if (signature.signed && problems.length === 0) {
     console.log(`OK signed by ${signature.keyFingerprint} at ${signature.signedAt}`);
-    if (!trusted) console.error(`WARN the signature was checked with the key written in ${SIGNATURE_FILE} only: pass --key <public key PEM> to check who signed`);
+    if (!trusted) console.log(`WARN the signature was checked with the key written in ${SIGNATURE_FILE} only: pass --key <public key PEM> to check who signed`);
   }
   console.log(problems.length === 0 ? `OK ${result.artifacts} artifact(s) verified in ${shown}` : `FAILED ${problems.length} problem(s) in ${shown}`);
   return problems.length === 0 ? 0 : 1;
@@ -46,7 +47,14 @@ export async function verifyAndReport(target: string, opts: VerifyOptions = {}):
     return 1;
   }
   const requireSignature = Boolean(opts.requireSignature || trusted);
-  if (!(await stat(target)).isFile()) return verifyDir(target, target, trusted, requireSignature);
+  let isFile: boolean;
+  try {
+    isFile = (await stat(target)).isFile();
+  } catch (err) {
+    console.error(`FAIL ${errorMessage(err)}`);
+    return 1;
+  }
+  if (!isFile) return verifyDir(target, target, trusted, requireSignature);
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'casefile-verify-'));
   try {
     let dir: string;

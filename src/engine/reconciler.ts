@@ -16,6 +16,7 @@ import {
   type InvestigationStatus,
 } from '../api/investigation.js';
 import type { OperatorConfig } from '../config.js';
+import type { SigningKey } from '../evidence/signing.js';
 import { CaseFile, evidenceErrorReason } from '../evidence/store.js';
 import type { Logger } from '../log.js';
 import { phases, phasesInOrder } from '../phases/index.js';
@@ -39,6 +40,8 @@ export interface ReconcilerDeps {
   phases?: readonly Phase[];
   /** Brings alerts journaled by intake into a case file before it is sealed (none: nothing to import). */
   importAlerts?: AlertImporter;
+  /** The key that signs sealed cases (none: cases are sealed unsigned, and say so). */
+  signingKey?: () => Promise<SigningKey>;
 }
 
 /** A worker's verdict that stops this reconcile: wait, or retry with backoff (the queue's). */
@@ -299,6 +302,7 @@ export class InvestigationReconciler {
       importJournaledAlerts: async () => {
         await this.deps.importAlerts?.(caseFile, inv.metadata.namespace, inv.metadata.name);
       },
+      signingKey: () => this.deps.signingKey?.() ?? Promise.reject(new Error('the operator was started without a signing key')),
     };
   }
 

@@ -4,6 +4,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { errorMessage, writeFully } from './io.js';
 import { resolveInside } from './paths.js';
@@ -81,14 +82,18 @@ function checkedSegments(name: string): string[] {
  */
 export async function extractBundle(file: string, intoDir: string, opts: { maxBytes?: number } = {}): Promise<string> {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BUNDLE_BYTES;
-  const gunzip = createReadStream(file).pipe(createGunzip());
+  const gunzip = createGunzip();
+  // A read error of the file destroys gunzip with it, so it reaches the reader below.
+  const piped = pipeline(createReadStream(file), gunzip).catch(() => undefined);
   const reader = new Reader((gunzip as AsyncIterable<Buffer>)[Symbol.asyncIterator]());
   try {
     return await extractEntries(reader, intoDir, maxBytes);
   } catch (err) {
-    gunzip.destroy();
     if (err instanceof BundleError) throw err;
     throw new BundleError(`cannot read bundle ${file}: ${errorMessage(err)}`, { cause: err });
+  } finally {
+    gunzip.destroy(); // whatever follows the end-of-archive blocks is not read
+    await piped;
   }
 }
 

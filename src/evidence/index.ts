@@ -12,3 +12,7 @@ export {
   type SealResult,
 } from './store.js';
 export { verifyCaseDir, type CaseVerification } from './verify-case.js';
+export { keyFingerprint, signCase, type SignatureFile, type SigningKey } from './signing.js';
+export { verifySignature, type SignatureVerification } from './verify-signature.js';
+export { writeBundle } from './bundle.js';
+export { BundleError, extractBundle } from './bundle-extract.js';

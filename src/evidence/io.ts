@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
 
@@ -14,6 +14,16 @@ export function errnoCode(err: unknown): string | undefined {
 }
 
 export { errorMessage };
+
+/** The file's bytes, or undefined when it does not exist (any other error is thrown). */
+export async function readIfExists(file: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
 
 /** UTC time using only [0-9TZ], safe inside a sanitised file name. */
 export function fileStamp(date = new Date()): string {

@@ -14,7 +14,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, ran
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { verifyCustodyChain } from './custody.js';
-import { errnoCode, sha256Hex, writeOnce } from './io.js';
+import { readIfExists, sha256Hex, writeOnce } from './io.js';
 import { CUSTODY_FILE, MANIFEST_FILE, PARTIAL_DIR, SEALED_ACTION, SIGNATURE_FILE } from './layout.js';
 
 export const SIGNATURE_FORMAT = 'casefile-signature-v1';
@@ -73,21 +73,12 @@ export function signaturePayload(s: Pick<SignatureFile, 'keyFingerprint' | 'mani
 }
 
 /** The first 'sealed' custody record's seq and the SHA-256 of its line, from a custody log that must be unbroken. */
-export function sealedHead(custodyText: string): { seq: number; sha256: string; manifestSHA256: string | undefined } | string {
+function sealedHead(custodyText: string): { seq: number; sha256: string; manifestSHA256: string | undefined } | string {
   const chain = verifyCustodyChain(custodyText);
   if (!chain.ok) return `${CUSTODY_FILE} line ${chain.line}: ${chain.reason}`;
   const sealed = chain.records.find((r) => r.action === SEALED_ACTION);
   if (!sealed) return `${CUSTODY_FILE} has no '${SEALED_ACTION}' record`;
   return { seq: sealed.seq, sha256: sha256Hex(custodyText.split('\n')[sealed.seq - 1]!), manifestSHA256: sealed.sha256 };
-}
-
-async function readIfExists(file: string): Promise<Buffer | undefined> {
-  try {
-    return await readFile(file);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
-    throw err;
-  }
 }
 
 /**

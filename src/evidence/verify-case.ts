@@ -1,9 +1,9 @@
 // The independent check of a sealed case directory: custody chain, manifest against files, manifest
 // against custody, and no file the seal does not account for. The signature is signing.ts's.
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { verifyCustodyChain } from './custody.js';
-import { errnoCode, errorMessage, hashFile, sha256Hex } from './io.js';
+import { errnoCode, errorMessage, hashFile, readIfExists, sha256Hex } from './io.js';
 import { ARTIFACT_ACTIONS, CUSTODY_FILE, MANIFEST_FILE, SEALED_ACTION, SIGNATURE_FILE, TORN_TAIL_ACTION } from './layout.js';
 import { resolveInside } from './paths.js';
 
@@ -11,15 +11,6 @@ export interface CaseVerification {
   ok: boolean;
   problems: string[];
   artifacts: number;
-}
-
-async function readIfExists(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
-    throw err;
-  }
 }
 
 /** Every entry under `dir` that is not a directory, as relative '/' paths; `other` collects what is not a regular file. */
@@ -42,7 +33,7 @@ export async function verifyCaseDir(dir: string): Promise<CaseVerification> {
   let sealedSHA256: string | undefined;
   let chainOk = false;
 
-  const custodyText = await readIfExists(path.join(root, CUSTODY_FILE));
+  const custodyText = (await readIfExists(path.join(root, CUSTODY_FILE)))?.toString('utf8');
   if (custodyText === undefined) {
     problems.push(`${CUSTODY_FILE} is missing`);
   } else {
@@ -60,7 +51,7 @@ export async function verifyCaseDir(dir: string): Promise<CaseVerification> {
     }
   }
 
-  const manifest = await readIfExists(path.join(root, MANIFEST_FILE));
+  const manifest = (await readIfExists(path.join(root, MANIFEST_FILE)))?.toString('utf8');
   if (manifest === undefined) {
     problems.push(`${MANIFEST_FILE} is missing: the case is not sealed`);
     return { ok: false, problems, artifacts: 0 };

@@ -1,9 +1,8 @@
 // The signature half of `casefile verify`: the signature file against its key, the real manifest and
 // the custody line it names, and (with trusted keys) who signed. verifyCaseDir checks the rest.
 import type { KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { errnoCode, errorMessage, sha256Hex } from './io.js';
+import { errorMessage, readIfExists, sha256Hex } from './io.js';
 import { CUSTODY_FILE, MANIFEST_FILE, SIGNATURE_FILE, SIGNED_ACTION } from './layout.js';
 import { keyFingerprint, publicKeyFromPem, SIGNATURE_FORMAT, signatureMatches, type SignatureFile } from './signing.js';
 
@@ -16,15 +15,6 @@ export interface SignatureVerification {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
-
-async function readIfExists(file: string): Promise<Buffer | undefined> {
-  try {
-    return await readFile(file);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
-    throw err;
-  }
-}
 
 function shapeProblem(v: unknown): string | undefined {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not a JSON object';

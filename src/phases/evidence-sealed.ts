@@ -1,8 +1,13 @@
-// EvidenceSealed: write report.md and report.html, then MANIFEST.sha256 over every artifact (re-hashed from disk and
-// compared with the custody log), then the custody 'sealed' record. A case with a failed write is
-// never sealed: a manifest would make an incomplete record look complete.
+// EvidenceSealed: write report.md and report.html, then MANIFEST.sha256 over every artifact (re-hashed
+// from disk and compared with the custody log), then the custody 'sealed' record, then the signature of
+// that seal (MANIFEST.sha256.sig, recorded as 'signed'). A case with a failed write is never sealed: a
+// manifest would make an incomplete record look complete. A case that cannot be signed is still sealed:
+// True with reason SealedUnsigned, the message saying why, and no status.evidence.signature.
 
-import type { Condition, Finding } from '../api/investigation.js';
+import type { Condition, EvidenceSignature, Finding } from '../api/investigation.js';
+import { errorMessage } from '../errors.js';
+import { SIGNATURE_FILE } from '../evidence/layout.js';
+import { signCase, type SigningKey } from '../evidence/signing.js';
 import { renderReportHtml } from '../report/html.js';
 import { renderReport, type ReportInput } from '../report/render.js';
 import { collectorBases } from './collector-output.js';
@@ -25,26 +30,45 @@ export const evidenceSealed: Phase = {
       };
     }
     await ctx.importJournaledAlerts();
+    // Asked before the reports are written, so they can name the key that will sign (or say why none will).
+    const signer = await ctx.signingKey().then(
+      (key) => ({ key }),
+      (err: unknown) => ({ unsigned: `no signing key: ${errorMessage(err)}` }),
+    );
     if (!ctx.caseFile.has('report.md') || !ctx.caseFile.has('report.html')) {
-      const input = reportInput(ctx, conditions, await collectedFindings(ctx));
+      const signing = 'key' in signer ? { keyFingerprint: signer.key.fingerprint } : signer;
+      const input = { ...reportInput(ctx, conditions, await collectedFindings(ctx)), signing };
       if (!ctx.caseFile.has('report.md')) await ctx.caseFile.writeText('report.md', renderReport(input), { phase: 'EvidenceSealed' });
       if (!ctx.caseFile.has('report.html')) await ctx.caseFile.writeText('report.html', renderReportHtml(input), { phase: 'EvidenceSealed' });
     }
     const sealed = await ctx.caseFile.seal();
+    const signed = 'key' in signer ? await sign(ctx, signer.key) : signer;
     ctx.status.evidence = {
       path: ctx.caseFile.relativeDir,
       artifacts: sealed.artifacts,
       bytes: sealed.bytes,
       manifestSHA256: sealed.manifestSHA256,
       sealedAt: sealed.sealedAt,
+      ...('signature' in signed ? { signature: signed.signature } : {}),
     };
-    return {
-      status: 'True',
-      reason: 'Sealed',
-      message: `${sealed.artifacts} artifact(s), ${sealed.bytes} bytes; MANIFEST.sha256 ${sealed.manifestSHA256}`,
-    };
+    const summary = `${sealed.artifacts} artifact(s), ${sealed.bytes} bytes; MANIFEST.sha256 ${sealed.manifestSHA256}`;
+    if ('signature' in signed) return { status: 'True', reason: 'Sealed', message: `${summary}; signed by ${signed.signature.keyFingerprint}` };
+    // The seal stands (the manifest and custody chain verify), so True; the reason says what is missing.
+    return { status: 'True', reason: 'SealedUnsigned', message: `${summary}; NOT signed (${signed.unsigned}): casefile verify --require-signature will fail this case` };
   },
 };
+
+/** Signs the sealed case and records it in custody; a failure leaves the case sealed but unsigned, and says why. */
+async function sign(ctx: PhaseContext, key: SigningKey): Promise<{ signature: EvidenceSignature } | { unsigned: string }> {
+  try {
+    const { signature, sha256, bytes } = await signCase(ctx.caseFile.dir, key);
+    await ctx.caseFile.recordSignature(sha256, bytes, { keyFingerprint: signature.keyFingerprint, custodyHead: signature.custodyHead });
+    return { signature: { keyFingerprint: signature.keyFingerprint, file: SIGNATURE_FILE, signedAt: signature.signedAt } };
+  } catch (err) {
+    ctx.log.error({ err: errorMessage(err) }, 'sealed case not signed');
+    return { unsigned: `signing failed: ${errorMessage(err)}` };
+  }
+}
 
 function reportInput(ctx: PhaseContext, conditions: Condition[], findings: Finding[]): ReportInput {
   const meta = ctx.investigation.metadata;

@@ -5,6 +5,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { ConditionType, Investigation, InvestigationSpec, InvestigationStatus } from '../api/investigation.js';
 import type { OperatorConfig } from '../config.js';
 import type { Kube } from '../kube/client.js';
+import type { SigningKey } from '../evidence/signing.js';
 import type { CaseFile } from '../evidence/store.js';
 import type { Logger } from '../log.js';
 
@@ -33,13 +34,15 @@ export interface PhaseContext {
    * intake's journal in here, so phases never depend on intake).
    */
   importJournaledAlerts(): Promise<void>;
+  /** The operator's key for signing sealed cases; rejects with why there is none (the case is then sealed unsigned). */
+  signingKey(): Promise<SigningKey>;
 }
 
 /** How the operator brings journaled alerts into a case file (intake/case-file-import.ts). */
 export type AlertImporter = (caseFile: CaseFile, namespace: string, name: string) => Promise<unknown>;
 
 /** What release may use: the record, never the current spec. */
-export type ReleaseContext = Omit<PhaseContext, 'spec' | 'importJournaledAlerts'>;
+export type ReleaseContext = Omit<PhaseContext, 'spec' | 'importJournaledAlerts' | 'signingKey'>;
 
 export interface Phase {
   readonly condition: ConditionType;

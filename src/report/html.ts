@@ -3,7 +3,7 @@
 // opened from an evidence store, often offline. Everything from the case is hostile: a suspect names
 // its files, processes and alert fields. Case text only ever lands in element content, escaped by
 // `escapeHtml()`, never in an attribute or a URL; the markup around it is fixed strings.
-import { containmentItems, observerEffect, type ReportInput } from './render.js';
+import { containmentItems, observerEffect, signingLines, type ReportInput } from './render.js';
 import { buildTimeline } from './timeline.js';
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -136,7 +136,7 @@ export function renderReportHtml(input: ReportInput): string {
     section('Live findings', table(['severity', 'kind', 'summary', 'artifact'], findings, input.spec.evidence.live.enabled ? 'No suspicious live state was found by the collectors.' : 'Live-state capture was not enabled for this case.')),
     section('Containment', list(containmentItems(input).map(inline))),
     section('What could not be captured, and why', failures.length + notes.length ? list([...failures, ...notes]) : '<p class="none">Nothing: every requested capture succeeded.</p>'),
-    section('Evidence', `<p>Every file below is listed in <code>MANIFEST.sha256</code> (<code>sha256sum -c MANIFEST.sha256</code> verifies them) and was recorded in <code>custody.jsonl</code> as it was written.</p>\n${table(['artifact', 'bytes', 'SHA-256'], evidence, 'No artifacts.')}`),
+    section('Evidence', `<p>Every file below is listed in <code>MANIFEST.sha256</code> (<code>sha256sum -c MANIFEST.sha256</code> verifies them) and was recorded in <code>custody.jsonl</code> as it was written.</p>\n${signingLines(input.signing).map((l) => `<p>${inline(l)}</p>`).join('\n')}\n${table(['artifact', 'bytes', 'SHA-256'], evidence, 'No artifacts.')}`),
     section('Observer effect', list(observerEffect(input).map(inline))),
     section('Identity chain', identity(input)),
     section('Phases', table(['condition', 'status', 'reason', 'message', 'last transition'], phases, 'No conditions.')),

@@ -23,6 +23,8 @@ export interface ReportInput {
   /** Negative findings and limitations recorded in the custody log, in order. */
   notes: { phase?: string; kind: 'negative-finding' | 'limitation' | 'refused'; text: string }[];
   generatedAt: string;
+  /** The key that will sign the seal (the report is written before it), or why the case will not be signed. */
+  signing?: { keyFingerprint: string } | { unsigned: string };
 }
 
 const cell = (value: unknown) => String(value ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -98,6 +100,7 @@ export function renderReport(input: ReportInput): string {
   push('| artifact | bytes | sha256 |', '|---|---:|---|');
   for (const a of input.artifacts) push(`| ${cell(a.artifact)}${a.truncated ? ' (truncated at limitBytes)' : ''} | ${a.bytes} | \`${a.sha256}\` |`);
   push('');
+  push(...signingLines(input.signing), '');
 
   push('## What could not be captured, and why', '');
   const failed = input.conditions.filter((c) => c.status === 'False');
@@ -132,6 +135,17 @@ export function containmentItems(input: ReportInput): string[] {
   if (c.cordoned) out.push(`Node ${input.target?.node ?? ''} cordoned${c.nodeWasUnschedulable ? ' (it was already unschedulable)' : ''}: no new pods land there; running processes are not stopped.`);
   out.push('What containment does not do: connections established before isolation may survive on some CNIs; RBAC changes stop future API calls, not a token already copied; cordon does not stop running processes.');
   return out;
+}
+
+/** How the sealed case is signed, or why it is not. */
+export function signingLines(signing: ReportInput['signing']): string[] {
+  if (signing && 'keyFingerprint' in signing) {
+    return [
+      `This report is written before the seal; the sealed case is then signed with Ed25519 key \`${signing.keyFingerprint}\`: \`MANIFEST.sha256.sig\` signs the manifest and the custody log up to its \`sealed\` record ` +
+        '(without that file, signing failed and the EvidenceSealed condition says why). The public key is in ConfigMap `casefile-signing-keys` of the operator\'s namespace; `casefile verify --key <public key> <case>` checks who signed.',
+    ];
+  }
+  return [`This case is not signed (${signing?.unsigned ?? 'no signing key'}): the manifest and custody chain still verify, but nothing proves who sealed them.`];
 }
 
 /** What casefile changed in the scene by looking at it, one item a line: a reviewer must be able to subtract it. */

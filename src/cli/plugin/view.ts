@@ -86,6 +86,8 @@ export function summary(inv: Investigation): string {
   if (s.containment?.released?.at) lines.push(`  released   ${s.containment.released.at}`);
   if (s.evidence?.path) {
     lines.push(`  case file  ${s.evidence.path}: ${s.evidence.artifacts ?? 0} artifacts, ${s.evidence.bytes ?? 0} bytes${s.evidence.manifestSHA256 ? `, MANIFEST sha256 ${s.evidence.manifestSHA256}` : ''}`);
+    const signature = s.evidence.signature;
+    if (s.evidence.manifestSHA256) lines.push(`  signed     ${signature ? `by ${signature.keyFingerprint} at ${signature.signedAt}` : 'no (see EvidenceSealed)'}`);
   }
   if (s.alerts?.count) lines.push(`  alerts     ${s.alerts.count}`);
   const findings = s.findings ?? [];

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { isCIDR, parseSpec } from '../../../src/api/investigation.js';
+import { isCIDR, parseSpec, type EvidenceSignature, type EvidenceStatus } from '../../../src/api/investigation.js';
 
 describe('parseSpec', () => {
   test('fills every default the design document promises', () => {
@@ -49,6 +49,14 @@ describe('the CRD', () => {
 
   test('defaults network.verify to true, as parseSpec does', () => {
     expect(schema.properties.spec.properties.containment.properties.network.properties.verify.default).toBe(true);
+  });
+
+  test('describes every field of status.evidence and its signature, as the API types have them', () => {
+    const evidence: Required<EvidenceStatus> = { path: '', artifacts: 0, bytes: 0, manifestSHA256: '', sealedAt: '', signature: { keyFingerprint: '', file: '', signedAt: '' } };
+    const signature: Required<EvidenceSignature> = evidence.signature;
+    const crdEvidence = schema.properties.status.properties.evidence;
+    expect(Object.keys(crdEvidence.properties).sort()).toEqual(Object.keys(evidence).sort());
+    expect(Object.keys(crdEvidence.properties.signature.properties).sort()).toEqual(Object.keys(signature).sort());
   });
 
   test('freezes spec.containment once a containment condition exists, unless release is set in the same edit', () => {

@@ -72,6 +72,7 @@ describe('outcome, list and summary', () => {
     expect(text).toContain('ready      False (NotEnforced): NetworkIsolated failed');
     expect(text).toContain('isolated   NetworkPolicy casefile-0a1b2c3d');
     expect(text).toContain('case file  shop/web-x1-0a1b2c3d: 12 artifacts, 3456 bytes');
+    expect(text).not.toContain('signed  ');
     expect(text).toContain('[high] dropped-file: /tmp/x is an ELF binary');
     expect(text).toMatch(/NetworkIsolated\s+FAILED\s+NotEnforced: probe got through/);
     expect(text).not.toMatch(/^\s+Stalled/m);
@@ -89,5 +90,12 @@ describe('progress (kubectl casefile open --wait, not a terminal)', () => {
       '  NetworkIsolated: skipped (turned off) (Disabled) turned off by the spec',
       '  ManifestCaptured: FAILED (Forbidden) no access',
     ]);
+  });
+
+  it('says who signed a sealed case, or that it is not signed', () => {
+    const sealed = { path: 'shop/web-x1-0a1b2c3d', artifacts: 1, bytes: 2, manifestSHA256: 'f'.repeat(64) };
+    const signed = summary(inv([], { evidence: { ...sealed, signature: { keyFingerprint: 'sha256:abc', file: 'MANIFEST.sha256.sig', signedAt: '2026-12-03T07:00:00Z' } } }));
+    expect(signed).toContain('signed     by sha256:abc at 2026-12-03T07:00:00Z');
+    expect(summary(inv([], { evidence: sealed }))).toContain('signed     no (see EvidenceSealed)');
   });
 });

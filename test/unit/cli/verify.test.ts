@@ -84,11 +84,13 @@ describe('verifyAndReport', () => {
   test('a signed directory without --key: exit 0, with a warning that the signer was not checked', async () => {
     expect(await verifyAndReport(signedDir)).toBe(0);
     expect(out[1]).toMatch(/^WARN the signature was checked with the key written in MANIFEST\.sha256\.sig only/);
+    expect(console.error).not.toHaveBeenCalled(); // stderr is for failures only (e2e expects it empty on a pass)
   });
 
   test('an unsigned case: a warning by default, a failure with --require-signature or --key', async () => {
     expect(await verifyAndReport(unsignedDir)).toBe(0);
     expect(out[0]).toBe('WARN not signed: no MANIFEST.sha256.sig (--key or --require-signature make this a failure)');
+    expect(console.error).not.toHaveBeenCalled();
     out.length = 0;
     expect(await verifyAndReport(unsignedDir, { requireSignature: true })).toBe(1);
     expect(out[0]).toBe('FAIL MANIFEST.sha256.sig is missing: the case is not signed');
@@ -100,6 +102,11 @@ describe('verifyAndReport', () => {
   test('a hostile or broken bundle: exit 1 with the reason', async () => {
     expect(await verifyAndReport(await bundleFile(bundle.subarray(0, 100)))).toBe(1);
     expect(out[0]).toMatch(/^FAIL cannot read bundle .*: unexpected end of file/);
+  });
+
+  test('a path that does not exist: exit 1', async () => {
+    expect(await verifyAndReport(path.join(tmp, 'no-such-case'))).toBe(1);
+    expect(out[0]).toMatch(/^FAIL .*ENOENT/);
   });
 
   test('a --key file that is not a key: exit 1', async () => {

@@ -1,11 +1,12 @@
 // Case bundles: byte-identical for the same case, readable by GNU tar, and an extractor that refuses
 // every hostile shape of archive with a clear error.
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { writeBundle } from '../../../src/evidence/bundle.js';
@@ -105,6 +106,24 @@ describe('writeBundle', () => {
     expect(wrote).toBe(0);
   });
 
+  test('fails, rather than write a corrupt archive, when a file changes size while it is bundled', async () => {
+    const dir = path.join(await mkdtemp(path.join(tmp, 'changing-')), 'case');
+    await mkdir(dir);
+    // Incompressible and large enough that gzip writes out long before z.txt is read.
+    await writeFile(path.join(dir, 'a.bin'), randomBytes(8 * 1024 * 1024));
+    await writeFile(path.join(dir, 'z.txt'), 'the size the header will promise\n');
+    let truncated = false;
+    const out = new Writable({
+      write(_chunk, _enc, done) {
+        if (truncated) return done();
+        truncated = true;
+        void truncate(path.join(dir, 'z.txt'), 3).then(() => done());
+      },
+    });
+    await expect(writeBundle(dir, out)).rejects.toThrow(`cannot bundle ${dir}: case/z.txt changed size while it was read`);
+    expect(out.destroyed).toBe(true);
+  });
+
   test('writes to a file stream and ends it', async () => {
     const file = path.join(await mkdtemp(path.join(tmp, 'f-')), 'case.tar.gz');
     await writeBundle(caseDir, createWriteStream(file));
@@ -149,6 +168,10 @@ describe('extractBundle', () => {
     await expect(extractBundle(await bundleFile(gzipSync(tar)), await into())).rejects.toThrow('truncated archive: it ends inside case/a');
     const whole = await bundleBytes(caseDir);
     await expect(extractBundle(await bundleFile(whole.subarray(0, whole.length >> 1)), await into())).rejects.toThrow(/^cannot read bundle .*: unexpected end of file/);
+  });
+
+  test('says so when the bundle cannot be read at all', async () => {
+    await expect(extractBundle(path.join(tmp, 'no-such.tar.gz'), await into())).rejects.toThrow(/^cannot read bundle .*no-such\.tar\.gz: .*ENOENT/);
   });
 
   test('refuses a file that is not gzip', async () => {

@@ -109,10 +109,13 @@ describe('signCase', () => {
     await rm(c.root, { recursive: true, force: true });
   });
 
-  test("the store keeps the 'signed' custody action for recordSignature", async () => {
+  test("the store keeps the 'signed' custody action for recordSignature, which records once", async () => {
     const c = await sealedCase('reserved');
     const cf = await c.open();
     await expect(cf.record('signed', {})).rejects.toThrow('custody action "signed" is reserved for the store');
+    const first = await cf.recordSignature('a'.repeat(64), 10, {});
+    expect(await cf.recordSignature('b'.repeat(64), 10, {})).toEqual(first);
+    expect(cf.custodyRecords().filter((r) => r.action === 'signed')).toHaveLength(1);
     await cf.close();
     await rm(c.root, { recursive: true, force: true });
   });

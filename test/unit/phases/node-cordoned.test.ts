@@ -157,6 +157,7 @@ async function context(cluster: FakeNodes, name: string, uid: string, node: stri
     status,
     livePod: async () => undefined,
     importJournaledAlerts: async () => undefined,
+    signingKey: () => Promise.reject(new Error('no key in this test')),
   };
   return ctx;
 }

@@ -437,6 +437,7 @@ async function context(cluster: FakeCluster, status: InvestigationStatus = {}) {
     status,
     livePod: async () => target,
     importJournaledAlerts: async () => undefined,
+    signingKey: () => Promise.reject(new Error('no key in this test')),
   };
   return ctx;
 }
