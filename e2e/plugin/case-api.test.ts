@@ -46,8 +46,18 @@ describe('the case-file API, through the API server', () => {
     const exported = await plugin(['export', 'exported', '-n', ns, '--as', REVIEWER, '-o', bundle]);
     expect({ exitCode: exported.exitCode, stderr: exported.stderr }).toEqual({ exitCode: 0, stderr: '' });
     expect((await stat(bundle)).size).toBeGreaterThan(1000);
-    const verified = await plugin(['verify', bundle]);
+    // The reviewer checks who signed it with the public key casefile publishes (handed over out of band).
+    const keys = await core.readNamespacedConfigMap({ name: 'casefile-signing-keys', namespace: OPERATOR_NAMESPACE });
+    const keyFiles = await Promise.all(
+      Object.entries(keys.data ?? {}).map(async ([name, pem]) => {
+        await writeFile(path.join(work, name), pem);
+        return ['--key', path.join(work, name)];
+      }),
+    );
+    expect(keyFiles.length).toBeGreaterThan(0);
+    const verified = await plugin(['verify', bundle, ...keyFiles.flat()]);
     expect({ exitCode: verified.exitCode, stderr: verified.stderr }).toEqual({ exitCode: 0, stderr: '' });
+    expect(verified.stdout).toMatch(/^OK signed by sha256:[0-9a-f]{64}/m);
     expect(verified.stdout).toMatch(/^OK \d+ artifact\(s\) verified/m);
     // The same bytes every time: the bundle is deterministic.
     const again = path.join(work, 'again.tar.gz');
