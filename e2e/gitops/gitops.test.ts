@@ -322,6 +322,23 @@ describe('GitOps (server-side apply as argocd-controller)', () => {
   );
 
   test(
+    'a new Investigation no operator has acted on yet is InProgress for kstatus and Progressing for Argo CD',
+    async () => {
+      const ns = await createTestNamespace('gitops-unobserved');
+      const name = 'gitops-unobserved';
+      // A shard no casefile instance serves: the object stays as the API server made it.
+      const body = manifest(ns, name, 'no-such-pod');
+      (body.metadata.labels as Record<string, string>)['casefile.dev/shard'] = 'nobody';
+      const live = await argoApply(body);
+      // The CRD's default: generation 0 observed until an operator writes status.
+      expect(live.status).toEqual({ observedGeneration: 0 });
+      expect((await kstatusLive(ns, name))?.status).toBe('InProgress');
+      expect(runHealthScript(healthLua, live).status).toBe('Progressing');
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
     'a failed case (its target does not exist) is Failed for kstatus and Degraded for Argo CD',
     async () => {
       const ns = await createTestNamespace('gitops-failed');
