@@ -10,7 +10,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import os from 'node:os';
 import path from 'node:path';
 import { bindUserInNamespace, createTestNamespace, kubeFromEnv, registerCleanup, runCleanups, waitFor, waitForPodReady } from '../support/cluster.js';
-import { busyboxPod, core, deployOperator, kubectlRun, OPERATOR_NAMESPACE, OPERATOR_SELECTOR, run } from '../operator/support.js';
+import { busyboxPod, core, deployOperator, getInvestigation, kubectlRun, OPERATOR_NAMESPACE, OPERATOR_SELECTOR, run } from '../operator/support.js';
 
 const kc = kubeFromEnv();
 const plugin = (args: string[]) => run('kubectl', ['casefile', ...args], { timeoutMs: 300_000 });
@@ -125,4 +125,29 @@ describe('the case-file API, through the API server', () => {
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/FAIL k8s\/pod\.yaml: SHA-256 [0-9a-f]{64} does not match/);
   });
+
+  it('after a key rotation signs new cases with the new key, and the old case still verifies with the old one', async () => {
+    const keyFile = (fingerprint: string) => path.join(work, `${fingerprint.replace(':', '-')}.pub`);
+    const old = (await getInvestigation(ns, 'exported')).status?.evidence?.signature?.keyFingerprint;
+    expect(old).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // Rotation as docs/signing.md says: replace the Secret, restart the operator.
+    await core.deleteNamespacedSecret({ name: 'casefile-signing-key', namespace: OPERATOR_NAMESPACE });
+    expect((await kubectlRun(['-n', OPERATOR_NAMESPACE, 'rollout', 'restart', 'deployment/casefile-operator'])).exitCode).toBe(0);
+    expect((await kubectlRun(['-n', OPERATOR_NAMESPACE, 'rollout', 'status', 'deployment/casefile-operator', '--timeout=180s'])).exitCode).toBe(0);
+    const opened = await plugin(['open', 'web', '--name', 'after-rotation', '--wait', '-n', ns]);
+    expect({ exitCode: opened.exitCode, stderr: opened.stderr }).toEqual({ exitCode: 0, stderr: '' });
+    const rotated = (await getInvestigation(ns, 'after-rotation')).status?.evidence?.signature?.keyFingerprint;
+    expect(rotated).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(rotated).not.toBe(old);
+    const keys = (await core.readNamespacedConfigMap({ name: 'casefile-signing-keys', namespace: OPERATOR_NAMESPACE })).data ?? {};
+    for (const [name, pem] of Object.entries(keys)) await writeFile(path.join(work, name), pem);
+    expect(Object.keys(keys).sort()).toEqual([path.basename(keyFile(old!)), path.basename(keyFile(rotated!))].sort());
+    const bundle = path.join(work, 'old-case.tar.gz');
+    expect((await plugin(['export', 'exported', '-n', ns, '--as', REVIEWER, '-o', bundle])).exitCode).toBe(0);
+    const withOld = await plugin(['verify', bundle, '--key', keyFile(old!)]);
+    expect({ exitCode: withOld.exitCode, stderr: withOld.stderr }).toEqual({ exitCode: 0, stderr: '' });
+    const withNewOnly = await plugin(['verify', bundle, '--key', keyFile(rotated!)]);
+    expect(withNewOnly.exitCode).toBe(1);
+    expect(withNewOnly.stderr).toContain(`signed by an untrusted key ${old}`);
+  }, 420_000);
 });
