@@ -224,6 +224,60 @@ describe('plan helpers', () => {
   });
 });
 
+describe('plan edges (mutation testing, third round)', () => {
+  const art = 'containment/originals/RoleBinding/shop/shared.uid-shared.yaml';
+  const roleRef = { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' };
+
+  test('a subject is told from another by its namespace only when it is a ServiceAccount', () => {
+    // The same ServiceAccount name in another namespace is another subject: a difference both ways.
+    const original = rb('shared', [saSubject, { kind: 'ServiceAccount', name: 'worker', namespace: 'jobs' }]).binding;
+    const moved = planRestore('RoleBinding', original, { ...original, subjects: [{ kind: 'ServiceAccount', name: 'worker', namespace: 'batch' }] }, NS, SA, art);
+    expect(moved.differences).toEqual([
+      'RoleBinding shop/shared: subject ServiceAccount batch/worker was added since narrowing (kept)',
+      'RoleBinding shop/shared: subject ServiceAccount jobs/worker was removed since narrowing (left removed)',
+    ]);
+    // A namespace on a User or Group subject means nothing to RBAC: not a difference, in either kind of binding.
+    for (const item of [rb('shared', [saSubject, { kind: 'User', name: 'bob', namespace: 'jobs' }]), crb('view-all', [saSubject, { kind: 'Group', name: 'devs', namespace: 'jobs' }])]) {
+      const others = item.binding.subjects!.slice(1).map(({ namespace: _, ...s }) => s);
+      expect(planRestore(item.kind, item.binding, { ...item.binding, subjects: others }, NS, SA, art)).toEqual({ action: 'AddSubjects', subjects: item.binding.subjects, added: [saSubject], differences: [] });
+    }
+  });
+
+  test("an empty apiGroup and none are the same subject (the API server omits a ServiceAccount's empty one)", () => {
+    const worker: RbacV1Subject = { kind: 'ServiceAccount', name: 'worker', namespace: 'jobs' };
+    const original = rb('shared', [saSubject, { ...worker, apiGroup: '' }]).binding;
+    expect(planRestore('RoleBinding', original, { ...original, subjects: [worker] }, NS, SA, art)).toEqual({ action: 'AddSubjects', subjects: original.subjects, added: [saSubject], differences: [] });
+  });
+
+  test('a ClusterRoleBinding has no namespace even if its metadata names one: its namespace-less ServiceAccount subject is the target namespace\'s', () => {
+    const odd: V1RoleBinding = { metadata: { name: 'view-all', namespace: 'payments', uid: 'u-1' }, roleRef, subjects: [{ kind: 'ServiceAccount', name: SA }] };
+    expect(planRestore('ClusterRoleBinding', odd, { ...odd, subjects: [] }, NS, SA, art)).toEqual({ action: 'AddSubjects', subjects: odd.subjects, added: [{ kind: 'ServiceAccount', name: SA }], differences: [] });
+    expect(planNarrowing([{ kind: 'ClusterRoleBinding', binding: odd }], NS, SA).changes.map((c) => c.removed)).toEqual([[{ kind: 'ServiceAccount', name: SA }]]);
+  });
+
+  test('bindings without metadata or subjects are planned without throwing', () => {
+    const bare: V1RoleBinding = { roleRef, subjects: [saSubject] };
+    expect(planRestore('ClusterRoleBinding', bare, undefined, NS, SA, art).differences).toEqual([
+      `ClusterRoleBinding  was deleted by someone else after casefile removed ServiceAccount ${SA} from it: not re-created; the original is ${art}`,
+    ]);
+    expect(planRestore('RoleBinding', bare, undefined, NS, SA, art)).toMatchObject({ action: 'None', outcome: 'NotRestored' });
+    expect(planRestore('RoleBinding', bare, { roleRef, subjects: [] }, NS, SA, art)).toEqual({ action: 'AddSubjects', subjects: [saSubject], added: [saSubject], differences: [] });
+    // The original has a uid, the current object no metadata at all: no evidence of replacement.
+    const withUid = rb('shared', [saSubject]).binding;
+    expect(planRestore('RoleBinding', withUid, { roleRef, subjects: [] }, NS, SA, art).action).toBe('AddSubjects');
+    // An original without subjects has nothing to put back and no difference to report.
+    const { subjects: _, ...noSubjects } = withUid;
+    expect(planRestore('RoleBinding', noSubjects, { ...noSubjects, subjects: [] }, NS, SA, art)).toEqual({ action: 'None', outcome: 'AlreadyPresent', differences: [] });
+    expect(planNarrowing([{ kind: 'RoleBinding', binding: noSubjects }], NS, SA)).toEqual({ changes: [], groupBindings: [] });
+  });
+
+  test('isServiceAccountGroup is only ever a Group, whatever the subject would match otherwise', () => {
+    expect(isServiceAccountGroup({ kind: 'ServiceAccount', name: '', namespace: NS }, NS)).toBe(false);
+    expect(isServiceAccountGroup({ kind: 'User', name: `system:serviceaccount:${NS}:` }, NS)).toBe(false);
+    expect(isServiceAccountGroup({ kind: 'Group', name: `system:serviceaccounts:${NS}` }, NS)).toBe(true);
+  });
+});
+
 describe('reading the authorizer', () => {
   const check = (over: Partial<AccessResult> = {}): AccessResult => ({ verb: 'get', group: '', resource: 'secrets', namespace: NS, allowed: true, reason: '', ...over });
   const grant: GroupGrant = {
