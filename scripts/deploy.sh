@@ -17,11 +17,35 @@ set -- "${args[@]}"
 extra_env=$(for kv in "$@"; do printf '        - { name: %s, value: "%s" }\n' "${kv%%=*}" "${kv#*=}"; done)
 # casefile's own containers run the debug image by digest when the cluster recorded one (images.env).
 debug_image=${CASEFILE_DEBUG_IMAGE_PINNED:-$CASEFILE_DEBUG_IMAGE}
+# The audit receiver (config/audit) needs its Secret before the operator starts. On the local cluster
+# its serving certificate and the CA of the API server's audit client come from the cluster's PKI
+# (CASEFILE_AUDIT_PKI), and its Service takes the fixed address the API server's webhook dials
+# (CASEFILE_AUDIT_SERVICE_IP). Elsewhere a throwaway pair: the receiver listens, and nothing posts.
+kubectl get namespace casefile-system >/dev/null 2>&1 || kubectl create namespace casefile-system >/dev/null
+if ! kubectl -n casefile-system get secret casefile-audit-tls >/dev/null 2>&1; then
+  if [ -n "${CASEFILE_AUDIT_PKI:-}" ]; then
+    kubectl -n casefile-system create secret generic casefile-audit-tls --from-file=tls.crt="$CASEFILE_AUDIT_PKI/casefile-audit.crt" \
+      --from-file=tls.key="$CASEFILE_AUDIT_PKI/casefile-audit.key" --from-file=client-ca.crt="$CASEFILE_AUDIT_PKI/audit-ca.crt" >/dev/null
+  else
+    audit_tls=$(mktemp -d)
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$audit_tls/tls.key" -out "$audit_tls/tls.crt" -days 365 \
+      -subj "/CN=casefile-audit.casefile-system.svc" -addext "subjectAltName=DNS:casefile-audit.casefile-system.svc" 2>/dev/null
+    kubectl -n casefile-system create secret generic casefile-audit-tls --from-file=tls.crt="$audit_tls/tls.crt" \
+      --from-file=tls.key="$audit_tls/tls.key" --from-file=client-ca.crt="$audit_tls/tls.crt" >/dev/null
+    rm -rf "$audit_tls"
+  fi
+fi
 kubectl kustomize config/all-features |
   sed -e "s#image: localhost/casefile/operator:0.1.0#image: $CASEFILE_OPERATOR_IMAGE#" \
       -e "s#localhost/casefile/debug-tools:0.1.0#$debug_image#g" \
       -e 's#imagePullPolicy: IfNotPresent#imagePullPolicy: Never#' |
   awk -v extra="$extra_env" '{print} /^        env:$/ && extra != "" {print extra}' |
+  awk -v ip="${CASEFILE_AUDIT_SERVICE_IP:-}" '
+    /^---$/ { service = 0; audit = 0 }
+    /^kind: Service$/ { service = 1 }
+    service && /^  name: casefile-audit$/ { audit = 1 }
+    { print }
+    audit && ip != "" && /^spec:$/ { print "  clusterIP: " ip }' |
   kubectl apply --server-side --force-conflicts -f - >/dev/null
 # The case-file API's serving certificate (config/case-api): made once per cluster with a throwaway CA
 # kept beside it in Secret casefile-case-api-tls, whose ca.crt becomes the APIService's caBundle.

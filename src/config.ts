@@ -48,6 +48,31 @@ export const caseApiConfigSchema = z
     }
   });
 
+/**
+ * The audit webhook receiver: off without a port. On, it needs its serving certificate and the CA of
+ * the API server's client certificate (mutual TLS: nobody else may write the audit trail).
+ */
+export const auditConfigSchema = z
+  .object({
+    port: z.number().int().min(0).max(65535).optional(),
+    tlsCert: z.string().min(1).optional(),
+    tlsKey: z.string().min(1).optional(),
+    clientCA: z.string().min(1).optional(),
+    allowedNames: z.array(z.string().min(1)).min(1).default(['kube-apiserver-audit']),
+    maxBodyBytes: z.number().int().min(64 * 1024).max(64 * 1024 * 1024).default(16 * 1024 * 1024),
+    storeMaxBytes: z.number().int().min(1024 * 1024).default(512 * 1024 * 1024),
+    storeMaxAgeSeconds: z.number().int().min(60).default(7 * 86400),
+    /** The API server's --audit-webhook-batch-max-wait (30 s by default) and a margin. */
+    flushWaitSeconds: z.number().int().min(0).max(600).default(40),
+  })
+  .superRefine((c, ctx) => {
+    if (c.port !== undefined && (!c.tlsCert || !c.tlsKey || !c.clientCA)) {
+      ctx.addIssue({ code: 'custom', path: ['port'], message: '--audit-port (CASEFILE_AUDIT_PORT) needs --audit-tls-cert, --audit-tls-key and --audit-client-ca: only the API server, by its client certificate, may post audit events' });
+    }
+  });
+
+export type AuditConfig = z.infer<typeof auditConfigSchema>;
+
 export const operatorConfigSchema = z.object({
   evidenceDir: z.string().min(1),
   kubeconfig: z.string().optional(),
@@ -79,6 +104,7 @@ export const operatorConfigSchema = z.object({
   exitAfterPhase: z.enum(conditionTypes).optional(),
   intake: intakeConfigSchema.default(() => intakeConfigSchema.parse({})),
   caseApi: caseApiConfigSchema.default(() => caseApiConfigSchema.parse({})),
+  audit: auditConfigSchema.default(() => auditConfigSchema.parse({})),
 });
 
 export type OperatorConfig = z.infer<typeof operatorConfigSchema>;

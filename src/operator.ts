@@ -2,13 +2,18 @@
 // feeds keys into a rate-limited work queue, whose workers run the reconciler.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { INVESTIGATION_PLURAL } from './api/investigation.js';
+import { AuthenticationV1Api } from '@kubernetes/client-node';
+import { AuditService } from './audit/service.js';
+import { AuditStoreReader } from './audit/store-reader.js';
 import { CaseApiService } from './caseapi/service.js';
 import type { OperatorConfig } from './config.js';
 import { writeBundle } from './evidence/bundle.js';
 import { errorMessage } from './errors.js';
 import { importJournaledAlerts } from './intake/case-file-import.js';
 import { IntakeService } from './intake/service.js';
-import { logger } from './log.js';
+import { logger, type Logger } from './log.js';
+import type { AuditReceiverConfig } from './audit/service.js';
+import type { AuditTrailSource } from './phases/phase.js';
 import { EventRecorder } from './engine/events.js';
 import { startHealthServer } from './engine/http.js';
 import { customObjectSource, Informer } from './engine/informer.js';
@@ -25,6 +30,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const metrics = new Metrics();
   const events = new EventRecorder(kube, config.identity, log);
   const signingKeys = new SigningKeys(() => ensureSigningKey(kube, config.signingNamespace, log.child({ component: 'signing' })));
+  const audit = auditTrail(config, kube, log);
   const reconciler = new InvestigationReconciler({
     kube,
     config,
@@ -34,6 +40,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     // The journal stays on the evidence volume whether intake runs now or ran before.
     importAlerts: (caseFile, namespace, name) => importJournaledAlerts(caseFile, config.evidenceDir, namespace, name),
     signingKey: () => signingKeys.current(),
+    audit: audit?.trail,
   });
   const queue = new WorkQueue((key) => reconciler.reconcile(key), {
     name: 'investigations',
@@ -63,6 +70,10 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
       ? new CaseApiService({ port: caseApiPort, tlsCert, tlsKey }, { kube, evidenceDir: config.evidenceDir, events, writeBundle, log: log.child({ component: 'case-api' }) })
       : undefined;
   await caseApi?.start();
+  // The audit receiver runs whether or not this replica leads (the store is on the evidence volume);
+  // its own thread keeps a flood off the reconciles' event loop.
+  const auditService = audit ? new AuditService(audit.receiver, { evidenceDir: config.evidenceDir, log: log.child({ component: 'audit' }), observe: metrics.auditObserver() }) : undefined;
+  auditService?.start();
 
   const start = () => {
     log.info({ workers: config.workers, evidenceDir: config.evidenceDir, selector: config.selector }, 'leading: starting the Investigation controller');
@@ -97,6 +108,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     informer.stop();
     await intake?.stop();
     await caseApi?.stop();
+    await auditService?.stop();
     await queue.stop();
     await elector?.stop();
     server.close();
@@ -107,4 +119,26 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
 
   if (elector) await elector.run();
   else start();
+}
+
+/** The audit receiver's settings and what AuditCorrelated reads, when --audit-port is set. */
+function auditTrail(config: OperatorConfig, kube: Kube, log: Logger): { receiver: AuditReceiverConfig; trail: AuditTrailSource } | undefined {
+  const c = config.audit;
+  if (c.port === undefined || !c.tlsCert || !c.tlsKey || !c.clientCA) return undefined;
+  const limits = { maxBytes: c.storeMaxBytes, maxAgeMs: c.storeMaxAgeSeconds * 1000 };
+  let username: Promise<string | undefined> | undefined;
+  const operatorUsername = () =>
+    (username ??= kube.kc
+      .makeApiClient(AuthenticationV1Api)
+      .createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } })
+      .then((r) => r.status?.userInfo?.username)
+      .catch((err: unknown) => {
+        log.warn({ err: errorMessage(err) }, 'cannot tell my own username (SelfSubjectReview): casefile\'s debug containers will read as a stranger\'s in audit findings');
+        username = undefined;
+        return undefined;
+      }));
+  return {
+    receiver: { port: c.port, tlsCert: c.tlsCert, tlsKey: c.tlsKey, clientCA: c.clientCA, allowedNames: c.allowedNames, maxBodyBytes: c.maxBodyBytes, limits },
+    trail: { reader: new AuditStoreReader(config.evidenceDir), limits, flushWaitMs: c.flushWaitSeconds * 1000, operatorUsername },
+  };
 }

@@ -27,6 +27,10 @@ POD_CIDR=10.88.0.0/16
 POD_GATEWAY=10.88.0.1
 SERVICE_CIDR=10.96.0.0/16
 API_SERVICE_IP=10.96.0.1
+# casefile's audit receiver (Service casefile-system/casefile-audit) at a fixed address: the API server
+# reads its audit webhook's URL once, at start, before the operator is deployed. In the low band of the
+# range, which the API server leaves to fixed assignments.
+AUDIT_SERVICE_IP=10.96.0.80
 API_PORT=6443
 KUBELET_PORT=10250
 ETCD_CLIENT_PORT=2379

@@ -68,6 +68,11 @@ make_pki() {
   # CA, as Kubernetes advises: no client certificate of the cluster CA can pose as the proxy.
   pki_ca front-proxy-ca casefile-test-front-proxy-ca
   pki_cert front-proxy-client "/CN=front-proxy-client" "" front-proxy-ca
+  # The audit webhook's own CA: casefile's receiver serves with a certificate from it and trusts only
+  # client certificates from it with CN kube-apiserver-audit (the API server's, in its webhook kubeconfig).
+  pki_ca audit-ca casefile-test-audit-ca
+  pki_cert casefile-audit "/CN=casefile-audit.casefile-system.svc" "DNS:casefile-audit.casefile-system.svc,IP:$AUDIT_SERVICE_IP" audit-ca
+  pki_cert apiserver-audit-client "/CN=kube-apiserver-audit" "" audit-ca
   [ -f "$PKI/sa.key" ] || { openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null && openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null; }
   pki_cert apiserver "/CN=kube-apiserver" \
     "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP,IP:$API_SERVICE_IP"

@@ -97,10 +97,17 @@ export const liveEvidenceSchema = z.object({
   redactEnvironment: z.boolean().default(false),
 });
 
+/** The audit trail copied into the case (AuditCorrelated): from the pod's start unless a lookback is set. */
+export const auditEvidenceSchema = z.object({
+  enabled: z.boolean().default(true),
+  lookbackSeconds: z.number().int().min(60).max(30 * 86400).optional(),
+});
+
 export const evidenceSchema = z.object({
   logs: logsEvidenceSchema.default(() => logsEvidenceSchema.parse({})),
   live: liveEvidenceSchema.default(() => liveEvidenceSchema.parse({})),
   node: z.object({ enabled: z.boolean().default(false) }).default({ enabled: false }),
+  audit: auditEvidenceSchema.default(() => auditEvidenceSchema.parse({})),
 });
 
 export const investigationSpecSchema = z.object({
@@ -150,6 +157,7 @@ export const conditionTypes = [
   'DebugContainerLaunched',
   'LiveStateCaptured',
   'NodeStateCaptured',
+  'AuditCorrelated',
   'EvidenceSealed',
   'Released',
   'Ready',

@@ -68,6 +68,15 @@ program
   .option('--case-api-port <port>', 'serve the case-file API (APIService v1alpha1.cases.casefile.dev) on this port over TLS', int('--case-api-port'), envNumber('CASEFILE_CASE_API_PORT'))
   .option('--case-api-tls-cert <file>', "the case-file API's serving certificate (PEM; the APIService's caBundle must sign it)", process.env.CASEFILE_CASE_API_TLS_CERT)
   .option('--case-api-tls-key <file>', 'private key of --case-api-tls-cert (PEM)', process.env.CASEFILE_CASE_API_TLS_KEY)
+  .option('--audit-port <port>', "receive the API server's audit events (webhook backend) on this port over mutual TLS", int('--audit-port'), envNumber('CASEFILE_AUDIT_PORT'))
+  .option('--audit-tls-cert <file>', "the audit receiver's serving certificate (PEM)", process.env.CASEFILE_AUDIT_TLS_CERT)
+  .option('--audit-tls-key <file>', 'private key of --audit-tls-cert (PEM)', process.env.CASEFILE_AUDIT_TLS_KEY)
+  .option('--audit-client-ca <file>', "CA of the API server's audit client certificate (PEM)", process.env.CASEFILE_AUDIT_CLIENT_CA)
+  .option('--audit-allowed-names <cns>', 'comma-separated subject CNs that may post audit events (default kube-apiserver-audit)', process.env.CASEFILE_AUDIT_ALLOWED_NAMES)
+  .option('--audit-max-body-bytes <n>', 'largest audit batch accepted (413 above)', int('--audit-max-body-bytes'), envNumber('CASEFILE_AUDIT_MAX_BODY_BYTES'))
+  .option('--audit-store-max-bytes <n>', 'bound of the rolling audit store on the evidence volume', int('--audit-store-max-bytes'), envNumber('CASEFILE_AUDIT_STORE_MAX_BYTES'))
+  .option('--audit-store-max-age <seconds>', 'audit records older than this are pruned', int('--audit-store-max-age'), envNumber('CASEFILE_AUDIT_STORE_MAX_AGE'))
+  .option('--audit-flush-seconds <n>', "how long a case waits for the API server to deliver audit events up to its window's end (its batch wait and a margin)", int('--audit-flush-seconds'), envNumber('CASEFILE_AUDIT_FLUSH_SECONDS'))
   .action(async (opts) => {
     const exitAfter = process.env.CASEFILE_EXIT_AFTER_PHASE;
     const parsed = operatorConfigSchema.safeParse({
@@ -103,6 +112,17 @@ program
         policyBurst: opts.intakePolicyBurst,
       },
       caseApi: { port: opts.caseApiPort, tlsCert: opts.caseApiTlsCert || undefined, tlsKey: opts.caseApiTlsKey || undefined },
+      audit: {
+        port: opts.auditPort,
+        tlsCert: opts.auditTlsCert || undefined,
+        tlsKey: opts.auditTlsKey || undefined,
+        clientCA: opts.auditClientCa || undefined,
+        allowedNames: opts.auditAllowedNames ? String(opts.auditAllowedNames).split(',').map((n: string) => n.trim()).filter(Boolean) : undefined,
+        maxBodyBytes: opts.auditMaxBodyBytes,
+        storeMaxBytes: opts.auditStoreMaxBytes,
+        storeMaxAgeSeconds: opts.auditStoreMaxAge,
+        flushWaitSeconds: opts.auditFlushSeconds,
+      },
     });
     if (!parsed.success) {
       const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');

@@ -1,6 +1,8 @@
 // Prometheus metrics on the operator's /metrics: reconcile and phase durations, queue depth,
-// investigations by phase, evidence bytes written, and alert intake (outcomes, latency, journal fsync).
+// investigations by phase, evidence bytes written, alert intake (outcomes, latency, journal fsync) and
+// the audit receiver (events kept or skipped, store size).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AuditObserver } from '../audit/service.js';
 import type { WorkQueueMetrics } from './queue.js';
 
 export class Metrics {
@@ -39,6 +41,22 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   });
+  readonly auditEvents = new Counter({
+    name: 'casefile_audit_events_total',
+    help: 'Audit events received from the API server, by outcome: kept (in the rolling store) or skipped (not a final stage, malformed, oversized).',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  readonly auditStoreBytes = new Gauge({ name: 'casefile_audit_store_bytes', help: 'Bytes held by the rolling audit store (both partitions).', registers: [this.registry] });
+  auditObserver(): AuditObserver {
+    return {
+      storeBytes: (bytes) => this.auditStoreBytes.set(bytes),
+      events: (kept, skipped) => {
+        this.auditEvents.inc({ outcome: 'kept' }, kept);
+        this.auditEvents.inc({ outcome: 'skipped' }, skipped);
+      },
+    };
+  }
   readonly journalFsync = new Histogram({
     name: 'casefile_intake_journal_fsync_duration_seconds',
     help: 'Duration of one alert journal fsync (one per group commit).',

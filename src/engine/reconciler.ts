@@ -21,7 +21,7 @@ import { CaseFile, evidenceErrorReason } from '../evidence/store.js';
 import type { Logger } from '../log.js';
 import { phases, phasesInOrder } from '../phases/index.js';
 import { errorMessage, RetryableError } from '../errors.js';
-import type { AlertImporter, Phase, PhaseContext, PhaseOutcome, ReleaseContext } from '../phases/phase.js';
+import type { AlertImporter, AuditTrailSource, Phase, PhaseContext, PhaseOutcome, ReleaseContext } from '../phases/phase.js';
 import { containmentApplied, containmentDrift, overallPhase, readiness } from './case-status.js';
 import { EventRecorder } from './events.js';
 import { isConflict, isNotFound, type Kube } from '../kube/client.js';
@@ -42,6 +42,8 @@ export interface ReconcilerDeps {
   importAlerts?: AlertImporter;
   /** The key that signs sealed cases (none: cases are sealed unsigned, and say so). */
   signingKey?: () => Promise<SigningKey>;
+  /** The rolling audit store AuditCorrelated copies from (none: cases say they have no audit trail). */
+  audit?: AuditTrailSource;
 }
 
 /** A worker's verdict that stops this reconcile: wait, or retry with backoff (the queue's). */
@@ -303,6 +305,7 @@ export class InvestigationReconciler {
         await this.deps.importAlerts?.(caseFile, inv.metadata.namespace, inv.metadata.name);
       },
       signingKey: () => this.deps.signingKey?.() ?? Promise.reject(new Error('the operator was started without a signing key')),
+      audit: this.deps.audit,
     };
   }
 

@@ -1,8 +1,10 @@
 // The runbook, in the order of volatility (EvidenceFirst). Adding a phase is a module and a line here.
 // ContainFirst moves the phases marked `containment` to right after TargetResolved.
 // The manifest comes before the debug container: it records the pod as it was before casefile added
-// anything to it; processes and sockets come next, the most volatile evidence.
+// anything to it; processes and sockets come next, the most volatile evidence. The audit trail is
+// copied last before the seal: its window runs up to that moment.
 import type { InvestigationSpec } from '../api/investigation.js';
+import { auditCorrelated } from './audit-correlated/index.js';
 import { debugContainerLaunched } from './debug-container-launched.js';
 import { eventsCaptured } from './events-captured.js';
 import { evidenceSealed } from './evidence-sealed.js';
@@ -29,6 +31,7 @@ export const phases: readonly Phase[] = [
   networkIsolated,
   rbacNarrowed,
   nodeCordoned,
+  auditCorrelated,
   evidenceSealed,
 ];
 

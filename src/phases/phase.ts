@@ -5,6 +5,8 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { ConditionType, Investigation, InvestigationSpec, InvestigationStatus } from '../api/investigation.js';
 import type { OperatorConfig } from '../config.js';
 import type { Kube } from '../kube/client.js';
+import type { AuditStoreReader } from '../audit/store-reader.js';
+import type { AuditStoreLimits } from '../audit/store.js';
 import type { SigningKey } from '../evidence/signing.js';
 import type { CaseFile } from '../evidence/store.js';
 import type { Logger } from '../log.js';
@@ -36,13 +38,25 @@ export interface PhaseContext {
   importJournaledAlerts(): Promise<void>;
   /** The operator's key for signing sealed cases; rejects with why there is none (the case is then sealed unsigned). */
   signingKey(): Promise<SigningKey>;
+  /** The rolling audit store, when this operator receives the API server's audit events; undefined otherwise. */
+  readonly audit?: AuditTrailSource;
+}
+
+/** What AuditCorrelated reads (the operator wires it in when --audit-port is set). */
+export interface AuditTrailSource {
+  reader: AuditStoreReader;
+  limits: AuditStoreLimits;
+  /** How long to wait for the API server to deliver events up to the window's end: its batch wait, and a margin. */
+  flushWaitMs: number;
+  /** The operator's own username, so its debug container is told from a stranger's. */
+  operatorUsername(): Promise<string | undefined>;
 }
 
 /** How the operator brings journaled alerts into a case file (intake/case-file-import.ts). */
 export type AlertImporter = (caseFile: CaseFile, namespace: string, name: string) => Promise<unknown>;
 
 /** What release may use: the record, never the current spec. */
-export type ReleaseContext = Omit<PhaseContext, 'spec' | 'importJournaledAlerts' | 'signingKey'>;
+export type ReleaseContext = Omit<PhaseContext, 'spec' | 'importJournaledAlerts' | 'signingKey' | 'audit'>;
 
 export interface Phase {
   readonly condition: ConditionType;
