@@ -1,4 +1,5 @@
-// Which pod an alert is about: `k8s.ns.name` + `k8s.pod.name` when Falco filled them in, else the
+// Which pod an alert is about: `k8s.ns.name` + `k8s.pod.name` when Falco filled them in (or, for an
+// alert from Falco's k8saudit plugin about a pod, `ka.target.namespace` + `ka.target.name`), else the
 // container ID (Falco's 12-character short form, or the full one) looked up in the pods'
 // status.containerStatuses. When an alert carries both, the container ID must be one of the named
 // pod's: a delayed alert about a replaced pod (same name, new UID) resolves to no pod, never to the
@@ -96,8 +97,7 @@ export class PodResolver {
 
   /** The pod the alert is about, or undefined for a host event or a pod that does not exist. */
   async resolve(alert: FalcoAlert): Promise<ResolvedPod | undefined> {
-    const namespace = outputField(alert, 'k8s.ns.name');
-    const name = outputField(alert, 'k8s.pod.name');
+    const { namespace, name } = podNamed(alert);
     const id = containerIdOf(alert);
     if (namespace && name) {
       const pod = await this.podByName(namespace, name, id);
@@ -159,4 +159,17 @@ export class PodResolver {
     })();
     return this.listing;
   }
+}
+
+/**
+ * The pod an alert names: a syscall alert's `k8s.*` fields, or the target of a k8saudit alert (an exec,
+ * an attach, a change) when that target is a pod. Any other audit target (a Secret, a binding) names
+ * no pod: such an alert opens no case about a pod.
+ */
+function podNamed(alert: FalcoAlert): { namespace?: string; name?: string } {
+  const namespace = outputField(alert, 'k8s.ns.name');
+  const name = outputField(alert, 'k8s.pod.name');
+  if (namespace && name) return { namespace, name };
+  if (outputField(alert, 'ka.target.resource') !== 'pods') return {};
+  return { namespace: outputField(alert, 'ka.target.namespace'), name: outputField(alert, 'ka.target.name') };
 }

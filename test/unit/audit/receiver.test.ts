@@ -39,7 +39,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
-});
+}, 60_000); // five RSA keys: slow on a loaded machine
 afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
   await pki.remove();

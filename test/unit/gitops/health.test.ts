@@ -47,6 +47,7 @@ const DONE: Record<string, Outcome> = {
   NetworkIsolated: { status: 'True', reason: 'Isolated', message: 'deny-all policy casefile-6f1c0000 applied; enforcement verified' },
   RBACNarrowed: { status: 'True', reason: 'Narrowed', message: 'removed from 1 binding' },
   NodeCordoned: { status: 'True', reason: 'Cordoned', message: 'node-1 cordoned' },
+  AuditCorrelated: { status: 'True', reason: 'Correlated', message: '3 request(s) on the pod, 12 with its token, 4 finding(s)' },
   EvidenceSealed: { status: 'True', reason: 'Sealed', message: 'MANIFEST.sha256 over 14 artifacts' },
 };
 

@@ -93,4 +93,13 @@ describe('PodResolver: the container ID must be the named pod\'s', () => {
     for (now = 0; now < 5000; now += 10) expect(await r.resolve(stale)).toBeUndefined();
     expect(src.gets).toBeLessThanOrEqual(6);
   });
+
+  test("a k8saudit alert resolves to the pod it targets (Falco's 'Attach/Exec Pod'), and to no pod for another target", async () => {
+    const r = new PodResolver(source(() => pod('uid-1')));
+    const exec = alert({ 'ka.user.name': 'mallory', 'ka.target.resource': 'pods', 'ka.target.subresource': 'exec', 'ka.target.namespace': 'production', 'ka.target.name': 'web-0', 'ka.uri.param[command]': 'sh' });
+    expect(await r.resolve(exec)).toMatchObject({ namespace: 'production', name: 'web-0', uid: 'uid-1' });
+    const secret = alert({ 'ka.user.name': 'mallory', 'ka.target.resource': 'secrets', 'ka.target.namespace': 'production', 'ka.target.name': 'web-0' });
+    expect(await r.resolve(secret)).toBeUndefined();
+    expect(await r.resolve(alert({ 'ka.target.resource': 'pods', 'ka.target.namespace': 'production' }))).toBeUndefined();
+  });
 });
