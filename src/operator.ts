@@ -3,6 +3,8 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { INVESTIGATION_PLURAL } from './api/investigation.js';
 import { AuthenticationV1Api } from '@kubernetes/client-node';
+import { podAccessAlert } from './audit/alert.js';
+import type { AuditRecord } from './audit/record.js';
 import { AuditService } from './audit/service.js';
 import { AuditStoreReader } from './audit/store-reader.js';
 import { CaseApiService } from './caseapi/service.js';
@@ -72,7 +74,16 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   await caseApi?.start();
   // The audit receiver runs whether or not this replica leads (the store is on the evidence volume);
   // its own thread keeps a flood off the reconciles' event loop.
-  const auditService = audit ? new AuditService(audit.receiver, { evidenceDir: config.evidenceDir, log: log.child({ component: 'audit' }), observe: metrics.auditObserver() }) : undefined;
+  // Someone getting into a pod is an alert of its own for intake (Falco's k8saudit rule names), except
+  // casefile adding its own debug container, which would otherwise open a case about every case.
+  const onPodAccess = async (record: AuditRecord) => {
+    const alert = podAccessAlert(record);
+    if (!alert || !intake || record.user.username === (await audit?.trail.operatorUsername())) return;
+    await intake.acceptAuditAlert(alert);
+  };
+  const auditService = audit
+    ? new AuditService(audit.receiver, { evidenceDir: config.evidenceDir, log: log.child({ component: 'audit' }), observe: metrics.auditObserver(), onPodAccess: (r) => void onPodAccess(r) })
+    : undefined;
   auditService?.start();
 
   const start = () => {

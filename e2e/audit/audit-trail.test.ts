@@ -6,13 +6,14 @@
 // Then a flood of audit events past the store's cap: the store stays at its cap, the first case's
 // audit/ is untouched, and a second case still finds mallory's exec.
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createTestNamespace, kubeFromEnv, registerCleanup, runCleanups, waitForPodReady } from '../support/cluster.js';
+import { createTestNamespace, kubeFromEnv, registerCleanup, runCleanups, waitFor, waitForPodReady } from '../support/cluster.js';
 import {
   busyboxContainer,
   caseDirOf,
@@ -20,7 +21,12 @@ import {
   core,
   createInvestigation,
   deployOperator,
+  custom,
+  GROUP,
   kubectlRun,
+  OPERATOR_NAMESPACE,
+  PLURAL,
+  VERSION,
   readerExec,
   readEvidence,
   sha256Check,
@@ -29,6 +35,7 @@ import {
   type Investigation,
 } from '../operator/support.js';
 import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { investigationName } from '../../src/intake/naming.js';
 
 const kc = kubeFromEnv();
 const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
@@ -99,10 +106,14 @@ async function jsonl(caseDir: string, artifact: string): Promise<Record<string, 
 }
 
 let firstCase: Investigation;
+let malloryConfig: string;
 let firstDir: string;
 
 beforeAll(async () => {
-  await deployOperator([`CASEFILE_AUDIT_STORE_MAX_BYTES=${STORE_MAX_BYTES}`], 180_000);
+  // Intake on (with a token nobody here sends), so an audit event can open a case through a ResponsePolicy.
+  await core.createNamespacedSecret({ namespace: OPERATOR_NAMESPACE, body: { metadata: { name: 'casefile-intake-token' }, stringData: { token: randomBytes(24).toString('hex') } } }).catch(() => undefined);
+  registerCleanup('remove the intake token', () => core.deleteNamespacedSecret({ name: 'casefile-intake-token', namespace: OPERATOR_NAMESPACE }).then(() => undefined, () => undefined));
+  await deployOperator([`CASEFILE_AUDIT_STORE_MAX_BYTES=${STORE_MAX_BYTES}`, 'CASEFILE_INTAKE_PORT=8443'], 180_000);
   ns = await createTestNamespace('audit');
   work = await mkdtemp(path.join(os.tmpdir(), 'casefile-audit-'));
   registerCleanup(`remove ${work}`, () => rm(work, { recursive: true, force: true }));
@@ -126,7 +137,7 @@ beforeAll(async () => {
   await waitForPodReady(kc, ns, 'web-2', 90_000);
 
   // mallory execs in and takes the pod's token.
-  const mallory = await malloryKubeconfig();
+  const mallory = (malloryConfig = await malloryKubeconfig());
   const stolen = await kubectlRun(['--kubeconfig', mallory, 'exec', '-n', ns, 'web-1', '--', 'cat', '/var/run/secrets/kubernetes.io/serviceaccount/token']);
   expect({ exitCode: stolen.exitCode, stderr: stolen.stderr }).toEqual({ exitCode: 0, stderr: '' });
   const token = stolen.stdout.trim();
@@ -178,6 +189,31 @@ describe('AuditCorrelated, on the real API server', () => {
     const check = await sha256Check(firstDir);
     expect({ exitCode: check.exitCode, stderr: check.stderr }).toEqual({ exitCode: 0, stderr: '' });
     expect(check.stdout).toContain('audit/pod-requests.jsonl: OK');
+  });
+
+  it("an audit event opens a case by itself: mallory's exec matches a ResponsePolicy written for Falco's 'Attach/Exec Pod'", async () => {
+    await custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: ns,
+      plural: 'responsepolicies',
+      body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'ResponsePolicy', metadata: { name: 'exec-into-pods' }, spec: { match: { rules: ['Attach/Exec Pod'], sources: ['k8s_audit'] }, investigation: { evidence: { live: { enabled: false } } } } },
+    });
+    const web2 = await core.readNamespacedPod({ name: 'web-2', namespace: ns });
+    const expected = investigationName(ns, 'exec-into-pods', 'web-2', web2.metadata!.uid!);
+    // The policy cache learns of the policy from its watch; exec until a case opens (each exec is one more event).
+    let opened: Investigation | undefined;
+    await waitFor(
+      `Investigation ${expected} opened by mallory's exec into web-2`,
+      async () => {
+        await kubectlRun(['--kubeconfig', malloryConfig, 'exec', '-n', ns, 'web-2', '--', 'true']);
+        opened = (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name: expected }).catch(() => undefined)) as Investigation | undefined;
+        return opened?.metadata.name;
+      },
+      { timeoutMs: 60_000, intervalMs: 2000, until: () => opened !== undefined },
+    );
+    expect(opened!.spec).toMatchObject({ target: { pod: 'web-2', uid: web2.metadata!.uid } });
+    expect(JSON.stringify((opened!.spec as { alert?: unknown }).alert)).toContain('Attach/Exec Pod');
   });
 
   it("a flood past the store's cap keeps the store at its cap, and loses no case's evidence", async () => {

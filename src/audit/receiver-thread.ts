@@ -21,6 +21,7 @@ const server = createAuditReceiver({
   maxBodyBytes: data.maxBodyBytes,
   append: (records) => store.append(records),
   onBatch: (batch) => post({ kind: 'batch', ...batch, storeBytes: store.bytes() }),
+  onPodAccess: (record) => post({ kind: 'pod-access', record }),
   log,
 });
 server.listen(data.port, () => post({ kind: 'listening', port: (server.address() as { port: number }).port, storeBytes: store.bytes() }));

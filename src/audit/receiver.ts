@@ -9,6 +9,7 @@ import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { podAccessAlert } from './alert.js';
 import { eventListItems, toAuditRecord, type AuditRecord } from './record.js';
 import type { AppendResult } from './store.js';
 
@@ -21,6 +22,8 @@ export interface AuditReceiverOptions {
   maxBodyBytes: number;
   append: (records: AuditRecord[]) => Promise<AppendResult>;
   onBatch?: (summary: { events: number; kept: number; skipped: number; prunedSegments: number }) => void;
+  /** Called for each stored record that is a signal on its own (someone got into a pod), after the fsync. */
+  onPodAccess?: (record: AuditRecord) => void;
   log: Logger;
 }
 
@@ -70,6 +73,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, opts:
   }
   const result = await opts.append(records);
   opts.onBatch?.({ events: items.length, kept: result.kept, skipped: items.length - records.length + result.oversized, prunedSegments: result.prunedSegments });
+  if (opts.onPodAccess) for (const record of records) if (podAccessAlert(record)) opts.onPodAccess(record);
   reply(res, 200, `${result.kept} audit record(s) stored`);
 }
 

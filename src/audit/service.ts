@@ -3,6 +3,7 @@
 import { Worker } from 'node:worker_threads';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { AuditRecord } from './record.js';
 import type { AuditStoreLimits } from './store.js';
 
 export interface AuditReceiverConfig {
@@ -19,6 +20,7 @@ export type AuditThreadData = AuditReceiverConfig & { evidenceDir: string };
 
 export type AuditThreadMessage =
   | { kind: 'listening'; port: number; storeBytes: number }
+  | { kind: 'pod-access'; record: AuditRecord }
   | { kind: 'batch'; events: number; kept: number; skipped: number; prunedSegments: number; storeBytes: number };
 
 /** The receiver thread's heap: a flood is refused (the thread restarts) before it can grow the operator. */
@@ -30,6 +32,9 @@ export interface AuditObserver {
   events(kept: number, skipped: number): void;
 }
 
+/** Someone got into a pod (exec, attach, port-forward, an ephemeral container): intake may open a case. */
+export type PodAccessHandler = (record: AuditRecord) => void;
+
 export class AuditService {
   private worker?: Worker;
   private stopping = false;
@@ -37,7 +42,7 @@ export class AuditService {
 
   constructor(
     private readonly config: AuditReceiverConfig,
-    private readonly deps: { evidenceDir: string; log: Logger; observe?: AuditObserver },
+    private readonly deps: { evidenceDir: string; log: Logger; observe?: AuditObserver; onPodAccess?: PodAccessHandler },
   ) {}
 
   /**
@@ -53,6 +58,7 @@ export class AuditService {
     const worker = new Worker(new URL('./receiver-thread.js', import.meta.url), { workerData: data, resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB } });
     this.worker = worker;
     worker.on('message', (message: AuditThreadMessage) => {
+      if (message.kind === 'pod-access') return this.deps.onPodAccess?.(message.record);
       this.deps.observe?.storeBytes(message.storeBytes);
       if (message.kind === 'listening') {
         this.deps.log.info({ port: message.port, storeBytes: message.storeBytes }, 'audit receiver listening');

@@ -48,8 +48,8 @@ export type FalcoAlert = z.infer<typeof falcoAlertSchema>;
 
 export interface ParsedAlert {
   alert: FalcoAlert;
-  /** Falcosidekick adds a uuid and says so in its User-Agent; Falco itself does neither. */
-  sender: 'falco' | 'falcosidekick';
+  /** Falcosidekick adds a uuid and says so in its User-Agent; Falco itself does neither. `kube-apiserver`: an audit event (src/audit/alert.ts). */
+  sender: 'falco' | 'falcosidekick' | 'kube-apiserver';
 }
 
 /** Parses a JSON body; on failure the message names the first bad field (e.g. `output_fields.user.uid`). */

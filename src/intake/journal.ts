@@ -18,6 +18,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { errnoCode, fileStamp, fsyncDir, mkdirDurable, writeFully } from '../evidence/io.js';
 import type { Logger } from '../log.js';
+import type { ParsedAlert } from './alert-schema.js';
 
 /**
  * `_intake` cannot be a namespace's case directory: namespaces are DNS labels, which have no '_'.
@@ -36,7 +37,7 @@ export interface AlertEntry {
   type: 'alert';
   seq: number;
   receivedAt: string;
-  source: 'falco' | 'falcosidekick';
+  source: ParsedAlert['sender'];
   policy: { namespace: string; name: string };
   investigation: InvestigationRef;
   pod: { name: string; uid: string; container?: string };

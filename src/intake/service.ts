@@ -13,6 +13,9 @@ import { customObjectSource, Informer } from '../engine/informer.js';
 import { isNotFound, type Kube } from '../kube/client.js';
 import type { Metrics } from '../engine/metrics.js';
 import type { Logger } from '../log.js';
+import type { AuditAlert } from '../audit/alert.js';
+import { errorMessage } from '../errors.js';
+import { parseAlert, type ParsedAlert } from './alert-schema.js';
 import { TokenFile } from './auth.js';
 import { sealedImports } from './case-file-import.js';
 import { AlertJournal, journalDir } from './journal.js';
@@ -20,7 +23,7 @@ import { PolicyCache } from './policy-cache.js';
 import { PodResolver } from './pod-resolver.js';
 import { alertProcessor } from './processor.js';
 import { KeyedRateLimiter } from './rate-limit.js';
-import { createIntakeServer } from './server.js';
+import { createIntakeServer, type AcceptResult } from './server.js';
 import { AlertWorker, type InvestigationApi } from './worker.js';
 
 const RETRY_MS = 5000;
@@ -59,6 +62,7 @@ export class IntakeService {
   private readonly clusterPolicies: Informer<ResponsePolicy>;
   private readonly worker: AlertWorker;
   private ready = false;
+  private readonly accept: (alert: ParsedAlert, raw: string) => Promise<AcceptResult>;
   private stopped = false;
   private readonly log: Logger;
 
@@ -108,19 +112,20 @@ export class IntakeService {
     const tls = config.tlsCert && config.tlsKey
       ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), ...(config.clientCA ? { clientCA: readFileSync(config.clientCA) } : {}) }
       : undefined;
+    this.accept = alertProcessor({
+      resolver,
+      policies: new PolicyCache({ namespaced: this.policies, cluster: this.clusterPolicies }, this.log),
+      journal: () => this.journal,
+      onCommitted: (entries) => this.worker.committed(entries),
+      log: this.log,
+    });
     this.server = createIntakeServer({
       tls,
       auth: { tokenFile: config.tokenFile ? new TokenFile(config.tokenFile, this.log) : undefined, mutualTLS: Boolean(config.clientCA) },
       maxBodyBytes: config.maxBodyBytes,
       maxConnections: config.maxConnections,
       ready: () => this.ready,
-      accept: alertProcessor({
-        resolver,
-        policies: new PolicyCache({ namespaced: this.policies, cluster: this.clusterPolicies }, this.log),
-        journal: () => this.journal,
-        onCommitted: (entries) => this.worker.committed(entries),
-        log: this.log,
-      }),
+      accept: this.accept,
       onOutcome: (outcome) => metrics.intakeAlerts.inc({ outcome }),
       onRequest: (seconds, code) => metrics.intakeDuration.observe({ code: String(code) }, seconds),
       log: this.log,
@@ -157,6 +162,25 @@ export class IntakeService {
     this.worker.start();
     this.ready = true;
     this.log.info({ journal: this.journal!.dir, sequence: this.journal!.sequence }, 'alert intake ready: journal replayed, policies synced');
+  }
+
+  /**
+   * An audit event that is a signal on its own (someone got into a pod: src/audit/alert.ts), from the
+   * API server through the audit receiver's mutual TLS: matched against ResponsePolicies, journaled and
+   * deduplicated like any alert. Before this replica leads it is not acted on (the record stays in
+   * the audit store, and any case about the pod still copies it).
+   */
+  async acceptAuditAlert(alert: AuditAlert): Promise<void> {
+    if (!this.ready) return void this.log.debug({ rule: alert.rule }, 'audit alert not acted on: intake is not ready (not leading)');
+    const raw = JSON.stringify(alert);
+    const parsed = parseAlert(raw);
+    if (!parsed.ok) return void this.log.error({ field: parsed.field, message: parsed.message }, 'audit alert does not parse as an alert (a bug)');
+    try {
+      const result = await this.accept({ alert: parsed.value.alert, sender: 'kube-apiserver' }, raw);
+      for (const outcome of result.outcomes) this.deps.metrics.intakeAlerts.inc({ outcome });
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err), rule: alert.rule }, 'audit alert not accepted; the record stays in the audit store');
+    }
   }
 
   async stop(): Promise<void> {
