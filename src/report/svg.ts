@@ -24,12 +24,13 @@ const clock = (ms: number): string => new Date(ms).toISOString().slice(11, 19);
 export function timelineSvg(entries: readonly TimelineEntry[], moments: readonly KeyMoment[]): string {
   const dated = entries.map((e) => ({ e, at: Date.parse(e.time) })).filter((d) => !Number.isNaN(d.at));
   const lanes = LANES.filter((l) => dated.some((d) => d.e.source === l));
-  const anchors = [...moments.map((m) => Date.parse(m.time)), ...dated.filter((d) => d.e.source === 'custody' || d.e.source === 'alert').map((d) => d.at)];
-  const end = Math.max(...dated.map((d) => d.at), ...moments.map((m) => Date.parse(m.time)));
-  const earliest = Math.min(...dated.map((d) => d.at));
+  const marked = moments.map((m) => Date.parse(m.time)).filter((at) => !Number.isNaN(at));
+  const times = [...dated.map((d) => d.at), ...marked];
+  if (times.length === 0) return '<p class="none">Nothing with a recorded time to draw.</p>';
+  const earliest = Math.min(...times);
+  const end = Math.max(...times);
+  const anchors = [...marked, ...dated.filter((d) => d.e.source === 'custody' || d.e.source === 'alert').map((d) => d.at)];
   const first = anchors.length ? Math.min(...anchors) : earliest;
-  if (!Number.isFinite(first) || !Number.isFinite(end)) return '<p class="none">Nothing with a recorded time to draw.</p>';
-  // A quarter of the incident's length before its first key moment: the dropper's file, the exec before the alert.
   const length = Math.max(end - first, 1000);
   const start = Math.max(earliest, first - length / 4) - length * 0.02;
   const span = Math.max(end - start, 1000);

@@ -11,6 +11,7 @@ import { gatherCaseFacts } from '../../../src/report/gather.js';
 import { renderReportHtml } from '../../../src/report/html.js';
 import { renderReport, type ReportInput } from '../../../src/report/render.js';
 import { MAX_EVIDENCE_ROWS } from '../../../src/report/sections.js';
+import { timelineSvg } from '../../../src/report/svg.js';
 import { HOSTILE_NAME, writeCaseArtifacts } from './fixtures/case-artifacts.js';
 
 const spec = (() => {
@@ -119,5 +120,19 @@ describe('report.md from the same case', () => {
     expect(md.replace(/(`+)[^`]*?\1/g, '')).not.toMatch(/(^|[^\\])<img|(^|[^\\])\[x\]\(/m);
     const timeline = md.split('## Timeline\n')[1]!.split('\n## ')[0]!;
     expect(timeline).toContain('| process: pid 42 | process started: \\<img src=x');
+  });
+});
+
+describe('timelineSvg edge cases', () => {
+  const sealed = { label: 'sealed' as const, time: '2026-11-20T10:18:00Z', what: 'sealed' };
+  test('draws whatever has a time: only the seal, one instant, unparseable times; nothing at all says so', () => {
+    expect(timelineSvg([], [])).toBe('<p class="none">Nothing with a recorded time to draw.</p>');
+    expect(timelineSvg([{ time: 'time not recorded', source: 'finding', what: 'x', artifact: 'a' }], [])).toBe('<p class="none">Nothing with a recorded time to draw.</p>');
+    const onlySeal = timelineSvg([], [sealed]);
+    expect(onlySeal).toContain('sealed 10:18:00');
+    expect(onlySeal).not.toMatch(/NaN|Infinity/);
+    const sameInstant = timelineSvg([{ time: '2026-11-20T10:18:00Z', source: 'custody', what: 'x', artifact: 'a' }], [sealed]);
+    expect(sameInstant).toContain('<g class="lane custody">');
+    expect(sameInstant).not.toMatch(/NaN|Infinity/);
   });
 });
