@@ -115,6 +115,14 @@ export function isPodAction(r: AuditRecord): boolean {
   return POD_ACTIONS.has(r.subresource ?? '') || ['patch', 'update', 'delete', 'create'].includes(r.verb ?? '');
 }
 
+/**
+ * Who casefile is in the audit log: whoever exec'd into a `casefile-debug-*` container. Its own
+ * requests (the debug container, the collector's exec) are not the intruder's.
+ */
+export function casefileUsers(records: readonly AuditRecord[]): Set<string> {
+  return new Set(records.filter((r) => r.subresource === 'exec' && /[?&]container=casefile-debug-/.test(r.requestURI ?? '') && r.user?.username).map((r) => r.user!.username!));
+}
+
 export function describeAudit(r: AuditRecord): string {
   const target = [r.resource, r.subresource].filter(Boolean).join('/');
   const object = [r.namespace, r.name].filter(Boolean).join('/');
@@ -129,9 +137,9 @@ export function factEntries(facts: CaseFacts): TimelineEntry[] {
     ...podEntries(facts.pod),
     ...facts.events.map(eventEntry),
     ...facts.processes.map(processEntry),
-    ...omittedNotice('process start', facts.omitted.process, facts.processes, 'live/processes.json'),
+    ...omittedNotice('process', 'process start', facts.omitted.process, facts.processes, 'live/processes.json'),
     ...facts.files.map(fileEntry),
-    ...omittedNotice('file change', facts.omitted.file, facts.files, 'live/files.json'),
+    ...omittedNotice('file', 'file change', facts.omitted.file, facts.files, 'live/files.json'),
     ...auditEntries(facts.audit),
   ];
 }
@@ -178,20 +186,21 @@ function fileEntry(f: FileFact): TimelineEntry {
 }
 
 /** "N more ... not listed", placed at the oldest listed fact: everything omitted is older than that. */
-function omittedNotice(what: string, count: number, listed: readonly (ProcessFact | FileFact)[], fallback: string): TimelineEntry[] {
+function omittedNotice(source: 'process' | 'file', what: string, count: number, listed: readonly (ProcessFact | FileFact)[], fallback: string): TimelineEntry[] {
   if (count === 0) return [];
   const oldest = listed[0];
-  const source = what === 'file change' ? 'file' : 'process';
   return [{ time: oldest?.time ?? 'time not recorded', source, what: `${count} more ${what}(s), older than these, not listed here`, artifact: oldest?.artifact ?? fallback, omission: true }];
 }
 
 function auditEntries(audit: CaseFacts['audit']): TimelineEntry[] {
   const out: TimelineEntry[] = [];
+  const casefile = casefileUsers(audit?.pod?.records ?? []);
   for (const set of [audit?.pod, audit?.token]) {
     if (!set) continue;
     for (const r of set.records) {
       const entry: TimelineEntry = { time: r.time, source: 'audit', subject: r.user?.username, what: describeAudit(r), artifact: set.artifact };
-      out.push(set === audit?.pod && POD_ACTIONS.has(r.subresource ?? '') ? { ...entry, suspicious: true } : entry);
+      const intrusion = set === audit?.pod && POD_ACTIONS.has(r.subresource ?? '') && !casefile.has(r.user?.username ?? '');
+      out.push(intrusion ? { ...entry, suspicious: true } : entry);
     }
     const omitted = set.total - set.records.length;
     if (omitted > 0) {

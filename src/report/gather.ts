@@ -268,7 +268,12 @@ function indicatorList(doc: unknown): { list: Indicator[]; truncated: boolean } 
     const kind = str(i.kind);
     const value = str(i.value);
     if (!kind || value === undefined) continue;
-    const seen = list(i.seen).flatMap((s) => (str(obj(s).artifact) ? [{ artifact: str(obj(s).artifact)!, ...(num(obj(s).offset) === undefined ? {} : { offset: num(obj(s).offset)! }) }] : []));
+    const seen = list(i.seen).flatMap((raw) => {
+      const s = obj(raw);
+      const artifact = str(s.artifact);
+      const offset = num(s.offset);
+      return artifact === undefined ? [] : [{ artifact, ...(offset === undefined ? {} : { offset }) }];
+    });
     out.push({ kind, value, seen: seen.slice(0, MAX_SEEN), ...(seen.length > MAX_SEEN ? { seenOmitted: seen.length - MAX_SEEN } : {}) });
   }
   return { list: out, truncated: obj(doc).truncated === true };

@@ -2,7 +2,7 @@
 // report.html format the same data, so they cannot tell different stories. Pure; case strings are
 // returned as they are (each renderer escapes for its own format).
 import type { Finding } from '../api/investigation.js';
-import { describeAudit, isPodAction, type AuditRecord } from './facts.js';
+import { casefileUsers, describeAudit, isPodAction, type AuditRecord } from './facts.js';
 import type { ReportInput } from './render.js';
 import type { TimelineEntry } from './timeline.js';
 
@@ -75,7 +75,9 @@ export function auditTrail(input: ReportInput): AuditTrail {
   const audit = input.facts?.audit;
   const empty: AuditTrail = { podActions: [], podTotal: 0, tokenSummary: [], tokenTotal: 0, artifacts: [] };
   if (!audit) return { ...empty, absent: 'Audit correlation not configured / no records: the case has no audit/ directory, so who acted on the pod through the API server is not part of this record.' };
-  const row = (r: AuditRecord) => ({ time: r.time, user: r.user?.username ?? 'unknown user', request: describeAudit(r), userAgent: r.userAgent ?? '' });
+  const casefile = casefileUsers(audit.pod?.records ?? []);
+  const user = (r: AuditRecord) => `${r.user?.username ?? 'unknown user'}${casefile.has(r.user?.username ?? '') ? " (casefile's own)" : ''}`;
+  const row = (r: AuditRecord) => ({ time: r.time, user: user(r), request: describeAudit(r), userAgent: r.userAgent ?? '' });
   const trail: AuditTrail = {
     podActions: (audit.pod?.records ?? []).filter(isPodAction).map(row),
     podTotal: audit.pod?.total ?? 0,

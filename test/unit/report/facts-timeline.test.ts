@@ -71,4 +71,13 @@ describe('the timeline of the artifacts', () => {
     const hostile = buildTimeline(source({ ...emptyFacts(), processes: [{ pid: 1, time: '2026-11-20T10:00:00Z', command: 'evil\n{"time":"x"}', artifact: 'live/processes.json' }] }));
     expect(timelineJsonl(hostile).split('\n')).toHaveLength(hostile.length + 1);
   });
+
+  test("casefile's own requests (its debug container's exec) are not the intrusion", () => {
+    const op = { username: 'system:serviceaccount:casefile-system:casefile-operator' };
+    const own = { time: '2026-11-20T10:03:00Z', user: op, verb: 'create', resource: 'pods', subresource: 'exec', name: 'web-1', requestURI: '/api/v1/namespaces/shop/pods/web-1/exec?container=casefile-debug-0a1b2c3d&command=node' };
+    const patch = { time: '2026-11-20T10:02:00Z', user: op, verb: 'patch', resource: 'pods', subresource: 'ephemeralcontainers', name: 'web-1' };
+    const withOwn: CaseFacts = { ...facts, audit: { pod: { ...facts.audit!.pod!, total: 3, records: [patch, own, ...facts.audit!.pod!.records] } } };
+    const suspicious = buildTimeline(source(withOwn)).filter((e) => e.suspicious);
+    expect(suspicious.map((e) => e.subject)).toEqual(['alice', 'pid 42']);
+  });
 });
