@@ -16,6 +16,8 @@ export interface FileRecord {
   uid: number;
   gid: number;
   mtime: string;
+  /** Inode change time: later than mtime after a chmod, a rename, or an mtime set back (touch -d). */
+  ctime: string;
   device: number;
   sha256: string | null;
   setuid: boolean;
@@ -228,6 +230,7 @@ async function describe(entry: WalkEntry, opts: TreeOptions, run: Run): Promise<
     uid: st.uid,
     gid: st.gid,
     mtime: st.mtime.toISOString(),
+    ctime: st.ctime.toISOString(),
     device: st.dev,
     sha256: allocatedBytes === undefined ? (inspection?.sha256 ?? null) : null,
     setuid: facts.setuid,

@@ -1,4 +1,5 @@
-// EvidenceSealed: write report.md and report.html, then MANIFEST.sha256 over every artifact (re-hashed
+// EvidenceSealed: write timeline.jsonl (every dated fact of the case, read from its artifacts by
+// src/report/gather.ts), report.md and report.html from the same input, then MANIFEST.sha256 over every artifact (re-hashed
 // from disk and compared with the custody log), then the custody 'sealed' record, then the signature of
 // that seal (MANIFEST.sha256.sig, recorded as 'signed'). A case with a failed write is never sealed: a
 // manifest would make an incomplete record look complete. A case that cannot be signed is still sealed:
@@ -9,9 +10,12 @@ import { errorMessage } from '../errors.js';
 import { SIGNATURE_FILE } from '../evidence/layout.js';
 import { signCase, type SigningKey } from '../evidence/signing.js';
 import { renderReportHtml } from '../report/html.js';
+import { emptyFacts } from '../report/facts.js';
+import { gatherCaseFacts } from '../report/gather.js';
 import { renderReport, type ReportInput } from '../report/render.js';
+import { buildTimeline, timelineJsonl } from '../report/timeline.js';
 import { collectorBases } from './collector-output.js';
-import { collectorFindings, mergeFindings } from './collector-run.js';
+import { collectorFindings, mergeFindings, readFindings } from './collector-run.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';
 
 const STORE_FAILURES = new Set(['EvidenceStoreFull', 'EvidenceWriteFailed']);
@@ -35,9 +39,14 @@ export const evidenceSealed: Phase = {
       (key) => ({ key }),
       (err: unknown) => ({ unsigned: `no signing key: ${errorMessage(err)}` }),
     );
-    if (!ctx.caseFile.has('report.md') || !ctx.caseFile.has('report.html')) {
+    if (!['timeline.jsonl', 'report.md', 'report.html'].every((a) => ctx.caseFile.has(a))) {
       const signing = 'key' in signer ? { keyFingerprint: signer.key.fingerprint } : signer;
-      const input = { ...reportInput(ctx, conditions, await collectedFindings(ctx)), signing };
+      const facts = await gatherCaseFacts(ctx.caseFile, collectorBases(ctx.caseFile).filter((b) => b === 'live' || b.startsWith('live/'))).catch(
+        (err: unknown) => ({ ...emptyFacts(), problems: [`the artifacts could not be read for the timeline: ${errorMessage(err)}`] }),
+      );
+      const input = { ...reportInput(ctx, conditions, await collectedFindings(ctx)), facts, signing };
+      // The timeline is an artifact of its own, written before the reports that show it (and hashed with the rest).
+      if (!ctx.caseFile.has('timeline.jsonl')) await ctx.caseFile.writeText('timeline.jsonl', timelineJsonl(buildTimeline(input)), { phase: 'EvidenceSealed' });
       if (!ctx.caseFile.has('report.md')) await ctx.caseFile.writeText('report.md', renderReport(input), { phase: 'EvidenceSealed' });
       if (!ctx.caseFile.has('report.html')) await ctx.caseFile.writeText('report.html', renderReportHtml(input), { phase: 'EvidenceSealed' });
     }
@@ -99,10 +108,9 @@ function reportInput(ctx: PhaseContext, conditions: Condition[], findings: Findi
   };
 }
 
-
-/** Every collector finding for the report (status keeps only the most severe few). */
+/** Every collector and audit finding for the report (status keeps only the most severe few). */
 async function collectedFindings(ctx: PhaseContext): Promise<Finding[]> {
   let all: Finding[] = ctx.status.findings ?? [];
   for (const base of collectorBases(ctx.caseFile)) all = mergeFindings(all, await collectorFindings(ctx, base), Infinity);
-  return all;
+  return mergeFindings(all, await readFindings(ctx, 'audit/findings.json'), Infinity);
 }

@@ -1,6 +1,10 @@
-// report.md: the incident note a reviewer reads first. Pure: everything comes from the status and
-// the custody log, so the report can never claim something the case file does not hold.
+// report.md: the incident note a reviewer reads first, with the same sections as report.html. Pure:
+// everything comes from the status, the custody log and what gather read from the artifacts, so the
+// report can never claim something the case file does not hold. Case text is escaped (src/report/text.ts).
 import type { Condition, ContainmentStatus, Finding, InvestigationSpec, InvestigationStatus, LiveStatus, TargetStatus } from '../api/investigation.js';
+import type { CaseFacts } from './facts.js';
+import { auditTrail, evidenceListing, findingsBySeverity, readingNotes, timelineRows, whatHappened } from './sections.js';
+import { mdCode, mdText } from './text.js';
 import { buildTimeline, type TimelineCustodyRecord } from './timeline.js';
 
 export interface ReportInput {
@@ -23,37 +27,39 @@ export interface ReportInput {
   /** Negative findings and limitations recorded in the custody log, in order. */
   notes: { phase?: string; kind: 'negative-finding' | 'limitation' | 'refused'; text: string }[];
   generatedAt: string;
+  /** What the artifacts say, read at the seal (src/report/gather.ts): the timeline's dated facts, audit, indicators. */
+  facts?: CaseFacts;
   /** The key that will sign the seal (the report is written before it), or why the case will not be signed. */
   signing?: { keyFingerprint: string } | { unsigned: string };
 }
 
-const cell = (value: unknown) => String(value ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ');
+/** A table cell or list item of case text. */
+const cell = mdText;
 
 export function renderReport(input: ReportInput): string {
   const { spec, target } = input;
+  const entries = buildTimeline(input);
   const lines: string[] = [];
   const push = (...l: string[]) => lines.push(...l);
-  push(`# Incident case file: ${input.namespace}/${input.name}`, '');
-  push(`Investigation UID \`${input.uid}\`; case directory \`${input.caseDir}\`; report generated ${input.generatedAt}.`, '');
+  push(`# Incident case file: ${mdText(input.namespace)}/${mdText(input.name)}`, '');
+  push(`Investigation UID \`${input.uid}\`; case directory ${mdCode(input.caseDir)}; report generated ${input.generatedAt}.`, '');
+
+  push('## What happened', '');
+  push(...whatHappened(input, entries).map((s) => `- ${mdText(s)}`), '');
 
   push('## Detection', '');
   if (spec.alert) {
-    push(`- Source: ${spec.alert.source}`);
-    if (spec.alert.rule) push(`- Rule: ${spec.alert.rule}`);
-    if (spec.alert.priority) push(`- Priority: ${spec.alert.priority}`);
-    if (spec.alert.time) push(`- Alert time: ${spec.alert.time}`);
+    push(`- Source: ${mdText(spec.alert.source)}`);
+    if (spec.alert.rule) push(`- Rule: ${mdText(spec.alert.rule)}`);
+    if (spec.alert.priority) push(`- Priority: ${mdText(spec.alert.priority)}`);
+    if (spec.alert.time) push(`- Alert time: ${mdText(spec.alert.time)}`);
     push(spec.alert.raw ? '- The original payload is kept verbatim in `alert.json`.' : '- No raw payload was attached.');
     if (input.alerts && input.alerts.count > 1) {
-      push(`- ${input.alerts.count} alerts about this pod reached the case (first received ${input.alerts.first ?? '?'}, last ${input.alerts.last ?? '?'}); those journaled before the seal are in \`alerts/\`.`);
+      push(`- ${input.alerts.count} alerts about this pod reached the case (first received ${mdText(input.alerts.first ?? '?')}, last ${mdText(input.alerts.last ?? '?')}); those journaled before the seal are in \`alerts/\`.`);
     }
   } else {
     push('- No alert was attached: the case was opened by hand (`kubectl apply`) or by GitOps.');
   }
-  push('');
-
-  push('## Timeline', '');
-  push('| time (UTC) | from | what | see |', '|---|---|---|---|');
-  for (const e of buildTimeline(input)) push(`| ${cell(e.time)} | ${cell(e.subject ? `${e.origin}: ${e.subject}` : e.origin)} | ${cell(e.what)} | ${cell(e.ref)} |`);
   push('');
 
   push('## Identity chain', '');
@@ -69,52 +75,93 @@ export function renderReport(input: ReportInput): string {
   push(`| owners | ${cell(target?.owners?.map((o) => `${o.kind}/${o.name} (${o.uid})`).join(' -> ') || 'none')} |`);
   push('');
   if (target?.derivation?.length) {
-    push('How each link was derived:', '', ...target.derivation.map((d) => `- ${d}`), '');
+    push('How each link was derived:', '', ...target.derivation.map((d) => `- ${mdText(d)}`), '');
   }
+
+  push('## Findings by severity', '');
+  const groups = findingsBySeverity(input.findings);
+  if (groups.length === 0) {
+    push(spec.evidence.live.enabled
+      ? '- No suspicious live state was found by the collectors.'
+      : '- Live-state capture was not enabled for this case (`spec.evidence.live.enabled: false`): processes, sockets and open files were not recorded.');
+  }
+  for (const g of groups) push(`### ${g.severity} (${g.findings.length})`, '', ...g.findings.map((f) => `- **${f.severity}** ${mdText(f.kind)}: ${mdText(f.summary)} (${mdCode(f.artifact)})`), '');
+  push('');
+
+  push('## Audit trail', '');
+  push(...auditLines(input), '');
+
+  push('## Indicators', '');
+  push(...indicatorLines(input), '');
+
+  push('## Containment and its state', '');
+  push(...containmentItems(input).map((item) => `- ${item}`));
+  push('');
+
+  push('## Timeline', '');
+  const { listed, omitted } = timelineRows(entries);
+  push('| time (UTC) | from | what | see |', '|---|---|---|---|');
+  for (const e of listed) push(`| ${cell(e.time)} | ${cell(e.subject ? `${e.source}: ${e.subject}` : e.source)} | ${cell(e.what)} | ${mdCode(e.artifact)} |`);
+  if (omitted) push('', `${omitted} more entries are in \`timeline.jsonl\`.`);
+  push('');
+
+  push('## Evidence', '');
+  push('Every file below is listed in `MANIFEST.sha256` (`sha256sum -c MANIFEST.sha256` verifies them) and was recorded in `custody.jsonl` as it was written.', '');
+  const evidence = evidenceListing(input.artifacts);
+  push('| artifact | bytes | sha256 |', '|---|---:|---|');
+  for (const a of evidence.listed) push(`| ${cell(a.artifact)}${a.truncated ? ' (truncated at limitBytes)' : ''} | ${a.bytes} | \`${a.sha256}\` |`);
+  for (const d of evidence.rest) push(`| ${d.files} more file(s) under ${mdCode(d.directory)}: see \`MANIFEST.sha256\` | ${d.bytes} | |`);
+  push('');
+  push(...signingLines(input.signing), '');
+
+  push('## Observer effect', '');
+  push(...observerEffect(input).map((item) => `- ${item}`));
+  push('');
 
   push('## Phases', '');
   push('| condition | status | reason | message |', '|---|---|---|---|');
   for (const c of input.conditions) push(`| ${c.type} | ${c.status} | ${cell(c.reason)} | ${cell(c.message)} |`);
   push('');
 
-  push('## Live findings', '');
-  if (input.findings.length === 0) {
-    push(spec.evidence.live.enabled
-      ? '- No suspicious live state was found by the collectors.'
-      : '- Live-state capture was not enabled for this case (`spec.evidence.live.enabled: false`): processes, sockets and open files were not recorded.');
-  } else {
-    for (const f of input.findings) push(`- **${f.severity}** ${f.kind}: ${f.summary} (\`${f.artifact}\`)`);
-  }
-  push('');
-
-  push('## Observer effect', '');
-  push(...observerEffect(input).map((item) => `- ${item}`));
-  push('');
-
-  push('## Containment', '');
-  push(...containmentItems(input).map((item) => `- ${item}`));
-  push('');
-
-  push('## Evidence', '');
-  push('Every file below is listed in `MANIFEST.sha256` (`sha256sum -c MANIFEST.sha256` verifies them) and was recorded in `custody.jsonl` as it was written.', '');
-  push('| artifact | bytes | sha256 |', '|---|---:|---|');
-  for (const a of input.artifacts) push(`| ${cell(a.artifact)}${a.truncated ? ' (truncated at limitBytes)' : ''} | ${a.bytes} | \`${a.sha256}\` |`);
-  push('');
-  push(...signingLines(input.signing), '');
-
   push('## What could not be captured, and why', '');
   const failed = input.conditions.filter((c) => c.status === 'False');
-  if (input.notes.length === 0 && failed.length === 0) push('- Nothing: every requested capture succeeded.');
-  for (const c of failed) push(`- ${c.type} failed (${c.reason}): ${c.message}`);
-  for (const n of input.notes) push(`- ${n.phase ? `${n.phase}: ` : ''}${n.text}`);
+  const reading = readingNotes(input);
+  if (input.notes.length === 0 && failed.length === 0 && reading.length === 0) push('- Nothing: every requested capture succeeded.');
+  for (const c of failed) push(`- ${c.type} failed (${mdText(c.reason)}): ${mdText(c.message)}`);
+  for (const n of input.notes) push(`- ${n.phase ? `${mdText(n.phase)}: ` : ''}${mdText(n.text)}`);
+  for (const n of reading) push(`- report: ${mdText(n)}`);
   push('');
 
   push('## Limitations of this record', '');
   push('- Kubernetes events are kept for about an hour; older ones were already gone when the case opened.');
   push('- Logs are what the kubelet still holds (rotated logs are not included) and are capped by `limitBytes`.');
   push('- The case file proves what the API server and kubelet reported at capture time; it is not a full disk or memory image.');
+  push('- The timeline keeps the most recent entries of each artifact source and says how many it left out; `timeline.jsonl` is the same list.');
   push('');
   return lines.join('\n');
+}
+
+function auditLines(input: ReportInput): string[] {
+  const trail = auditTrail(input);
+  if (trail.absent) return [`- ${mdText(trail.absent)}`];
+  const out = [`Who acted on the pod (${trail.podTotal} record(s) about it):`, ''];
+  if (trail.podActions.length === 0) out.push('- No exec, attach, port-forward, ephemeral container, change or deletion of the pod on record.');
+  else out.push('| time (UTC) | user | request | user agent |', '|---|---|---|---|', ...trail.podActions.map((a) => `| ${cell(a.time)} | ${cell(a.user)} | ${cell(a.request)} | ${cell(a.userAgent)} |`));
+  out.push('', `What the pod's token was used for (${trail.tokenTotal} request(s)):`, '');
+  if (trail.tokenSummary.length === 0) out.push("- No requests made with the pod's token on record.");
+  else out.push('| verb | resource | namespace | requests |', '|---|---|---|---:|', ...trail.tokenSummary.map((t) => `| ${cell(t.verb)} | ${cell(t.resource)} | ${cell(t.namespace || '(cluster)')} | ${t.count} |`));
+  out.push('', `From ${trail.artifacts.map(mdCode).join(' and ')}.`);
+  return out;
+}
+
+function indicatorLines(input: ReportInput): string[] {
+  const indicators = input.facts?.indicators;
+  if (!indicators) return ['- No indicators artifact in this case (`live/indicators.json` is written by the live capture).'];
+  if (indicators.list.length === 0) return ['- The live capture found no URLs, IP addresses or domains.'];
+  return [
+    '| kind | value | seen in |', '|---|---|---|',
+    ...indicators.list.map((i) => `| ${cell(i.kind)} | ${mdCode(i.value)} | ${i.seen.map((s) => `${mdCode(s.artifact)}${s.offset === undefined ? '' : ` @${s.offset}`}`).join(', ')}${i.seenOmitted ? `, and ${i.seenOmitted} more` : ''} |`),
+  ];
 }
 
 /** What containment changed and did not change, one item a line (Markdown inline code in backticks). */

@@ -174,6 +174,8 @@ describe('live collector on a fake /proc', () => {
     expect(by[`${t}/big.bin`].sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(by[`${t}/suid`]).toMatchObject({ setuid: true, mode: '4755', copied: expect.any(String) });
     expect(by[`${t}/notes.txt`]).toMatchObject({ copied: null, elf: false, script: false });
+    // Both times, for the report's timeline: a ctime after the mtime shows a chmod or an mtime set back.
+    expect(by[`${t}/notes.txt`]).toMatchObject({ mtime: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), ctime: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
     expect(by[`${t}/sub/deep.sh`]).toMatchObject({ script: true, executable: true });
     expect(by[`${t}/escape`]).toMatchObject({ type: 'symlink', linkTarget: '/etc/passwd', sha256: null });
     expect(by[`${t}/linkdir`]).toMatchObject({ type: 'symlink', linkTarget: '/etc' });

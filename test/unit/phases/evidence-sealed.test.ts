@@ -16,6 +16,7 @@ import { logger } from '../../../src/log.js';
 import { evidenceSealed } from '../../../src/phases/evidence-sealed.js';
 import type { PhaseContext } from '../../../src/phases/phase.js';
 import { KEY_A_FINGERPRINT, KEY_A_PEM, KEY_A_PUBLIC_PEM } from '../evidence/sealed-case.js';
+import { HOSTILE_NAME, writeCaseArtifacts } from '../report/fixtures/case-artifacts.js';
 
 let root: string;
 let caseFile: CaseFile;
@@ -84,5 +85,33 @@ describe('EvidenceSealed', () => {
     expect(outcome.message).toContain('NOT signed (signing failed: cannot sign');
     expect(ctx.status.evidence?.signature).toBeUndefined();
     expect(caseFile.custodyRecords().some((r) => r.action === 'sealed')).toBe(true);
+  });
+
+  test('writes timeline.jsonl before the reports, hashed in the manifest; audit findings reach the report', async () => {
+    await writeCaseArtifacts(caseFile);
+    const outcome = await evidenceSealed.run(context(async () => signingKeyFromPem(KEY_A_PEM)));
+    expect(outcome).toMatchObject({ status: 'True', reason: 'Sealed' });
+    const writes = caseFile.custodyRecords().filter((r) => r.action === 'artifact').map((r) => r.artifact);
+    expect(writes.slice(-3)).toEqual(['timeline.jsonl', 'report.md', 'report.html']);
+    expect(await readFile(path.join(caseFile.dir, 'MANIFEST.sha256'), 'utf8')).toMatch(/^[0-9a-f]{64} {2}timeline\.jsonl$/m);
+    const lines = (await readFile(path.join(caseFile.dir, 'timeline.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { time: string; source: string });
+    expect(new Set(lines.map((l) => l.source))).toEqual(new Set(['pod', 'container', 'event', 'process', 'file', 'audit', 'finding']));
+    const times = lines.map((l) => l.time);
+    expect([...times].sort()).toEqual(times);
+    const md = await report();
+    expect(md).toContain('**high** exec-into-pod: alice exec into shop/web-1 at 2026-11-20T10:04:50Z (`audit/pod-requests.jsonl`)');
+    expect(md).toContain('| list | secrets | shop | 2 |');
+    expect(await verifyCaseDir(caseFile.dir)).toMatchObject({ ok: true, problems: [] });
+  });
+
+  test('artifacts a suspect broke (malformed, hostile names) do not stop the seal: the report says what it could not read', async () => {
+    await writeCaseArtifacts(caseFile, { files: [{ path: HOSTILE_NAME, mtime: '2026-11-20T10:00:00Z', ctime: 'never' }] });
+    await caseFile.writeText('live/retry-2/processes.json', `{"pid": ${'9'.repeat(400)}, "startTime": [}\n`);
+    await caseFile.writeText('k8s/node.yaml', 'not read by the timeline');
+    await caseFile.record('collector-started', { prefix: 'live', base: 'live/retry-2' }, 'LiveStateCaptured');
+    const outcome = await evidenceSealed.run(context(async () => signingKeyFromPem(KEY_A_PEM)));
+    expect(outcome).toMatchObject({ status: 'True', reason: 'Sealed' });
+    expect(await report()).toContain('- report: live/retry-2/processes.json: 1 line(s) unreadable');
+    expect(await readFile(path.join(caseFile.dir, 'timeline.jsonl'), 'utf8')).toContain(JSON.stringify(HOSTILE_NAME).slice(1, -1));
   });
 });

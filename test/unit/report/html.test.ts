@@ -72,26 +72,45 @@ describe('report.html', () => {
   test('emits only the renderer\'s own elements, whatever the case holds', () => {
     const names = new Set(tags.map((t) => /^<\/?([a-zA-Z0-9!]+)/.exec(t)?.[1]?.toLowerCase()));
     expect([...names].sort()).toEqual(
-      ['!doctype', 'body', 'code', 'dd', 'dl', 'dt', 'h1', 'h2', 'head', 'header', 'html', 'li', 'meta', 'p', 'section', 'style', 'table', 'tbody', 'td', 'th', 'thead', 'title', 'tr', 'ul'].sort(),
+      ['!doctype', 'body', 'circle', 'code', 'dd', 'dl', 'dt', 'figure', 'g', 'h1', 'h2', 'h3', 'head', 'header', 'html', 'li', 'line', 'meta', 'p', 'section', 'style', 'svg', 'table', 'tbody', 'td', 'text', 'th', 'thead', 'title', 'tr', 'ul'].sort(),
     );
     expect(tags.filter((t) => /\b(on\w+|src|href|action|formaction|srcdoc)\s*=/i.test(t))).toEqual([]);
   });
 
-  test('puts no case data in an attribute: every attribute is one of a fixed few', () => {
+  test('puts no case data in an attribute: every attribute is one of a fixed few, or a number the SVG computed', () => {
     const attributes = new Set(tags.flatMap((t) => [...t.matchAll(/\s([a-zA-Z-]+)=("[^"]*"|'[^']*'|\S+)/g)].map((m) => `${m[1]}=${m[2]}`)));
-    expect([...attributes].sort()).toEqual([
+    const numeric = /^(cx|cy|r|x|y|x1|y1|x2|y2|width|height)="-?\d+(\.\d+)?"$/;
+    expect([...attributes].filter((a) => !numeric.test(a)).sort()).toEqual([
+      'aria-label="Timeline of the incident"',
       'charset="utf-8"',
       'class="alert"',
+      'class="axis"',
       'class="condition"',
       'class="custody"',
       'class="finding"',
+      'class="lane alert"',
+      'class="lane condition"',
+      'class="lane custody"',
+      'class="lane-label"',
+      'class="moment"',
+      'class="none"',
+      'class="overview"',
+      'class="severity-critical"',
+      'class="severity-high"',
       'class="summary"',
+      'class="timeline"',
+      'class="track"',
       'content="default-src \'none\'; style-src \'unsafe-inline\'"',
       'content="width=device-width, initial-scale=1"',
       'dir="ltr"',
       'http-equiv="Content-Security-Policy"',
       'lang="en"',
       'name="viewport"',
+      'role="img"',
+      'text-anchor="end"',
+      'text-anchor="middle"',
+      'text-anchor="start"',
+      'viewBox="0 0 1000 164"',
     ]);
   });
 
@@ -132,7 +151,8 @@ describe('report.html', () => {
   test('has the parts a reader needs: summary, timeline, findings, containment, evidence with SHA-256, notes', () => {
     const headings = [...html.matchAll(/<h2>([^<]*)<\/h2>/g)].map((m) => m[1]);
     expect(headings).toEqual([
-      'Timeline', 'Live findings', 'Containment', 'What could not be captured, and why', 'Evidence', 'Observer effect', 'Identity chain', 'Phases', 'Limitations of this record',
+      'What happened', 'Identity chain', 'Findings by severity', 'Audit trail', 'Indicators', 'Containment and its state', 'Timeline', 'Evidence with hashes', 'Observer effect', 'Phases',
+      'What could not be captured, and why', 'Limitations of this record',
     ]);
     expect(html).toContain('<dt>Verdict</dt><dd>1 step(s) failed: LogsCaptured (Because). The case file is sealed with what was captured.</dd>');
     expect(html).toContain('<dt>Containment</dt><dd>network isolated (enforcement verified); order ContainFirst</dd>');

@@ -114,7 +114,7 @@ describe('report.md detection', () => {
 });
 
 describe('report.md timeline', () => {
-  test('one table, in time order, between the detection and the identity chain; cells cannot break it', () => {
+  test('one table, in time order, in the same section order as report.html; cells cannot break it', () => {
     const report = renderReport({
       ...input,
       custody: [
@@ -123,15 +123,17 @@ describe('report.md timeline', () => {
       ],
     });
     const section = report.split('## Timeline\n')[1]!.split('\n## ')[0]!;
-    expect(report.indexOf('## Detection')).toBeLessThan(report.indexOf('## Timeline'));
-    expect(report.indexOf('## Timeline')).toBeLessThan(report.indexOf('## Identity chain'));
+    expect([...report.matchAll(/^## (.*)$/gm)].map((m) => m[1])).toEqual([
+      'What happened', 'Detection', 'Identity chain', 'Findings by severity', 'Audit trail', 'Indicators', 'Containment and its state', 'Timeline', 'Evidence',
+      'Observer effect', 'Phases', 'What could not be captured, and why', 'Limitations of this record',
+    ]);
     expect(section.trim().split('\n')).toEqual([
       '| time (UTC) | from | what | see |',
       '|---|---|---|---|',
-      '| 2026-11-20T10:17:01.500Z | custody | case opened for shop/web-shell-0001 | custody.jsonl #1 |',
-      '| 2026-11-20T10:17:03.000Z | condition: TargetResolved | TargetResolved turned True (Resolved): ok | status.conditions[TargetResolved] |',
-      '| 2026-11-20T10:17:03.000Z | condition: LogsCaptured | LogsCaptured turned False (EvidenceStoreFull): no space \\| left | status.conditions[LogsCaptured] |',
-      '| 2026-11-20T10:17:04.000Z | custody: LogsCaptured | negative finding: no previous \\| logs at all | custody.jsonl #2 |',
+      '| 2026-11-20T10:17:01.500Z | custody | case opened for shop/web-shell-0001 | `custody.jsonl #1` |',
+      '| 2026-11-20T10:17:03.000Z | condition: TargetResolved | TargetResolved turned True (Resolved): ok | `status.conditions[TargetResolved]` |',
+      '| 2026-11-20T10:17:03.000Z | condition: LogsCaptured | LogsCaptured turned False (EvidenceStoreFull): no space \\| left | `status.conditions[LogsCaptured]` |',
+      '| 2026-11-20T10:17:04.000Z | custody: LogsCaptured | negative finding: no previous \\| logs at all | `custody.jsonl #2` |',
     ]);
   });
 });

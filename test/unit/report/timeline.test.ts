@@ -32,7 +32,7 @@ describe('buildTimeline', () => {
       findings: [{ severity: 'high', kind: 'deleted-executable', summary: 'pid 42 runs a deleted binary', artifact: 'live/findings.json' }],
       conditions: [condition('TargetResolved', 'True', 'Resolved', '2026-11-20T10:17:05Z')],
     }));
-    expect(timeline.map((e) => [e.time, e.origin, e.what])).toEqual([
+    expect(timeline.map((e) => [e.time, e.source, e.what])).toEqual([
       ['2026-11-20T10:16:58.120Z', 'alert', 'alert raised (Critical): Terminal shell in container'],
       ['2026-11-20T10:16:59.000Z', 'alert', 'first of 3 alerts about this pod received'],
       ['2026-11-20T10:17:05.000Z', 'condition', 'TargetResolved turned True (Resolved): TargetResolved Resolved'],
@@ -53,7 +53,7 @@ describe('buildTimeline', () => {
       findings: [{ severity: 'low', kind: 'k', summary: 's', artifact: 'node/findings.json' }],
       conditions: [condition('Released', 'True', 'Released', '2026-11-20T10:17:05Z')],
     }));
-    expect(timeline.map((e) => [e.origin, e.subject])).toEqual([
+    expect(timeline.map((e) => [e.source, e.subject])).toEqual([
       ['alert', 'falco'], ['custody', 'NodeCordoned'], ['custody', undefined], ['finding', 'low'], ['condition', 'Released'],
     ]);
   });
@@ -67,7 +67,7 @@ describe('buildTimeline', () => {
       ],
       conditions: [condition('Ready', 'False', 'TargetReplaced', '2026-11-20T10:17:04Z')],
     }));
-    expect(timeline.map((e) => [e.what, e.ref])).toEqual([
+    expect(timeline.map((e) => [e.what, e.artifact])).toEqual([
       [`refused (TargetReplaced): expectedUID=a, liveUID=b`, `custody.jsonl #${seq - 2}`],
       ['networkpolicy created: name=casefile-6f1c', 'containment/networkpolicy.yaml'],
       ['journaled alerts 4-9 copied into the case file', 'alerts/4-9.jsonl'],
@@ -101,7 +101,7 @@ describe('buildTimeline', () => {
       custody: [record('2026-11-20T10:17:01Z', 'case-opened')],
       findings: [{ severity: 'info', kind: 'k', summary: 's', artifact: 'live/never-written.json' }],
     }));
-    expect(timeline.map((e) => [e.time, e.origin])).toEqual([
+    expect(timeline.map((e) => [e.time, e.source])).toEqual([
       ['2026-11-20T10:17:01.000Z', 'custody'],
       ['yesterday <b>', 'alert'],
       ['time not recorded', 'finding'],
