@@ -214,7 +214,7 @@ describe('AuditCorrelated, on the real API server', () => {
     );
     expect(opened!.spec).toMatchObject({ target: { pod: 'web-2', uid: web2.metadata!.uid } });
     expect(JSON.stringify((opened!.spec as { alert?: unknown }).alert)).toContain('Attach/Exec Pod');
-  });
+  }, 120_000);
 
   it("a flood past the store's cap keeps the store at its cap, and loses no case's evidence", async () => {
     const before = await readEvidence(`${firstDir}/MANIFEST.sha256`);
