@@ -67,9 +67,16 @@ const TLDS = new Set(
 
 const KIND_ORDER: IndicatorKind[] = ['domain', 'ipv4', 'ipv6', 'url'];
 
+/** Runs a global regex over `text` with exec (matchAll allocates an iterator and a regex copy per call: too slow per token). */
+function eachMatch(re: RegExp, text: string, onMatch: (value: string, at: number, group: string) => unknown): void {
+  re.lastIndex = 0;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) onMatch(m[0], m.index, m[1] ?? '');
+}
+
 /** Collects indicators across artifacts; one `open` per artifact, fed its bytes in order. */
 export class IndicatorScanner {
-  private readonly found = new Map<string, Indicator>();
+  private readonly found: Record<IndicatorKind, Map<string, Indicator>> = { domain: new Map(), ipv4: new Map(), ipv6: new Map(), url: new Map() };
+  private size = 0;
   private dropped = 0;
   private sightingsDropped = 0;
   scannedArtifacts = 0;
@@ -84,11 +91,13 @@ export class IndicatorScanner {
     let length = 0;
     let start = 0;
     let offset = 0;
-    let promising = false;
+    let dots = 0;
+    let colons = 0;
     const flush = (): void => {
-      if (length >= MIN_TOKEN && promising) this.scanToken(artifact, token.toString('latin1', 0, length), start);
+      if (length >= MIN_TOKEN && dots + colons > 0) this.scanToken(artifact, token.toString('latin1', 0, length), start, dots, colons);
       length = 0;
-      promising = false;
+      dots = 0;
+      colons = 0;
     };
     return {
       write: (chunk: Buffer): void => {
@@ -102,7 +111,8 @@ export class IndicatorScanner {
           if (length === token.length) flush();
           if (length === 0) start = offset + i;
           token[length++] = b;
-          if (b === DOT || b === COLON) promising = true;
+          if (b === DOT) dots++;
+          else if (b === COLON) colons++;
         }
         offset += chunk.length;
       },
@@ -110,31 +120,30 @@ export class IndicatorScanner {
     };
   }
 
-  private scanToken(artifact: string, text: string, base: number): void {
-    for (const m of text.matchAll(URL_RE)) {
-      const value = m[0].replace(/[.:?#&]+$/, '').slice(0, this.limits.maxValueLength);
-      this.add('url', value, artifact, base + m.index);
+  /** Each pattern runs only on a token that can hold it (the scan's cost is in the regexes). */
+  private scanToken(artifact: string, text: string, base: number, dots: number, colons: number): void {
+    if (colons > 0 && text.includes('://')) {
+      eachMatch(URL_RE, text, (value, at) => this.add('url', value.replace(/[.:?#&]+$/, '').slice(0, this.limits.maxValueLength), artifact, base + at));
     }
-    for (const m of text.matchAll(IPV4_RE)) if (isIPv4(m[0])) this.add('ipv4', m[0], artifact, base + m.index);
-    for (const m of text.matchAll(IPV6_RE)) {
-      // "::1" and "a::b" are everywhere in binaries (C++ scopes, hex dumps): three colons at least.
-      if ((m[0].match(/:/g) ?? []).length >= 3 && isIPv6(m[0])) this.add('ipv6', m[0].toLowerCase(), artifact, base + m.index);
-    }
-    for (const m of text.matchAll(DOMAIN_RE)) {
-      if (m[0].length <= 253 && TLDS.has(m[1]!.toLowerCase())) this.add('domain', m[0].toLowerCase(), artifact, base + m.index);
+    if (dots >= 3) eachMatch(IPV4_RE, text, (value, at) => isIPv4(value) && this.add('ipv4', value, artifact, base + at));
+    // "::1" and "a::b" are everywhere in binaries (C++ scopes, hex dumps): three colons at least.
+    if (colons >= 3) eachMatch(IPV6_RE, text, (value, at) => (value.split(':').length > 3 && isIPv6(value) ? this.add('ipv6', value.toLowerCase(), artifact, base + at) : undefined));
+    if (dots > 0) {
+      eachMatch(DOMAIN_RE, text, (value, at, tld) => (value.length <= 253 && TLDS.has(tld.toLowerCase()) ? this.add('domain', value.toLowerCase(), artifact, base + at) : undefined));
     }
   }
 
   private add(kind: IndicatorKind, value: string, artifact: string, offset: number): void {
-    const key = `${kind}\0${value}`;
-    let indicator = this.found.get(key);
+    const ofKind = this.found[kind];
+    let indicator = ofKind.get(value);
     if (indicator === undefined) {
-      if (this.found.size >= this.limits.maxIndicators) {
+      if (this.size >= this.limits.maxIndicators) {
         this.dropped++;
         return;
       }
       indicator = { kind, value, seen: [] };
-      this.found.set(key, indicator);
+      ofKind.set(value, indicator);
+      this.size++;
     }
     if (indicator.seen.length < this.limits.maxSeenPerIndicator) indicator.seen.push({ artifact, offset });
     else this.sightingsDropped++;
@@ -146,16 +155,12 @@ export class IndicatorScanner {
   }
 
   countByKind(): Record<IndicatorKind, number> {
-    const counts: Record<IndicatorKind, number> = { url: 0, ipv4: 0, ipv6: 0, domain: 0 };
-    for (const i of this.found.values()) counts[i.kind]++;
-    return counts;
+    return { url: this.found.url.size, ipv4: this.found.ipv4.size, ipv6: this.found.ipv6.size, domain: this.found.domain.size };
   }
 
   /** Sorted by kind, then value (code units): the same bytes give the same document. */
   document(): IndicatorsDocument {
-    const indicators = [...this.found.values()].sort(
-      (a, b) => KIND_ORDER.indexOf(a.kind) - KIND_ORDER.indexOf(b.kind) || (a.value < b.value ? -1 : a.value > b.value ? 1 : 0),
-    );
+    const indicators = KIND_ORDER.flatMap((kind) => [...this.found[kind].values()].sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0)));
     return { indicators, truncated: this.dropped > 0 || this.sightingsDropped > 0, limits: this.limits };
   }
 }
