@@ -2,6 +2,7 @@
 // The API server's structural schema (crds/) is the first gate; these schemas are the second,
 // so a spec that slipped past an older CRD still gets a precise error instead of undefined behaviour.
 import { z } from 'zod';
+import { DEFAULT_MEMORY_MAX_BYTES, MEMORY_SCOPES } from '../live/memory.js';
 
 export const GROUP = 'casefile.dev';
 export const VERSION = 'v1alpha1';
@@ -87,6 +88,14 @@ const absolutePath = z
 export const IMAGE_SETTING = 'ConfigMap casefile-system/casefile-containers (key debug-image), read by the operator as --debug-image';
 export const IMAGE_REFUSAL = `casefile's containers run only the image its installation configures (${IMAGE_SETTING}); a spec cannot choose one`;
 
+/** Which regions of the target's processes are read from /proc/<pid>/mem, and how many bytes per case. */
+export const memoryEvidenceSchema = z.object({
+  scope: z
+    .enum(MEMORY_SCOPES, { error: `must be one of ${MEMORY_SCOPES.join(', ')} (Suspicious: rwx, anonymous executable and deleted-file regions; Anonymous: also heap, stack and private anonymous; None: no memory is read)` })
+    .default('Suspicious'),
+  maxBytes: z.number().int().min(0).max(16 * 1024 * 1024 * 1024).default(DEFAULT_MEMORY_MAX_BYTES),
+});
+
 export const liveEvidenceSchema = z.object({
   enabled: z.boolean().default(false),
   /** Refused (kept in the schema only to say why): the image comes from the operator's configuration. */
@@ -95,6 +104,7 @@ export const liveEvidenceSchema = z.object({
   paths: z.array(absolutePath).max(32).default(['/tmp', '/var/tmp', '/dev/shm']),
   maxFileBytes: z.number().int().min(0).max(1024 * 1024 * 1024).default(10 * 1024 * 1024),
   redactEnvironment: z.boolean().default(false),
+  memory: memoryEvidenceSchema.default(() => memoryEvidenceSchema.parse({})),
 });
 
 /** The audit trail copied into the case (AuditCorrelated): from the pod's start unless a lookback is set. */

@@ -6,6 +6,7 @@
  *
  *   collector-cli.js live --container-id <hex> --paths /tmp,/var/tmp,/dev/shm --max-file-bytes <n>
  *       [--redact-environment] [--declared-ports tcp/8080,udp/53] [--cluster-cidrs 10.88.0.0/16] [--proc /proc]
+ *       [--memory-scope Suspicious|Anonymous|None] [--memory-max-bytes 268435456]
  *   collector-cli.js node --container-id <hex> --host-proc /host/proc --host-prefix /host --max-file-bytes <n>
  *       [--runtime-state /run/containerd/io.containerd.runtime.v2.task/k8s.io]
  */
@@ -15,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseCidr } from './cidrs.js';
 import { FrameWriter } from './frames.js';
 import { collectLive, type DeclaredPort, type LiveOptions } from './live-collector.js';
+import { DEFAULT_MEMORY_MAX_BYTES, MEMORY_SCOPES, type MemoryScope } from './memory.js';
 import { collectNode, DEFAULT_RUNTIME_STATE, type NodeOptions } from './node-collector.js';
 
 export class UsageError extends Error {}
@@ -28,12 +30,13 @@ const USAGE = `usage:
   collector-cli.js live --container-id <hex> --paths <p1,p2,...> --max-file-bytes <n> [--redact-environment]
                         [--declared-ports tcp/8080,udp/53] [--cluster-cidrs 10.88.0.0/16,...] [--proc /proc]
                         [--max-hash-bytes ${DEFAULT_MAX_HASH_BYTES}] [--walk-seconds ${DEFAULT_WALK_SECONDS}]
+                        [--memory-scope ${MEMORY_SCOPES.join('|')}] [--memory-max-bytes ${DEFAULT_MEMORY_MAX_BYTES}]
   collector-cli.js node --container-id <hex> --host-proc <dir> --host-prefix <dir> --max-file-bytes <n>
                         [--runtime-state ${DEFAULT_RUNTIME_STATE}] [--max-hash-bytes <n>] [--walk-seconds <n>]`;
 
 const FLAGS = new Set(['--redact-environment']);
 const VALUED: Record<'live' | 'node', string[]> = {
-  live: ['--container-id', '--paths', '--max-file-bytes', '--declared-ports', '--cluster-cidrs', '--proc', '--max-hash-bytes', '--walk-seconds'],
+  live: ['--container-id', '--paths', '--max-file-bytes', '--declared-ports', '--cluster-cidrs', '--proc', '--max-hash-bytes', '--walk-seconds', '--memory-scope', '--memory-max-bytes'],
   node: ['--container-id', '--host-proc', '--host-prefix', '--max-file-bytes', '--runtime-state', '--max-hash-bytes', '--walk-seconds'],
 };
 
@@ -73,6 +76,12 @@ function bounds(values: Map<string, string>): { maxFileBytes: number; maxHashByt
     maxHashBytes: count('--max-hash-bytes', values.get('--max-hash-bytes'), DEFAULT_MAX_HASH_BYTES),
     walkSeconds,
   };
+}
+
+function memoryScope(value: string | undefined): MemoryScope {
+  if (value === undefined) return 'Suspicious';
+  if (!(MEMORY_SCOPES as readonly string[]).includes(value)) throw new UsageError(`--memory-scope: ${JSON.stringify(value)} is not one of ${MEMORY_SCOPES.join(', ')}`);
+  return value as MemoryScope;
 }
 
 function declaredPorts(value: string | undefined): DeclaredPort[] {
@@ -130,6 +139,8 @@ export function parseArgs(argv: string[]): Command {
         declaredPorts: declaredPorts(values.get('--declared-ports')),
         clusterCidrs: cidrs(values.get('--cluster-cidrs')),
         proc: absolutePath(values.get('--proc') ?? '/proc', '--proc'),
+        memoryScope: memoryScope(values.get('--memory-scope')),
+        memoryMaxBytes: count('--memory-max-bytes', values.get('--memory-max-bytes'), DEFAULT_MEMORY_MAX_BYTES),
       },
     };
   }

@@ -5,7 +5,9 @@ import { collectTree, type TreeOptions } from './file-tree.js';
 import { emitFindings, Findings, type Finding } from './findings.js';
 import { FrameWriter } from './frames.js';
 import { inspectChunks } from './files.js';
+import { emitIndicators, IndicatorScanner, scannedArtifact } from './indicators.js';
 import { jsonArray, jsonObjectWithArray } from './json-stream.js';
+import { collectMemory, type MemoryScope } from './memory.js';
 import { suspiciousRegion, type SuspiciousRegion } from './maps.js';
 import { classify, describeProcess, processJson, readProcess, redactEnvironment, stripDeleted, type Environment, type ProcessRecord } from './processes.js';
 import { CLK_TCK, errorCode, lines, listPids, MAX_PROC_LIST_BYTES, parseBootTime, pidDir, readChunks, readHead, splitNul, startTimeIso, tapLines } from './procfs.js';
@@ -32,9 +34,12 @@ export interface LiveOptions {
   maxHashBytes: number;
   /** The files walk stops after this long; everything before it is already written. */
   walkSeconds: number;
+  memoryScope: MemoryScope;
+  /** Bytes of process memory copied per case; regions past it are listed, not copied. */
+  memoryMaxBytes: number;
 }
 
-const LIVE_COUNTERS = ['processes', 'targetProcesses', 'sockets', 'files', 'copied', 'recovered', 'findings'];
+const LIVE_COUNTERS = ['processes', 'targetProcesses', 'memoryRegions', 'memoryBytes', 'sockets', 'files', 'copied', 'recovered', 'indicators', 'findings'];
 
 /** Whether `p` (a container path) is `dir` or below it. */
 function isUnder(p: string, dir: string): boolean {
@@ -44,13 +49,15 @@ function isUnder(p: string, dir: string): boolean {
 
 /**
  * The live collector, run in the debug container that shares the suspect's PID namespace.
- * Emits artifacts in order of volatility: processes, fds, sockets, maps, mountinfo, recovered
+ * Emits artifacts in order of volatility: processes, memory, fds, sockets, maps, mountinfo, recovered
  * executables, findings, then the files walk (the suspect controls how long that takes; it has its
- * own deadline) and the findings about files; then `done`.
+ * own deadline), the indicators found in memory and dropped files, and the findings about files; then `done`.
  */
 export async function collectLive(opts: LiveOptions, writer: FrameWriter): Promise<Record<string, number>> {
   const run = new Run(writer, LIVE_COUNTERS);
   const findings = new Findings();
+  const indicators = new IndicatorScanner();
+  run.observer = { open: (artifact) => (scannedArtifact(artifact) ? indicators.open(artifact) : null) };
   const proc = opts.proc;
 
   // --- processes ---
@@ -105,6 +112,9 @@ export async function collectLive(opts: LiveOptions, writer: FrameWriter): Promi
   );
   await run.artifact('live/raw/processes.txt', rawProcesses(proc, records));
   processFindings(targets, entry, opts.paths, findings);
+
+  // --- memory of the target's processes (never of the observer's) ---
+  await collectMemory(proc, targets, { scope: opts.memoryScope, maxBytes: opts.memoryMaxBytes }, run, findings);
 
   // --- fds (every process is read: any of them may own a socket; only targets are written) ---
   const owners = new Map<number, SocketOwner[]>();
@@ -240,6 +250,7 @@ export async function collectLive(opts: LiveOptions, writer: FrameWriter): Promi
     });
   }
 
+  await emitIndicators(indicators, run, fileFindings);
   await emitFindings('live/file-findings.json', fileFindings, run);
   await run.done();
   return run.counts;

@@ -13,6 +13,8 @@ export class Run {
   private open = false;
   private deferred: { level: 'info' | 'warn'; message: string }[] = [];
   private dropped = 0;
+  /** Sees the bytes of artifacts as they are sent (the indicator scan); `open` returns null for an artifact it skips. */
+  observer: { open(artifact: string): ArtifactSink | null } | null = null;
 
   constructor(
     private readonly writer: FrameWriter,
@@ -43,7 +45,8 @@ export class Run {
     let result: { sha256: string; bytes: number } | null = null;
     let failure: ArtifactContentError | null = null;
     try {
-      result = await this.writer.artifact(name, content);
+      const sink = this.observer?.open(name) ?? null;
+      result = await this.writer.artifact(name, sink === null ? content : observed(content, sink));
     } catch (err) {
       if (!(err instanceof ArtifactContentError)) throw err;
       failure = err;
@@ -62,6 +65,24 @@ export class Run {
 
   async done(): Promise<void> {
     await this.writer.done(this.counts);
+  }
+}
+
+export interface ArtifactSink {
+  write(chunk: Buffer): void;
+  end(): void;
+}
+
+async function* observed(content: AsyncIterable<Buffer | string> | Buffer | string, sink: ArtifactSink): AsyncGenerator<Buffer> {
+  const pieces = typeof content === 'string' || Buffer.isBuffer(content) ? [content] : content;
+  try {
+    for await (const piece of pieces) {
+      const buf = typeof piece === 'string' ? Buffer.from(piece, 'utf8') : piece;
+      sink.write(buf);
+      yield buf;
+    }
+  } finally {
+    sink.end();
   }
 }
 

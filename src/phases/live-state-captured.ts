@@ -1,6 +1,6 @@
 // LiveStateCaptured: runs casefile's collector in the debug container (one exec, argv only, never
-// a shell string) and streams its framed output into live/: processes, fds, sockets, maps, mounts,
-// files in writable paths, recovered deleted executables, findings. The suspect container itself
+// a shell string) and streams its framed output into live/: processes, memory regions, fds, sockets,
+// maps, mounts, files in writable paths, recovered deleted executables, indicators, findings. The suspect container itself
 // is only read, through /proc of the shared process namespace.
 import type { V1Pod } from '@kubernetes/client-node';
 import { getCondition } from '../api/conditions.js';
@@ -38,6 +38,8 @@ async function capture(ctx: PhaseContext): Promise<PhaseOutcome> {
     maxFileBytes: live.maxFileBytes,
     walkSeconds: walkSeconds(live.timeoutSeconds),
     redactEnvironment: live.redactEnvironment,
+    memoryScope: live.memory.scope,
+    memoryMaxBytes: live.memory.maxBytes,
     declaredPorts: declaredPorts(pod),
     clusterCIDRs: ranges.cidrs,
   });
@@ -56,6 +58,8 @@ export function collectorCommand(o: {
   maxFileBytes: number;
   walkSeconds: number;
   redactEnvironment: boolean;
+  memoryScope: string;
+  memoryMaxBytes: number;
   declaredPorts: string[];
   clusterCIDRs: string[];
 }): string[] {
@@ -68,6 +72,8 @@ export function collectorCommand(o: {
     '--max-file-bytes', String(o.maxFileBytes),
     '--walk-seconds', String(o.walkSeconds),
     ...(o.redactEnvironment ? ['--redact-environment'] : []),
+    '--memory-scope', o.memoryScope,
+    '--memory-max-bytes', String(o.memoryMaxBytes),
     ...(o.declaredPorts.length ? ['--declared-ports', o.declaredPorts.join(',')] : []),
     ...(o.clusterCIDRs.length ? ['--cluster-cidrs', o.clusterCIDRs.join(',')] : []),
   ];

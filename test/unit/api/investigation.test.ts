@@ -31,6 +31,15 @@ describe('parseSpec', () => {
     if (!bad.ok) expect(bad.message).toContain('spec.containment.network.allowCIDRs.0');
   });
 
+  test('memory: Suspicious within 256 MiB by default; an unknown scope or a negative budget is refused with what to write', () => {
+    expect(parseSpec({ target: { pod: 'web-1' } })).toMatchObject({ ok: true, spec: { evidence: { live: { memory: { scope: 'Suspicious', maxBytes: 268435456 } } } } });
+    expect(parseSpec({ target: { pod: 'web-1' }, evidence: { live: { memory: { scope: 'None' } } } })).toMatchObject({ ok: true, spec: { evidence: { live: { memory: { scope: 'None', maxBytes: 268435456 } } } } });
+    const scope = parseSpec({ target: { pod: 'web-1' }, evidence: { live: { memory: { scope: 'All' } } } });
+    expect(scope).toMatchObject({ ok: false, message: expect.stringContaining('spec.evidence.live.memory.scope: must be one of Suspicious, Anonymous, None') });
+    const budget = parseSpec({ target: { pod: 'web-1' }, evidence: { live: { memory: { maxBytes: -1 } } } });
+    expect(budget).toMatchObject({ ok: false, message: expect.stringContaining('spec.evidence.live.memory.maxBytes') });
+  });
+
   test('refuses live paths that are relative or climb out', () => {
     expect(parseSpec({ target: { pod: 'a' }, evidence: { live: { paths: ['tmp'] } } }).ok).toBe(false);
     expect(parseSpec({ target: { pod: 'a' }, evidence: { live: { paths: ['/tmp/../etc'] } } }).ok).toBe(false);
@@ -46,6 +55,21 @@ describe('isCIDR', () => {
 describe('the CRD', () => {
   const crd = parse(readFileSync(new URL('../../../crds/investigations.casefile.dev.yaml', import.meta.url), 'utf8'));
   const schema = crd.spec.versions[0].schema.openAPIV3Schema;
+
+  test('spec.evidence.live.memory: the same scopes and default budget as parseSpec, in every CRD that carries a spec', () => {
+    const fromParse = parseSpec({ target: { pod: 'web-1' } });
+    if (!fromParse.ok) throw new Error(fromParse.message);
+    const memoryOf = (file: string, path: string[]): any => {
+      let node = parse(readFileSync(new URL(`../../../crds/${file}`, import.meta.url), 'utf8')).spec.versions[0].schema.openAPIV3Schema;
+      for (const key of path) node = node.properties[key];
+      return node.properties.evidence.properties.live.properties.memory.properties;
+    };
+    for (const memory of [memoryOf('investigations.casefile.dev.yaml', ['spec']), memoryOf('responsepolicies.casefile.dev.yaml', ['spec', 'investigation']), memoryOf('clusterresponsepolicies.casefile.dev.yaml', ['spec', 'investigation'])]) {
+      expect(memory.scope.enum).toEqual(['Suspicious', 'Anonymous', 'None']);
+      expect(memory.scope.default).toBe(fromParse.spec.evidence.live.memory.scope);
+      expect(memory.maxBytes.default).toBe(fromParse.spec.evidence.live.memory.maxBytes);
+    }
+  });
 
   test('defaults network.verify to true, as parseSpec does', () => {
     expect(schema.properties.spec.properties.containment.properties.network.properties.verify.default).toBe(true);

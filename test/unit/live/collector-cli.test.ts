@@ -18,8 +18,17 @@ describe('parseArgs', () => {
         proc: '/proc',
         maxHashBytes: 256 * 1024 * 1024,
         walkSeconds: 60,
+        memoryScope: 'Suspicious',
+        memoryMaxBytes: 268435456,
       },
     });
+  });
+
+  it('takes the memory scope and budget, and refuses a scope it does not know', () => {
+    const base = ['live', '--container-id', ID, '--paths', '/tmp', '--max-file-bytes', '1'];
+    expect(parseArgs([...base, '--memory-scope', 'None', '--memory-max-bytes', '0']).options).toMatchObject({ memoryScope: 'None', memoryMaxBytes: 0 });
+    expect(() => parseArgs([...base, '--memory-scope', 'all'])).toThrow(/--memory-scope: "all" is not one of Suspicious, Anonymous, None/);
+    expect(() => parseArgs([...base, '--memory-max-bytes', '-1'])).toThrow(/--memory-max-bytes/);
   });
 
   it('parses the node contract', () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { decodeFrames, FrameWriter, type Frame } from '../../../src/live/frames.js';
@@ -23,6 +23,8 @@ export interface FakeProcess {
   root?: string;
   net?: Partial<Record<'tcp' | 'tcp6' | 'udp' | 'udp6', string>>;
   mountinfo?: string;
+  /** Contents of /proc/<pid>/mem: bytes at addresses (a sparse file; no file when absent). */
+  mem?: { address: number; data: Buffer }[];
   /** Files to leave out (simulating EACCES/exit races). */
   missing?: string[];
 }
@@ -69,6 +71,11 @@ export async function makeProc(dir: string, procs: FakeProcess[], opts: { btime?
     await link('root', p.root);
     for (const ns of ['mnt', 'pid', 'net', 'uts', 'ipc', 'user', 'cgroup']) {
       if (!skip.has(`ns/${ns}`)) await symlink(ns === 'mnt' ? p.mnt : `${ns}:[4026531${ns.length}00]`, path.join(d, 'ns', ns));
+    }
+    if (p.mem !== undefined) {
+      const handle = await open(path.join(d, 'mem'), 'w');
+      for (const { address, data } of p.mem) await handle.write(data, 0, data.length, address);
+      await handle.close();
     }
     for (const [fd, target] of Object.entries(p.fds ?? {})) await symlink(target, path.join(d, 'fd', fd));
     for (const [proto, text] of Object.entries(p.net ?? {})) await writeFile(path.join(d, 'net', proto), NET_HEADER + text);

@@ -42,7 +42,7 @@ afterEach(async () => {
 
 const live = (over: { walkSeconds?: number } = {}) =>
   runAndDecode((w) =>
-    collectLive({ containerId: ID, paths: [t], maxFileBytes: 1 << 20, maxHashBytes: 1 << 20, walkSeconds: 60, redactEnvironment: false, declaredPorts: [], clusterCidrs: [], proc, ...over }, w),
+    collectLive({ containerId: ID, paths: [t], maxFileBytes: 1 << 20, maxHashBytes: 1 << 20, walkSeconds: 60, redactEnvironment: false, declaredPorts: [], clusterCidrs: [], proc, memoryScope: 'Suspicious', memoryMaxBytes: 1 << 20, ...over }, w),
   );
 
 describe('a hostile suspect', () => {

@@ -75,6 +75,8 @@ function options(over: Partial<LiveOptions> = {}): LiveOptions {
     proc,
     maxHashBytes: 1 << 20,
     walkSeconds: 60,
+    memoryScope: 'Suspicious',
+    memoryMaxBytes: 1 << 20,
     ...over,
   };
 }
@@ -100,9 +102,9 @@ describe('live collector on a fake /proc', () => {
   it('emits artifacts in order of volatility and ends with done', () => {
     const fixed = d.order.filter((n) => !n.startsWith('live/files/') && !n.startsWith('live/recovered/'));
     expect(fixed).toEqual([
-      'live/processes.json', 'live/raw/processes.txt', 'live/fds.json', 'live/sockets.json',
+      'live/processes.json', 'live/raw/processes.txt', 'live/memory/7/regions.json', 'live/fds.json', 'live/sockets.json',
       'live/raw/net-tcp.txt', 'live/raw/net-tcp6.txt', 'live/raw/net-udp.txt', 'live/raw/net-udp6.txt',
-      'live/maps.txt', 'live/maps.json', 'live/mountinfo.txt', 'live/recovered.json', 'live/findings.json', 'live/files.json', 'live/file-findings.json',
+      'live/maps.txt', 'live/maps.json', 'live/mountinfo.txt', 'live/recovered.json', 'live/findings.json', 'live/files.json', 'live/indicators.json', 'live/file-findings.json',
     ]);
     expect(d.order.indexOf('live/recovered/7-exe')).toBeLessThan(d.order.indexOf('live/recovered.json'));
     expect(d.order.indexOf('live/files.json')).toBeLessThan(d.order.indexOf(`live/files/${path.join(fsRoot, 'tmp', 'miner').slice(1)}`));

@@ -37,7 +37,7 @@ describe('live collector on the real /proc', () => {
     // a target and the sockets come from our own network namespace, which the child shares.
     const id = /[0-9a-f]{12,64}/.exec(cgroup)?.[0] ?? 'ffffffffffffffff';
     const d = await runAndDecode((w) =>
-      collectLive({ containerId: id, paths: [tmp], maxFileBytes: 1 << 20, redactEnvironment: true, declaredPorts: [], clusterCidrs: ['10.0.0.0/8'], proc: '/proc', maxHashBytes: 1 << 20, walkSeconds: 60 }, w),
+      collectLive({ containerId: id, paths: [tmp], maxFileBytes: 1 << 20, redactEnvironment: true, declaredPorts: [], clusterCidrs: ['10.0.0.0/8'], proc: '/proc', maxHashBytes: 1 << 20, walkSeconds: 60, memoryScope: 'Suspicious', memoryMaxBytes: 1 << 20 }, w),
     );
     const sockets = json(d, 'live/sockets.json').sockets;
     const listener = sockets.find((s: any) => s.state === 'LISTEN' && s.local.port === port && s.proto.startsWith('tcp'));

@@ -44,10 +44,11 @@ describe('the node collector pod', () => {
 
 describe('collector arguments', () => {
   test('argv only, every value its own element', () => {
-    const argv = collectorCommand({ containerID: 'abc', paths: ['/tmp', '/dev/shm'], maxFileBytes: 10, walkSeconds: 30, redactEnvironment: true, declaredPorts: ['tcp/8080'], clusterCIDRs: ['10.0.0.0/8'] });
+    const argv = collectorCommand({ containerID: 'abc', paths: ['/tmp', '/dev/shm'], maxFileBytes: 10, walkSeconds: 30, redactEnvironment: true, memoryScope: 'Anonymous', memoryMaxBytes: 4096, declaredPorts: ['tcp/8080'], clusterCIDRs: ['10.0.0.0/8'] });
     expect(argv).toEqual([
       '/usr/bin/node', '/app/dist/live/collector-cli.js', 'live',
       '--container-id', 'abc', '--paths', '/tmp,/dev/shm', '--max-file-bytes', '10', '--walk-seconds', '30', '--redact-environment',
+      '--memory-scope', 'Anonymous', '--memory-max-bytes', '4096',
       '--declared-ports', 'tcp/8080', '--cluster-cidrs', '10.0.0.0/8',
     ]);
   });
