@@ -3,8 +3,12 @@
 // a user `mallory` (her own client certificate, not impersonation) execs into the pod and reads its
 // ServiceAccount token; the token lists secrets, asks what it may do, and is refused in kube-system.
 // A sibling pod of the same ServiceAccount also lists secrets, and must not be blamed on this pod.
-// Then a flood of audit events past the store's cap: the store stays at its cap, the first case's
-// audit/ is untouched, and a second case still finds mallory's exec.
+// The suspect's shell also holds a marker it computed at run time, in neither argv nor environment.
+// The case (memory scope Anonymous) then tells the whole story (issue 15): the exec and the token's
+// secrets list under audit/, the marker under live/memory/, a timeline.jsonl with the three in order,
+// and a report.html that names mallory and loads nothing. Then a flood of audit events past the
+// store's cap: the store stays at its cap, the first case's audit/ is untouched, and a second case
+// still finds mallory's exec.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -28,6 +32,7 @@ import {
   PLURAL,
   VERSION,
   readerExec,
+  shq,
   readEvidence,
   sha256Check,
 
@@ -88,15 +93,20 @@ async function malloryKubeconfig(): Promise<string> {
   return file;
 }
 
-const suspectPod = (name: string) => ({
+// The shell's arithmetic and concatenation make the marker; `sleep` is not exec'd, so the shell stays alive holding it.
+const MARKER = 'casefile-story-marker-4242';
+const MARKER_SCRIPT = ['a=story; n=$((6*7))', 'M="casefile-${a}-marker-$n$n"', 'echo ready', 'sleep 7777782', 'echo "$M"'].join('\n');
+
+const suspectPod = (name: string, script = 'exec sleep 3600') => ({
   apiVersion: 'v1',
   kind: 'Pod',
   metadata: { name, labels: { app: 'web' } },
-  spec: { serviceAccountName: 'web', terminationGracePeriodSeconds: 0, containers: [busyboxContainer('app', 'exec sleep 3600')] },
+  spec: { serviceAccountName: 'web', terminationGracePeriodSeconds: 0, containers: [busyboxContainer('app', script)] },
 });
 
-async function openCase(name: string): Promise<Investigation> {
-  await createInvestigation(ns, name, { target: { pod: 'web-1' }, evidence: { live: { enabled: false }, logs: { previous: false } } });
+async function openCase(name: string, live = false): Promise<Investigation> {
+  const evidence = live ? { live: { enabled: true, timeoutSeconds: 90, memory: { scope: 'Anonymous' } }, logs: { previous: false } } : { live: { enabled: false }, logs: { previous: false } };
+  await createInvestigation(ns, name, { target: { pod: 'web-1', container: 'app' }, evidence });
   const sealed = await waitForCondition(ns, name, 'EvidenceSealed', 'True', TIMEOUT);
   return sealed;
 }
@@ -131,7 +141,7 @@ beforeAll(async () => {
     namespace: ns,
     body: { metadata: { name: 'mallory-execs' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'exec-into-pods' }, subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'mallory' }] },
   });
-  await core.createNamespacedPod({ namespace: ns, body: suspectPod('web-1') });
+  await core.createNamespacedPod({ namespace: ns, body: suspectPod('web-1', MARKER_SCRIPT) });
   await core.createNamespacedPod({ namespace: ns, body: suspectPod('web-2') });
   await waitForPodReady(kc, ns, 'web-1', 90_000);
   await waitForPodReady(kc, ns, 'web-2', 90_000);
@@ -149,7 +159,7 @@ beforeAll(async () => {
   expect(sibling.exitCode).toBe(0);
   expect(await withToken(sibling.stdout.trim(), 'GET', `/api/v1/namespaces/${ns}/secrets?limit=7`)).toBe(200);
 
-  firstCase = await openCase('stolen-token');
+  firstCase = await openCase('stolen-token', true);
   firstDir = caseDirOf(firstCase);
 }, 600_000);
 
@@ -189,6 +199,32 @@ describe('AuditCorrelated, on the real API server', () => {
     const check = await sha256Check(firstDir);
     expect({ exitCode: check.exitCode, stderr: check.stderr }).toEqual({ exitCode: 0, stderr: '' });
     expect(check.stdout).toContain('audit/pod-requests.jsonl: OK');
+  });
+
+  it('tells the whole story: the marker in memory, one timeline with process, exec and token in order, a report naming mallory', async () => {
+    const grep = await readerExec(`grep -rl ${shq(MARKER)} ${shq(`${firstDir}/live/memory`)}`);
+    expect(grep.exitCode).toBe(0);
+    // live/memory/<pid>/<start>-<end>.bin: the process that holds the marker.
+    const pid = /live\/memory\/(\d+)\//.exec(grep.stdout)?.[1];
+    expect(pid).toBeDefined();
+    // Only memory holds it: not the process list (argv) nor the environment the collector recorded.
+    expect(await readEvidence(`${firstDir}/live/processes.json`)).not.toContain(MARKER);
+
+    const timeline = (await readEvidence(`${firstDir}/timeline.jsonl`)).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { time: string; source: string; what: string; artifact: string });
+    const times = timeline.map((e) => Date.parse(e.time)).filter((t) => !Number.isNaN(t));
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    const shell = timeline.findIndex((e) => e.source === 'process' && (e as { subject?: string }).subject === `pid ${pid}`);
+    const exec = timeline.findIndex((e) => e.source === 'audit' && e.what.startsWith('mallory ') && e.what.includes('pods/exec'));
+    const secrets = timeline.findIndex((e) => e.source === 'audit' && e.artifact === 'audit/token-requests.jsonl' && e.what.includes(' list secrets'));
+    expect({ shell: shell >= 0, exec: exec >= 0, secrets: secrets >= 0 }).toEqual({ shell: true, exec: true, secrets: true });
+    expect(shell).toBeLessThan(exec);
+    expect(exec).toBeLessThan(secrets);
+
+    const html = await readEvidence(`${firstDir}/report.html`);
+    expect(html).toContain('mallory');
+    expect(html).toContain('<svg');
+    expect(html).not.toMatch(/\s(src|href)\s*=\s*["']?(https?:)?\/\//i);
+    expect(await readEvidence(`${firstDir}/report.md`)).toContain('mallory');
   });
 
   it("an audit event opens a case by itself: mallory's exec matches a ResponsePolicy written for Falco's 'Attach/Exec Pod'", async () => {
