@@ -3,7 +3,7 @@
 // hostname; output_fields holds only what the rule's output template references, so only rule,
 // priority and time are required here (the three an Investigation's spec.alert is built from).
 import { z } from 'zod';
-import { falcoPriorities } from '../api/investigation.js';
+import { falcoPriorities, type alertSources } from '../api/investigation.js';
 import { errorMessage } from '../evidence/io.js';
 
 type FalcoPriority = (typeof falcoPriorities)[number];
@@ -48,8 +48,8 @@ export type FalcoAlert = z.infer<typeof falcoAlertSchema>;
 
 export interface ParsedAlert {
   alert: FalcoAlert;
-  /** Falcosidekick adds a uuid and says so in its User-Agent; Falco itself does neither. `kube-apiserver`: an audit event (src/audit/alert.ts). */
-  sender: 'falco' | 'falcosidekick' | 'kube-apiserver';
+  /** Falcosidekick adds a uuid and says so in its User-Agent; Falco itself does neither. `audit`: an audit event from the API server (src/audit/alert.ts). */
+  sender: Extract<(typeof alertSources)[number], 'falco' | 'falcosidekick' | 'audit'>; // each one of spec.alert.source's values
 }
 
 /** Parses a JSON body; on failure the message names the first bad field (e.g. `output_fields.user.uid`). */

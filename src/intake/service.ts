@@ -176,7 +176,7 @@ export class IntakeService {
     const parsed = parseAlert(raw);
     if (!parsed.ok) return void this.log.error({ field: parsed.field, message: parsed.message }, 'audit alert does not parse as an alert (a bug)');
     try {
-      const result = await this.accept({ alert: parsed.value.alert, sender: 'kube-apiserver' }, raw);
+      const result = await this.accept({ alert: parsed.value.alert, sender: 'audit' }, raw);
       for (const outcome of result.outcomes) this.deps.metrics.intakeAlerts.inc({ outcome });
     } catch (err) {
       this.log.warn({ err: errorMessage(err), rule: alert.rule }, 'audit alert not accepted; the record stays in the audit store');

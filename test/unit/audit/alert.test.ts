@@ -8,6 +8,8 @@ import { parsePolicySpec } from '../../../src/api/response-policy.js';
 import { parseAlert } from '../../../src/intake/alert-schema.js';
 import { matches } from '../../../src/intake/matcher.js';
 import { PodResolver } from '../../../src/intake/pod-resolver.js';
+import { buildInvestigation } from '../../../src/intake/investigation-factory.js';
+import { parseSpec } from '../../../src/api/investigation.js';
 import { auditEvent, type EventShape } from './fixtures.js';
 
 const record = (shape: EventShape) => toAuditRecord(auditEvent({ namespace: 'shop', name: 'web-1', resource: 'pods', ...shape })) as AuditRecord;
@@ -52,5 +54,23 @@ describe('podAccessAlert', () => {
     expect(matches({ ...policy.spec.match, rules: ['Terminal shell in container'] }, parsed.value.alert, 'shop')).toBe(false);
     const resolver = new PodResolver({ get: async (namespace, name) => ({ metadata: { namespace, name, uid: 'uid-web-1' } }), list: async () => [] });
     expect(await resolver.resolve(parsed.value.alert)).toMatchObject({ namespace: 'shop', name: 'web-1', uid: 'uid-web-1' });
+  });
+
+  test("the Investigation it opens says its source is the audit trail, a value the CRD takes", () => {
+    const alert = podAccessAlert(record({ subresource: 'exec', user: 'mallory' }))!;
+    const body = buildInvestigation({
+      type: 'alert',
+      seq: 1,
+      receivedAt: alert.time,
+      source: 'audit',
+      policy: { namespace: 'shop', name: 'exec-into-pods' },
+      investigation: { namespace: 'shop', name: 'exec-into-pods-web-1-0a1b2c3d' },
+      pod: { name: 'web-1', uid: 'uid-web-1' },
+      alert: { rule: alert.rule, priority: 'Notice', time: alert.time },
+      template: {},
+      raw: JSON.stringify(alert),
+    } as Parameters<typeof buildInvestigation>[0]);
+    const spec = parseSpec(body.spec);
+    expect(spec.ok && spec.spec.alert?.source).toBe('audit');
   });
 });
