@@ -67,6 +67,10 @@ export function podRequestFindings(record: AuditRecord, id: SuspectIdentity, art
   const sub = record.subresource;
   const byCasefile = id.operatorUsername !== undefined && record.user.username === id.operatorUsername;
   const outcome = succeeded(record) ? '' : ` (refused: ${record.code})`;
+  if (sub && INTERACTIVE.has(sub) && byCasefile) {
+    const container = new URL(record.requestURI, 'https://apiserver.invalid').searchParams.get('container');
+    return { severity: 'info', kind: `audit-${sub}`, summary: `casefile ran its collector in its own container${container ? ` ${container}` : ''} at ${record.time}`, artifact };
+  }
   if (sub && INTERACTIVE.has(sub)) {
     const verbText = sub === 'exec' ? "exec'd into" : sub === 'attach' ? 'attached to' : 'port-forwarded to';
     const command = sub === 'exec' ? execCommand(record.requestURI) : [];

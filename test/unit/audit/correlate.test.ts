@@ -59,6 +59,11 @@ describe('findings on the pod', () => {
     expect(podRequestFindings(record({ user: 'mallory', verb: 'patch', resource: 'pods', subresource: 'ephemeralcontainers' }), id, artifact)).toMatchObject({ severity: 'high', summary: expect.stringContaining('mallory added an ephemeral container') });
   });
 
+  test("casefile's exec into its own debug container is named as casefile's, never as an intrusion", () => {
+    const own = record({ user: id.operatorUsername, verb: 'get', resource: 'pods', subresource: 'exec', code: 101, time: '2026-12-03T10:00:00Z', requestURI: '/api/v1/namespaces/shop/pods/web-1/exec?command=node&container=casefile-debug-0a1b2c3d' });
+    expect(podRequestFindings(own, id, artifact)).toEqual({ severity: 'info', kind: 'audit-exec', summary: 'casefile ran its collector in its own container casefile-debug-0a1b2c3d at 2026-12-03T10:00:00.000Z', artifact });
+  });
+
   test('reads are not findings; changes by others are', () => {
     expect(podRequestFindings(record({ verb: 'get', resource: 'pods' }), id, artifact)).toBeUndefined();
     expect(podRequestFindings(record({ user: 'bob', verb: 'delete', resource: 'pods' }), id, artifact)).toMatchObject({ kind: 'audit-pod-change', summary: expect.stringContaining('bob ran delete') });
