@@ -2,7 +2,7 @@
 // every hostile shape of archive with a clear error.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -176,5 +176,153 @@ describe('extractBundle', () => {
 
   test('refuses a file that is not gzip', async () => {
     await expect(extractBundle(await bundleFile(Buffer.from('not a bundle')), await into())).rejects.toThrow(/^cannot read bundle .*: incorrect header check/);
+  });
+});
+
+// Answers to the fourth round's mutation testing of bundle-extract.ts (docs/testing.md): archives
+// built by hand (rawEntry, and pax records built here) for the shapes the bundle writer never makes.
+describe('extractBundle edges', () => {
+  /** A pax extended header entry holding `records` (each `<length> <key>=<value>\n`). */
+  const paxEntry = (records: [string, string][]) => {
+    const body = records
+      .map(([k, v]) => {
+        const rest = ` ${k}=${v}\n`;
+        let n = Buffer.byteLength(rest) + 1;
+        while (String(n).length + Buffer.byteLength(rest) !== n) n = String(n).length + Buffer.byteLength(rest);
+        return `${n}${rest}`;
+      })
+      .join('');
+    return rawEntry('PaxHeader', 'x', body);
+  };
+  const extracted = async (bytes: Buffer) => extractBundle(await bundleFile(bytes), await into());
+
+  test('a pax path applies to the next entry only', async () => {
+    const dir = await extracted(archive(rawEntry('case/', '5'), paxEntry([['path', 'case/long-name']]), rawEntry('case/short', '0', 'one'), rawEntry('case/other', '0', 'two')));
+    expect(await readFile(path.join(dir, 'long-name'), 'utf8')).toBe('one');
+    expect(await readFile(path.join(dir, 'other'), 'utf8')).toBe('two');
+  });
+
+  test('a pax size overrides the header size', async () => {
+    const content = 'x'.repeat(700);
+    const header = rawEntry('case/big', '0', content).subarray(0, 512);
+    header.write('00000000000\0', 124);
+    header.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of header) sum += b;
+    header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    const body = rawEntry('case/big', '0', content).subarray(512);
+    const dir = await extracted(archive(rawEntry('case/', '5'), paxEntry([['size', '700']]), header, body));
+    expect(await readFile(path.join(dir, 'big'), 'utf8')).toBe(content);
+  });
+
+  test.each<[string, string]>([
+    ['not a number', 'abc'],
+    ['negative', '-1'],
+    ['fractional', '1.5'],
+  ])('refuses a pax size that is %s', async (_what, size) => {
+    await expect(extracted(archive(paxEntry([['size', size]]), rawEntry('case/a', '0', '')))).rejects.toThrow('entry "case/a": bad size');
+  });
+
+  test('refuses a NUL in a pax path (a ustar name cannot hold one)', async () => {
+    await expect(extracted(archive(paxEntry([['path', 'case/a\0b']]), rawEntry('case/a', '0', 'x')))).rejects.toThrow(`entry "case/a\\u0000b": '..', '.', empty or backslash segment refused`);
+  });
+
+  test('takes a pax header of up to 64 KiB and refuses a bigger one', async () => {
+    const pad = (total: number) => 'c'.repeat(total - ' comment=\n'.length - String(total).length);
+    const at = (total: number) => archive(paxEntry([['comment', pad(total)]]), rawEntry('case/a', '0', 'x'));
+    await expect(extracted(at(64 * 1024))).resolves.toMatch(/case$/);
+    await expect(extracted(at(64 * 1024 + 1))).rejects.toThrow(`malformed archive: pax header 1 is ${64 * 1024 + 1} bytes`);
+  });
+
+  test('a regular file with the old NUL type flag is a file', async () => {
+    const dir = await extracted(archive(rawEntry('case/a', '\0', 'old tar')));
+    expect(await readFile(path.join(dir, 'a'), 'utf8')).toBe('old tar');
+  });
+
+  test.each<[string, string]>([
+    ['3', 'a character device'],
+    ['6', 'a FIFO'],
+    ['g', "type 'g'"],
+  ])('names the refused type %s', async (flag, says) => {
+    await expect(extracted(archive(rawEntry('case/', '5'), rawEntry('case/z', flag)))).rejects.toThrow(`entry "case/z": ${says} refused: a case holds only files and directories`);
+  });
+
+  test('a directory entry after a file inside it, and one named twice with and without its slash', async () => {
+    const dir = await extracted(archive(rawEntry('case/a/x', '0', 'x'), rawEntry('case/a/', '5')));
+    expect(await readFile(path.join(dir, 'a/x'), 'utf8')).toBe('x');
+    await expect(extracted(archive(rawEntry('case/', '5'), rawEntry('case', '5')))).rejects.toThrow('entry "case": appears twice');
+  });
+
+  test('a file whose size is a multiple of the block size is followed directly by the next header', async () => {
+    const dir = await extracted(archive(rawEntry('case/a', '0', 'a'.repeat(1024)), rawEntry('case/b', '0', 'b')));
+    expect((await readFile(path.join(dir, 'a'), 'utf8')).length).toBe(1024);
+    expect(await readFile(path.join(dir, 'b'), 'utf8')).toBe('b');
+  });
+
+  test('refuses a tar cut short inside a header, inside a pax header and inside padding', async () => {
+    const a = rawEntry('case/a', '0', 'x');
+    await expect(extracted(gzipSync(a.subarray(0, 1024 - 100)))).rejects.toThrow('truncated archive: it ends inside case/a');
+    await expect(extracted(gzipSync(a))).rejects.toThrow('truncated archive: it ends inside header 2 (before the end-of-archive blocks)');
+    const pax = paxEntry([['path', 'case/b']]);
+    await expect(extracted(gzipSync(pax.subarray(0, 520)))).rejects.toThrow('truncated archive: it ends inside pax header 1');
+    await expect(extracted(gzipSync(pax.subarray(0, 1000)))).rejects.toThrow('truncated archive: it ends inside pax header 1');
+  });
+
+  test('refuses a header that is not ustar, or whose size is not octal', async () => {
+    const fix = (h: Buffer) => {
+      h.fill(0x20, 148, 156);
+      let sum = 0;
+      for (const b of h) sum += b;
+      h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+      return h;
+    };
+    const notUstar = rawEntry('case/a', '0', '');
+    notUstar.write('gnutar', 257);
+    await expect(extracted(archive(fix(notUstar)))).rejects.toThrow('malformed archive: header 1: not a ustar header');
+    const badSize = rawEntry('case/a', '0', '');
+    badSize.write('0000000009\0', 124);
+    await expect(extracted(archive(fix(badSize)))).rejects.toThrow('malformed archive: header 1: size field "0000000009" is not octal');
+  });
+
+  test('its own refusals are BundleErrors as they are; other failures are wrapped with their cause', async () => {
+    const own = extracted(archive(rawEntry('/etc/x', '0', 'x')));
+    await expect(own).rejects.toThrow(/^entry "\/etc\/x": absolute path refused$/);
+    await expect(own).rejects.toMatchObject({ name: 'BundleError' });
+    const missing = extractBundle(path.join(tmp, 'no-such.tar.gz'), await into());
+    await expect(missing).rejects.toMatchObject({ name: 'BundleError', cause: { code: 'ENOENT' } });
+  });
+
+  test('stops at the first end-of-archive block: a single one ends the archive, and what follows is not read', async () => {
+    const dir = await extracted(gzipSync(Buffer.concat([rawEntry('case/a', '0', 'x'), Buffer.alloc(512)])));
+    expect(await readFile(path.join(dir, 'a'), 'utf8')).toBe('x');
+    // 8 MiB after the end blocks: were it read, nobody would consume it and the pipeline would stall.
+    const trailing = await bundleFile(gzipSync(Buffer.concat([rawEntry('case/a', '0', 'x'), Buffer.alloc(1024), randomBytes(8 * 1024 * 1024)])));
+    const open = async () => (await readdir('/proc/self/fd')).length;
+    const before = await open();
+    await expect(extractBundle(trailing, await into())).resolves.toMatch(/case$/);
+    // The bundle file is closed by the time the call returns, not left to a stalled stream.
+    expect(await open()).toBe(before);
+  });
+
+  test('closes every file it writes (a bundle of many files leaves no descriptor open)', async () => {
+    const files = Array.from({ length: 40 }, (_, i) => rawEntry(`case/f${i}`, '0', `${i}`));
+    const bytes = archive(rawEntry('case/', '5'), ...files);
+    const open = async () => (await readdir('/proc/self/fd')).length;
+    const before = await open();
+    await extracted(bytes);
+    expect(await open()).toBeLessThan(before + 10);
+  });
+
+  test('reads a large file that arrives in many chunks, byte for byte', async () => {
+    const content = randomBytes(300 * 1024);
+    const body = Buffer.concat([rawEntry('case/big', '0', '').subarray(0, 512)]);
+    body.write(`${content.length.toString(8).padStart(11, '0')}\0`, 124);
+    body.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of body) sum += b;
+    body.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    const dir = await extracted(gzipSync(Buffer.concat([body, content, Buffer.alloc((512 - (content.length % 512)) % 512), rawEntry('case/after', '0', 'z'), Buffer.alloc(1024)])));
+    expect((await readFile(path.join(dir, 'big'))).equals(content)).toBe(true);
+    expect(await readFile(path.join(dir, 'after'), 'utf8')).toBe('z');
   });
 });

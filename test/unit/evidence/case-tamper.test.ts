@@ -194,3 +194,45 @@ describe('verifyCaseDir accepts', () => {
     expect(await verifyCaseDir(copy)).toEqual({ ok: true, problems: [], artifacts: 3 });
   });
 });
+
+// Answers to the fourth round's mutation testing of verify-case.ts (docs/testing.md): records appended
+// to the custody log after the seal, as someone holding a copy of the case could (the chain stays
+// valid; only the content of the records differs).
+describe('verifyCaseDir reads custody records by their action', () => {
+  const append = async (...entries: Parameters<CustodyLog['append']>[0][]) => {
+    const log = await CustodyLog.open(path.join(copy, CUSTODY), 'intruder');
+    for (const e of entries) await log.append(e);
+    await log.close();
+  };
+
+  test('a file named as a torn-tail side file by a record that is not a torn-tail record is still reported', async () => {
+    await write('logs/planted.log', 'planted\n');
+    await append({ action: 'negative-finding', detail: { savedAs: 'logs/planted.log' } });
+    expect(await problems()).toEqual([`logs/planted.log: not in ${MANIFEST} nor recorded in ${CUSTODY} (added after sealing?)`]);
+  });
+
+  test('a torn-tail record without a detail, or with a savedAs that is no string, accounts for no file', async () => {
+    await write('logs/planted.log', 'planted\n');
+    await append({ action: 'custody-torn-tail-preserved' }, { action: 'custody-torn-tail-preserved', detail: { savedAs: ['logs/planted.log'] } });
+    expect(await problems()).toEqual([`logs/planted.log: not in ${MANIFEST} nor recorded in ${CUSTODY} (added after sealing?)`]);
+  });
+
+  test('an artifact record without a name, or without a hash, describes no file', async () => {
+    await append({ action: 'artifact-failed', sha256: sha('x'), detail: { error: 'no name' } }, { action: 'artifact-failed', artifact: 'logs/never.log', detail: { error: 'no hash' } });
+    expect(await verifyCaseDir(copy)).toEqual({ ok: true, problems: [], artifacts: 3 });
+  });
+
+  test('an artifact record appended for an edited artifact does not replace the first record of that path', async () => {
+    const forged = 'GET /admin 200\n';
+    await forgeSealedHash(await editArtifactAndManifestLine());
+    await append({ action: 'artifact', artifact: 'logs/app.log', sha256: sha(forged), bytes: forged.length });
+    expect(await problems()).toEqual(['logs/app.log: manifest entry does not match the custody log']);
+  });
+
+  test("a second 'sealed' record appended for a replaced manifest does not replace the first", async () => {
+    const manifest = `${(await read(MANIFEST)).split('\n').slice(0, -1).reverse().join('\n')}\n`;
+    await write(MANIFEST, manifest);
+    await append({ action: 'sealed', artifact: MANIFEST, sha256: sha(manifest) });
+    expect(await problems()).toEqual([SEALED_MISMATCH]);
+  });
+});

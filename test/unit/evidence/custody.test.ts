@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { CustodyLog, verifyCustodyChain } from '../../../src/evidence/custody.js';
@@ -108,5 +108,105 @@ describe('custody log', () => {
     const side = (await readdir(tmp)).find((n) => n.startsWith('custody.jsonl.torn-'));
     expect(side).toBe(last?.detail?.savedAs);
     expect(await readFile(path.join(tmp, side!), 'utf8')).toBe(torn);
+  });
+});
+
+// Answers to the fourth round's mutation testing of custody.ts as a whole (docs/testing.md): the
+// writer, CustodyLog, which the earlier rounds left out.
+describe('custody log edges', () => {
+  /** The log's file handle, to make its next writes fail as a full or broken volume would. */
+  const handleOf = (log: CustodyLog) => (log as unknown as { fh: FileHandle }).fh;
+
+  it('keeps arrays in a detail as arrays, in their order', async () => {
+    const file = path.join(tmp, 'custody.jsonl');
+    const log = await CustodyLog.open(file, 'tester');
+    await log.append({ action: 'note', detail: { list: [3, 1, { b: 1, a: 2 }] } });
+    await log.close();
+    expect(await readFile(file, 'utf8')).toContain('"detail":{"list":[3,1,{"a":2,"b":1}]}');
+  });
+
+  it('opens an existing empty log from the genesis value', async () => {
+    const file = path.join(tmp, 'custody.jsonl');
+    await writeFile(file, '');
+    const log = await CustodyLog.open(file, 'tester');
+    expect(await log.append({ action: 'note' })).toMatchObject({ seq: 1, prev: '0'.repeat(64) });
+    await log.close();
+  });
+
+  it('close waits for an append still in flight, then releases the file', async () => {
+    const file = path.join(tmp, 'custody.jsonl');
+    const fds = async () => (await readdir('/proc/self/fd')).length;
+    const before = await fds();
+    const log = await CustodyLog.open(file, 'tester');
+    const pending = log.append({ action: 'note' });
+    await log.close();
+    expect(await fds()).toBe(before);
+    expect(await pending).toMatchObject({ seq: 1 });
+    expect(verifyCustodyChain(await readFile(file, 'utf8'))).toMatchObject({ ok: true, records: [{ seq: 1, action: 'note' }] });
+  });
+
+  it('a failed write is not acknowledged, leaves no part line, and the next append continues the chain', async () => {
+    const file = path.join(tmp, 'custody.jsonl');
+    const lines = await threeRecords(file);
+    const log = await CustodyLog.open(file, 'tester');
+    await log.append({ action: 'note', detail: { n: 4 } });
+    const fh = handleOf(log);
+    const write = fh.write.bind(fh);
+    // Half the line lands, then the volume is full.
+    fh.write = (async (buf: Buffer, off: number, len: number) => {
+      await write(buf, off, Math.min(len, 10));
+      throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    }) as unknown as FileHandle['write'];
+    await expect(log.append({ action: 'note', detail: { n: 5 } })).rejects.toThrow('ENOSPC');
+    expect(log.records()).toHaveLength(4);
+    fh.write = write as FileHandle['write'];
+    const after = await log.append({ action: 'note', detail: { n: 6 } });
+    await log.close();
+    const text = await readFile(file, 'utf8');
+    expect(after.seq).toBe(5);
+    expect(text.split('\n').slice(0, 3)).toEqual(lines.slice(0, 3));
+    const v = verifyCustodyChain(text);
+    expect(v.ok && v.records.map((r) => r.detail?.n)).toEqual([undefined, undefined, undefined, 4, 6]);
+  });
+
+  it('a failed write that cannot be cut back breaks the log until it is reopened', async () => {
+    const file = path.join(tmp, 'custody.jsonl');
+    await threeRecords(file);
+    const log = await CustodyLog.open(file, 'tester');
+    const fh = handleOf(log);
+    fh.write = (async () => {
+      throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+    }) as unknown as FileHandle['write'];
+    fh.truncate = async () => {
+      throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+    };
+    await expect(log.append({ action: 'note' })).rejects.toThrow('EIO');
+    await expect(log.append({ action: 'note' })).rejects.toThrow(`custody log ${file} may end in a partial line; reopen it to repair`);
+    await log.close();
+    const reopened = await CustodyLog.open(file, 'tester');
+    expect(await reopened.append({ action: 'note' })).toMatchObject({ seq: 4 });
+    await reopened.close();
+  });
+
+  it('a log that cannot be read is an error, not an empty log', async () => {
+    const file = path.join(tmp, 'custody.jsonl');
+    await mkdir(file);
+    await expect(CustodyLog.open(file, 'tester')).rejects.toMatchObject({ code: 'EISDIR', syscall: 'read' });
+  });
+
+  it('the torn tail is cut from the log before the chain goes on, and its side file is named by a UTC stamp and closed', async () => {
+    const file = path.join(tmp, 'custody.jsonl');
+    const lines = await threeRecords(file);
+    await appendFile(file, '{"seq":4,"ti');
+    const fds = async () => (await readdir('/proc/self/fd')).length;
+    const before = await fds();
+    const log = await CustodyLog.open(file, 'tester');
+    await log.close();
+    expect(await fds()).toBe(before); // the side file is closed, as is the log
+    const text = await readFile(file, 'utf8');
+    expect(text.startsWith(`${lines.slice(0, 3).join('\n')}\n{"seq":4,"time":`)).toBe(true);
+    const sides = (await readdir(tmp)).filter((n) => n.startsWith('custody.jsonl.torn-'));
+    expect(sides).toHaveLength(1);
+    expect(sides[0]).toMatch(/^custody\.jsonl\.torn-\d{8}T\d{9}Z$/);
   });
 });

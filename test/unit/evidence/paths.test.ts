@@ -3,10 +3,12 @@ import path from 'node:path';
 import {
   ArtifactPathError,
   caseDirName,
+  caseRelativeDir,
   isSanitizedSegment,
   mirrorPath,
   resolveInside,
   sanitizeSegment,
+  uidPrefix,
 } from '../../../src/evidence/paths.js';
 
 /** Inverse of sanitizeSegment for untruncated names. */
@@ -155,5 +157,47 @@ describe('caseDirName', () => {
     expect(caseDirName('web-shell-0001', '6f1c2d3e-aaaa-bbbb-cccc-000000000000')).toBe('web-shell-0001-6f1c2d3e');
     expect(caseDirName('../x', '6f1c2d3e-aaaa')).toBe('%2E.%2Fx-6f1c2d3e');
     expect(caseDirName('x', '../../..')).not.toContain('/');
+  });
+});
+
+// Answers to the fourth round's mutation testing of paths.ts (docs/testing.md).
+describe('paths edges', () => {
+  it('errors are ArtifactPathErrors naming the path, with exact messages', () => {
+    const caught = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        return err as ArtifactPathError;
+      }
+      throw new Error('no error');
+    };
+    const none = caught(() => mirrorPath('//'));
+    expect([none.name, none.message, none.artifact]).toEqual(['ArtifactPathError', 'path "//" names no file', '//']);
+    const out = caught(() => resolveInside(ROOT, '../x'));
+    expect([out.name, out.message, out.artifact]).toEqual(['ArtifactPathError', `"../x" escapes ${ROOT}`, '../x']);
+  });
+
+  it('the root itself is not inside, even when the root is /', () => {
+    expect(() => resolveInside('/', '.')).toThrow('"." escapes /');
+    expect(resolveInside('/', 'x')).toBe('/x');
+  });
+
+  it('a cut name keeps a %XX escape that ends right at the cut, and does not cut early for an escape further back', () => {
+    const keep = sanitizeSegment(`${'a'.repeat(160)} ${'b'.repeat(100)}`);
+    expect(keep.startsWith(`${'a'.repeat(160)}%20~`)).toBe(true);
+    const early = sanitizeSegment(` ${'b'.repeat(300)}`);
+    expect(early.startsWith(`%20${'b'.repeat(160)}~`)).toBe(true);
+    expect(early).toHaveLength(180);
+  });
+
+  it('isSanitizedSegment takes 220 characters, not 221, and a ~hash whatever its digits', () => {
+    expect(isSanitizedSegment('a'.repeat(220))).toBe(true);
+    expect(isSanitizedSegment('a'.repeat(221))).toBe(false);
+    expect(isSanitizedSegment('abc~0000000000000041')).toBe(true);
+  });
+
+  it('caseRelativeDir and uidPrefix: namespace/name-uid8, dashes dropped and lower case', () => {
+    expect(caseRelativeDir('prod', 'inv', '0123456789abcdef')).toBe('prod/inv-01234567');
+    expect(uidPrefix('AB-CD-EF01-2345')).toBe('abcdef01');
   });
 });
