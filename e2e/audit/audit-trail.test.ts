@@ -25,6 +25,7 @@ import {
   core,
   createInvestigation,
   deployOperator,
+  ensureEvidenceReader,
   custom,
   GROUP,
   kubectlRun,
@@ -124,6 +125,8 @@ beforeAll(async () => {
   await core.createNamespacedSecret({ namespace: OPERATOR_NAMESPACE, body: { metadata: { name: 'casefile-intake-token' }, stringData: { token: randomBytes(24).toString('hex') } } }).catch(() => undefined);
   registerCleanup('remove the intake token', () => core.deleteNamespacedSecret({ name: 'casefile-intake-token', namespace: OPERATOR_NAMESPACE }).then(() => undefined, () => undefined));
   await deployOperator([`CASEFILE_AUDIT_STORE_MAX_BYTES=${STORE_MAX_BYTES}`, 'CASEFILE_INTAKE_PORT=8443'], 180_000);
+  // The reader pod reads the case files; on a fresh cluster this suite may be the first to need it.
+  await ensureEvidenceReader();
   ns = await createTestNamespace('audit');
   work = await mkdtemp(path.join(os.tmpdir(), 'casefile-audit-'));
   registerCleanup(`remove ${work}`, () => rm(work, { recursive: true, force: true }));
