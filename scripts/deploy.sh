@@ -35,6 +35,20 @@ if ! kubectl -n casefile-system get secret casefile-audit-tls >/dev/null 2>&1; t
     rm -rf "$audit_tls"
   fi
 fi
+# The case-file API's serving certificate (config/case-api): made once per cluster with a throwaway CA
+# kept beside it in Secret casefile-case-api-tls, whose ca.crt becomes the APIService's caBundle. Made
+# before the operator starts: it reads the certificate at start and only re-reads it every 5 minutes.
+if ! kubectl -n casefile-system get secret casefile-case-api-tls >/dev/null 2>&1; then
+  tls=$(mktemp -d)
+  trap 'rm -rf "$tls"' EXIT
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/ca.key" -out "$tls/ca.crt" -days 365 -subj "/CN=casefile-case-api-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout "$tls/tls.key" -out "$tls/tls.csr" -subj "/CN=casefile-case-api.casefile-system.svc" 2>/dev/null
+  printf 'subjectAltName=DNS:casefile-case-api.casefile-system.svc\nextendedKeyUsage=serverAuth\n' > "$tls/ext"
+  openssl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 365 -extfile "$tls/ext" -out "$tls/tls.crt" 2>/dev/null
+  kubectl -n casefile-system create secret generic casefile-case-api-tls \
+    --from-file=tls.crt="$tls/tls.crt" --from-file=tls.key="$tls/tls.key" --from-file=ca.crt="$tls/ca.crt" >/dev/null
+fi
 kubectl kustomize config/all-features |
   sed -e "s#image: localhost/casefile/operator:0.1.0#image: $CASEFILE_OPERATOR_IMAGE#" \
       -e "s#localhost/casefile/debug-tools:0.1.0#$debug_image#g" \
@@ -47,19 +61,6 @@ kubectl kustomize config/all-features |
     { print }
     audit && ip != "" && /^spec:$/ { print "  clusterIP: " ip }' |
   kubectl apply --server-side --force-conflicts -f - >/dev/null
-# The case-file API's serving certificate (config/case-api): made once per cluster with a throwaway CA
-# kept beside it in Secret casefile-case-api-tls, whose ca.crt becomes the APIService's caBundle.
-if ! kubectl -n casefile-system get secret casefile-case-api-tls >/dev/null 2>&1; then
-  tls=$(mktemp -d)
-  trap 'rm -rf "$tls"' EXIT
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/ca.key" -out "$tls/ca.crt" -days 365 -subj "/CN=casefile-case-api-ca" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -keyout "$tls/tls.key" -out "$tls/tls.csr" -subj "/CN=casefile-case-api.casefile-system.svc" 2>/dev/null
-  printf 'subjectAltName=DNS:casefile-case-api.casefile-system.svc\nextendedKeyUsage=serverAuth\n' > "$tls/ext"
-  openssl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 365 -extfile "$tls/ext" -out "$tls/tls.crt" 2>/dev/null
-  kubectl -n casefile-system create secret generic casefile-case-api-tls \
-    --from-file=tls.crt="$tls/tls.crt" --from-file=tls.key="$tls/tls.key" --from-file=ca.crt="$tls/ca.crt" >/dev/null
-fi
 ca_bundle=$(kubectl -n casefile-system get secret casefile-case-api-tls -o jsonpath='{.data.ca\.crt}')
 kubectl patch apiservice v1alpha1.cases.casefile.dev --type merge -p "{\"spec\":{\"caBundle\":\"$ca_bundle\"}}" >/dev/null
 kubectl wait --for=condition=Established crd/investigations.casefile.dev crd/responsepolicies.casefile.dev crd/clusterresponsepolicies.casefile.dev --timeout=60s >/dev/null
