@@ -65,4 +65,14 @@ ca_bundle=$(kubectl -n casefile-system get secret casefile-case-api-tls -o jsonp
 kubectl patch apiservice v1alpha1.cases.casefile.dev --type merge -p "{\"spec\":{\"caBundle\":\"$ca_bundle\"}}" >/dev/null
 kubectl wait --for=condition=Established crd/investigations.casefile.dev crd/responsepolicies.casefile.dev crd/clusterresponsepolicies.casefile.dev --timeout=60s >/dev/null
 kubectl -n casefile-system rollout status deployment/casefile-operator --timeout=180s >/dev/null
+# The local cluster only: a connection the API server opened to a Service address before kube-proxy
+# had programmed it bypasses NAT, reaches whatever answers on the host's network (a 404 here), and
+# stays open (keep-alive), so the APIService never turns Available. Drop such flows once the operator
+# is ready: the API server reconnects through the Service.
+if [ -n "${CASEFILE_CLUSTER_STATE:-}" ] && command -v conntrack >/dev/null; then
+  for svc in casefile-case-api casefile-audit; do
+    ip=$(kubectl -n casefile-system get service "$svc" -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
+    [ -n "$ip" ] && { conntrack -D -d "$ip" >/dev/null 2>&1 || true; }
+  done
+fi
 echo "casefile operator ready: $CASEFILE_OPERATOR_IMAGE"
