@@ -2,6 +2,7 @@
 // an ephemeral container to it. It becomes an alert in the shape of Falco's k8saudit plugin (same rule
 // names, same `ka.*` fields), so one ResponsePolicy matches it whether Falco or casefile saw the event,
 // and it goes through intake's matching, journal and dedup like any alert.
+import { execCommand } from './correlate.js';
 import type { AuditRecord } from './record.js';
 
 /** Falco's k8s_audit_rules names for the same requests. */
@@ -28,7 +29,7 @@ export function podAccessAlert(record: AuditRecord): AuditAlert | undefined {
   if (!rule || !record.namespace || !record.name) return undefined;
   if (record.code !== undefined && record.code >= 400) return undefined;
   if (record.subresource === 'ephemeralcontainers' && !['patch', 'update'].includes(record.verb)) return undefined;
-  const command = record.subresource === 'exec' ? new URL(record.requestURI, 'https://apiserver.invalid').searchParams.getAll('command').join(' ').slice(0, 512) : '';
+  const command = record.subresource === 'exec' ? execCommand(record.requestURI).join(' ').slice(0, 512) : '';
   const user = record.impersonatedUser?.username ?? record.user.username;
   return {
     rule,

@@ -50,13 +50,18 @@ export function prefilterTerms(id: SuspectIdentity): string[] {
 const INTERACTIVE = new Set(['exec', 'attach', 'portforward']);
 const MAX_LISTED = 10;
 
+/** The query of a request URI; empty for one that does not parse (the record is kept as it came). */
+function queryOf(requestURI: string): URLSearchParams {
+  try {
+    return new URL(requestURI, 'https://apiserver.invalid').searchParams;
+  } catch {
+    return new URLSearchParams();
+  }
+}
+
 /** The command of a pods/exec request, from its query (`command=sh&command=-c&...`). */
 export function execCommand(requestURI: string): string[] {
-  try {
-    return new URL(requestURI, 'https://apiserver.invalid').searchParams.getAll('command').slice(0, 32);
-  } catch {
-    return [];
-  }
+  return queryOf(requestURI).getAll('command').slice(0, 32);
 }
 
 const succeeded = (r: AuditRecord) => r.code === undefined || r.code < 400;
@@ -68,7 +73,7 @@ export function podRequestFindings(record: AuditRecord, id: SuspectIdentity, art
   const byCasefile = id.operatorUsername !== undefined && record.user.username === id.operatorUsername;
   const outcome = succeeded(record) ? '' : ` (refused: ${record.code})`;
   if (sub && INTERACTIVE.has(sub) && byCasefile) {
-    const container = new URL(record.requestURI, 'https://apiserver.invalid').searchParams.get('container');
+    const container = queryOf(record.requestURI).get('container');
     return { severity: 'info', kind: `audit-${sub}`, summary: `casefile ran its collector in its own container${container ? ` ${container}` : ''} at ${record.time}`, artifact };
   }
   if (sub && INTERACTIVE.has(sub)) {
