@@ -23,8 +23,11 @@ import { Kube } from './kube/client.js';
 import { LeaderElector } from './engine/leader.js';
 import { Metrics } from './engine/metrics.js';
 import { WorkQueue } from './engine/queue.js';
-import { InvestigationReconciler } from './engine/reconciler.js';
+import { InvestigationReconciler, wantsContainmentLane } from './engine/reconciler.js';
 import { ensureSigningKey, SigningKeys } from './engine/signing-keys.js';
+
+/** Workers of the containment lane: each run is a read and two concurrent writes, never a capture. */
+const CONTAINMENT_WORKERS = 2;
 
 export async function runOperator(config: OperatorConfig): Promise<void> {
   const log = logger.child({ component: 'operator' });
@@ -48,13 +51,22 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     name: 'investigations',
     workers: config.workers,
     log: log.child({ component: 'queue' }),
-    onMetrics: metrics.queueHooks(),
+    onMetrics: metrics.queueHooks('investigations'),
+  });
+  // ContainFirst's first writes (the deny-all policy and the label) on a lane of their own: a new case
+  // is isolated while every investigations worker is busy capturing others.
+  const containment = new WorkQueue((key) => reconciler.containNow(key), {
+    name: 'containment',
+    workers: CONTAINMENT_WORKERS,
+    log: log.child({ component: 'containment-queue' }),
+    onMetrics: metrics.queueHooks('containment'),
   });
   const informer = new Informer<KubernetesObject>({
     name: 'investigations',
     ...customObjectSource<KubernetesObject>(kube, INVESTIGATION_PLURAL, config.selector || undefined),
-    onChange: (key, _obj, type) => {
+    onChange: (key, obj, type) => {
       if (type === 'DELETED') metrics.observeInvestigationPhase(key, undefined);
+      else if (wantsContainmentLane(obj as never)) containment.add(key);
       queue.add(key);
     },
     resyncMs: 60_000,
@@ -95,6 +107,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
       (err: unknown) => log.error({ err: errorMessage(err) }, 'no signing key: cases will be sealed unsigned until it can be loaded'),
     );
     queue.start();
+    containment.start();
     void informer.start();
     void intake?.startLeading().catch((err: unknown) => log.error({ err }, 'alert intake failed to start'));
   };
@@ -120,7 +133,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     await intake?.stop();
     await caseApi?.stop();
     await auditService?.stop();
-    await queue.stop();
+    await Promise.all([queue.stop(), containment.stop()]);
     await elector?.stop();
     server.close();
     process.exit(0);

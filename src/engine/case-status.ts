@@ -21,6 +21,18 @@ export function containmentDrift(conditions: readonly Condition[], ordered: read
   return drift;
 }
 
+/**
+ * The containment phases whose first writes should go now, ahead of the bookkeeping: a ContainFirst case
+ * not being released or deleted, whose reconcile has not begun (from TargetResolved on, the phases own
+ * the writes; an event seen twice before that repeats writes that are idempotent).
+ */
+export function containNowPhases(inv: { metadata: { deletionTimestamp?: unknown }; status?: InvestigationStatus }, spec: InvestigationSpec, phases: readonly Phase[]): Phase[] {
+  if (spec.containment.order !== 'ContainFirst' || spec.release || inv.metadata.deletionTimestamp) return [];
+  const conditions = inv.status?.conditions ?? [];
+  if (getCondition(conditions, 'TargetResolved')) return [];
+  return phases.filter((p) => p.containNow && p.containment && (!p.enabled || p.enabled(spec)) && !getCondition(conditions, p.condition));
+}
+
 export function containmentApplied(status: InvestigationStatus | undefined): boolean {
   const c = status?.containment;
   return Boolean(c?.label || c?.rbac?.length || c?.cordoned);

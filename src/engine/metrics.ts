@@ -9,8 +9,8 @@ export class Metrics {
   readonly registry = new Registry();
   readonly reconcileDuration = new Histogram({
     name: 'casefile_reconcile_duration_seconds',
-    help: 'Time to reconcile one Investigation key, by outcome.',
-    labelNames: ['outcome'],
+    help: 'Time to reconcile one Investigation key, by queue (investigations, containment) and outcome.',
+    labelNames: ['queue', 'outcome'],
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
     registers: [this.registry],
   });
@@ -21,8 +21,8 @@ export class Metrics {
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
     registers: [this.registry],
   });
-  readonly queueDepth = new Gauge({ name: 'casefile_workqueue_depth', help: 'Keys waiting in the work queue.', registers: [this.registry] });
-  readonly retries = new Counter({ name: 'casefile_workqueue_retries_total', help: 'Keys requeued after a failed reconcile.', registers: [this.registry] });
+  readonly queueDepth = new Gauge({ name: 'casefile_workqueue_depth', help: 'Keys waiting in a work queue, by queue.', labelNames: ['queue'], registers: [this.registry] });
+  readonly retries = new Counter({ name: 'casefile_workqueue_retries_total', help: 'Keys requeued after a failed run, by queue.', labelNames: ['queue'], registers: [this.registry] });
   readonly evidenceBytes = new Counter({ name: 'casefile_evidence_bytes_written_total', help: 'Bytes of evidence written to case files.', registers: [this.registry] });
   readonly intakeAlerts = new Counter({
     name: 'casefile_intake_alerts_total',
@@ -87,11 +87,11 @@ export class Metrics {
     else this.phases.delete(key);
   }
 
-  queueHooks(): WorkQueueMetrics {
+  queueHooks(queue: string): WorkQueueMetrics {
     return {
-      depth: (n) => this.queueDepth.set(n),
-      reconciled: (seconds, outcome) => this.reconcileDuration.observe({ outcome }, seconds),
-      retry: () => this.retries.inc(),
+      depth: (n) => this.queueDepth.set({ queue }, n),
+      reconciled: (seconds, outcome) => this.reconcileDuration.observe({ queue, outcome }, seconds),
+      retry: () => this.retries.inc({ queue }),
     };
   }
 }

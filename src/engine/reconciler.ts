@@ -22,7 +22,7 @@ import type { Logger } from '../log.js';
 import { phases, phasesInOrder } from '../phases/index.js';
 import { errorMessage, RetryableError } from '../errors.js';
 import type { AlertImporter, AuditTrailSource, Phase, PhaseContext, PhaseOutcome, ReleaseContext } from '../phases/phase.js';
-import { containmentApplied, containmentDrift, overallPhase, readiness } from './case-status.js';
+import { containmentApplied, containmentDrift, containNowPhases, overallPhase, readiness } from './case-status.js';
 import { EventRecorder } from './events.js';
 import { isConflict, isNotFound, type Kube } from '../kube/client.js';
 import type { Metrics } from './metrics.js';
@@ -58,23 +58,66 @@ const CONTAINMENT_DRIFT_HINT =
   'spec.containment cannot change once containment has acted: casefile undoes what it applied, not what the spec says now. ' +
   'To lift containment set spec.release: true; to contain differently, release this case and open a new Investigation';
 
+/**
+ * A cheap look at an informer event: could this Investigation want first containment writes? (The
+ * containment lane then reads the latest object and decides with containNowPhases.)
+ */
+export function wantsContainmentLane(obj: { spec?: unknown; status?: { conditions?: unknown[] } }): boolean {
+  const spec = obj.spec as { containment?: { order?: unknown }; release?: unknown } | undefined;
+  return spec?.containment?.order === 'ContainFirst' && !spec.release && !(obj.status?.conditions?.length);
+}
+
 export class InvestigationReconciler {
   /** The same failure of the same case is logged once a minute, not on every retry. */
   private readonly repeats = new RepeatFilter();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
-  async reconcile(key: string): Promise<ReconcileResult | void> {
-    const [namespace, name] = key.split('/') as [string, string];
-    let inv: Investigation;
+  /** Keys whose first containment writes are in flight: reconcile waits for them, so a release never overtakes them. */
+  private readonly containing = new Map<string, Promise<unknown>>();
+
+  /**
+   * The containment lane (ContainFirst): reads the latest object and makes the containment phases'
+   * first cluster writes (Phase.containNow) before reconcile() adds the finalizer, opens the case file or
+   * writes status; those follow on the main queue and record what was done. Runs on its own queue, so
+   * a case waiting for isolation never waits behind others that are capturing.
+   */
+  async containNow(key: string): Promise<void> {
+    const work = this.firstWrites(key);
+    this.containing.set(key, work.catch(() => undefined));
     try {
-      inv = (await this.deps.kube.custom.getNamespacedCustomObject({
+      await work;
+    } finally {
+      this.containing.delete(key);
+    }
+  }
+
+  private async firstWrites(key: string): Promise<void> {
+    const inv = await this.read(key);
+    if (!inv) return;
+    const parsed = parseSpec(inv.spec);
+    if (!parsed.ok) return; // reconcile() refuses it, with what to fix
+    const todo = containNowPhases(inv, parsed.spec, this.deps.phases ?? phases);
+    const log = this.deps.log.child({ investigation: key });
+    await Promise.all(todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log })));
+  }
+
+  private async read(key: string): Promise<Investigation | undefined> {
+    const [namespace, name] = key.split('/') as [string, string];
+    try {
+      return (await this.deps.kube.custom.getNamespacedCustomObject({
         group: GROUP, version: VERSION, namespace, plural: INVESTIGATION_PLURAL, name,
       })) as Investigation;
     } catch (err) {
-      if (isNotFound(err)) return; // deleted and finalized: nothing left to do
+      if (isNotFound(err)) return undefined; // deleted and finalized: nothing left to do
       throw err;
     }
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult | void> {
+    await this.containing.get(key);
+    let inv = await this.read(key);
+    if (!inv) return;
     const log = this.deps.log.child({ investigation: key });
     try {
       if (inv.metadata.deletionTimestamp) return await this.finalize(inv, log);

@@ -55,6 +55,9 @@ export interface AuditTrailSource {
 /** How the operator brings journaled alerts into a case file (intake/case-file-import.ts). */
 export type AlertImporter = (caseFile: CaseFile, namespace: string, name: string) => Promise<unknown>;
 
+/** What a containment phase's first writes may use: the latest Investigation read, and the cluster. */
+export type ContainNowContext = Pick<PhaseContext, 'investigation' | 'spec' | 'kube' | 'log'>;
+
 /** What release may use: the record, never the current spec. */
 export type ReleaseContext = Omit<PhaseContext, 'spec' | 'importJournaledAlerts' | 'signingKey' | 'audit'>;
 
@@ -67,6 +70,12 @@ export interface Phase {
   /** When false for a spec, the engine reports the condition True with reason Disabled. */
   enabled?(spec: InvestigationSpec): boolean;
   run(ctx: PhaseContext): Promise<PhaseOutcome>;
+  /**
+   * ContainFirst: the cluster writes this phase makes before any bookkeeping (no finalizer, case file or
+   * status write ahead of them), on the operator's containment lane. Idempotent, and leaves nothing that
+   * run() cannot find again in the cluster and record, or release() cannot find and undo.
+   */
+  containNow?(ctx: ContainNowContext): Promise<void>;
   /**
    * Containment phases undo what they applied when the case is released (spec.release or deletion).
    * Must be idempotent and restart-safe: what to undo is read back from the cluster, from

@@ -3,18 +3,18 @@
 // suspect pod, and then matches the suspect alone (never its sibling replicas, never the owner's
 // selector). Every other policy that selects the pod and allows traffic is patched to exclude the label;
 // originals are saved before anything changes, and the generation each patch produced is recorded so
-// release can tell casefile's change from anyone else's.
+// release can tell casefile's change from anyone else's. A ContainFirst case has usually made the policy
+// and the label already (contain-now.ts): they are found here and recorded with the time they were applied.
 import type { V1Pod } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { isConflict } from '../../kube/client.js';
 import { during, TerminalError } from '../../errors.js';
 import { podGone } from '../manifest-captured.js';
 import type { PhaseContext, PhaseOutcome } from '../phase.js';
-import { jsonPointer } from '../shared/json-pointer.js';
 import { originalArtifact } from '../shared/originals.js';
 import { detachFromWorkload } from './detach.js';
 import { verifyIsolation } from './isolation-probe.js';
-import { describeAllowances, excludesLabel, incidentLabel, isolationPolicy, needsExclusion, PHASE } from './policy.js';
+import { APPLIED_AT, describeAllowances, excludesLabel, incidentLabel, incidentLabelPatch, INVESTIGATION_UID, isolationPolicy, needsExclusion, PHASE } from './policy.js';
 
 export interface PatchedPolicy {
   name: string;
@@ -29,20 +29,27 @@ export async function isolate(ctx: PhaseContext): Promise<PhaseOutcome> {
   const inv = ctx.investigation;
   const { namespace } = inv.metadata;
   const { key, value } = incidentLabel(inv);
-  await ctx.caseFile.writeJSON('containment/pod-labels-before.json', pod.metadata?.labels ?? {}, { phase: PHASE });
+  // The labels as they were before casefile: its own incident label (unique to this case) may already be
+  // there, put on by the first writes (contain-now.ts).
+  const { [key]: _ours, ...before } = pod.metadata?.labels ?? {};
+  await ctx.caseFile.writeJSON('containment/pod-labels-before.json', before, { phase: PHASE });
 
-  // 1. The policy, selecting a label no pod carries yet.
-  const desired = isolationPolicy(inv, ctx.spec);
+  // 1. The policy, selecting a label no pod carries yet (unless the first writes already made both).
+  const desired = isolationPolicy(inv, ctx.spec, new Date());
   const name = desired.metadata!.name!;
   const policyPath = `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies`;
   try {
     await ctx.kube.networking.createNamespacedNetworkPolicy({ namespace, body: desired });
-    await ctx.caseFile.record('networkpolicy-created', { name }, PHASE);
+    await ctx.caseFile.record('networkpolicy-created', { name, appliedAt: desired.metadata!.annotations![APPLIED_AT] }, PHASE);
   } catch (err) {
     if (!isConflict(err)) throw during(`creating NetworkPolicy ${name}`, err);
     const existing = await ctx.kube.networking.readNamespacedNetworkPolicy({ name, namespace });
-    if (existing.metadata?.annotations?.['casefile.dev/investigation-uid'] !== inv.metadata.uid) {
+    if (existing.metadata?.annotations?.[INVESTIGATION_UID] !== inv.metadata.uid) {
       throw new TerminalError(`NetworkPolicy ${name} exists and is not this Investigation's; nothing was changed`, 'PolicyNameTaken');
+    }
+    // Applied ahead of the bookkeeping, or before a restart: recorded now, with the time it was applied.
+    if (!inCustody(ctx, 'networkpolicy-created', name)) {
+      await ctx.caseFile.record('networkpolicy-created', { name, appliedAt: existing.metadata?.annotations?.[APPLIED_AT], foundInCluster: true }, PHASE);
     }
   }
   // Recorded before the label lands: release finds the policy from status even if the phase stops here.
@@ -101,16 +108,22 @@ export async function isolate(ctx: PhaseContext): Promise<PhaseOutcome> {
   return { status: 'False', reason: 'VerificationInconclusive', message: `${base}; the probe could not tell (${verification.summary})` };
 }
 
-/** A JSON patch on one label key: it cannot overwrite anyone else's concurrent label change. */
+/** Whether the custody log already records `action` on the object named `name` for this phase. */
+function inCustody(ctx: PhaseContext, action: string, name: string): boolean {
+  return ctx.caseFile.custodyRecords().some((r) => r.phase === PHASE && r.action === action && (r.detail?.name === name || r.detail?.pod === name));
+}
+
 async function labelPod(ctx: PhaseContext, pod: V1Pod, key: string, value: string): Promise<void> {
-  if (pod.metadata?.labels?.[key] === value) return;
-  const body = pod.metadata?.labels
-    ? [{ op: 'add', path: `/metadata/labels/${jsonPointer(key)}`, value }]
-    : [{ op: 'add', path: '/metadata/labels', value: { [key]: value } }];
+  const detail = { pod: pod.metadata!.name, uid: pod.metadata!.uid, label: `${key}=${value}` };
+  if (pod.metadata?.labels?.[key] === value) {
+    // Put on ahead of the bookkeeping, or before a restart: the key is this case's alone.
+    if (!inCustody(ctx, 'pod-labelled', pod.metadata!.name!)) await ctx.caseFile.record('pod-labelled', { ...detail, foundInCluster: true }, PHASE);
+    return;
+  }
   try {
-    await ctx.kube.core.patchNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body });
+    await ctx.kube.core.patchNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body: incidentLabelPatch(pod, key, value) });
   } catch (err) {
     throw during(`labelling pod ${pod.metadata!.name}`, err);
   }
-  await ctx.caseFile.record('pod-labelled', { pod: pod.metadata!.name, uid: pod.metadata!.uid, label: `${key}=${value}` }, PHASE);
+  await ctx.caseFile.record('pod-labelled', detail, PHASE);
 }

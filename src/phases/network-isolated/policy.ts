@@ -1,9 +1,10 @@
 // What isolation looks like, as pure functions: the incident label, the deny-all policy selecting it,
 // and which other policies would still let traffic through (policies are additive).
-import type { V1NetworkPolicy, V1NetworkPolicyPeer } from '@kubernetes/client-node';
+import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1Pod } from '@kubernetes/client-node';
 import type { Investigation, InvestigationSpec } from '../../api/investigation.js';
 import { selectorMatches } from '../../kube/selectors.js';
 import { uidPrefix } from '../../evidence/paths.js';
+import { jsonPointer } from '../shared/json-pointer.js';
 
 export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'casefile' };
 export const PHASE = 'NetworkIsolated';
@@ -15,7 +16,11 @@ export function incidentLabel(inv: Investigation): { key: string; value: string 
 
 export const policyName = (inv: Investigation): string => `casefile-${uidPrefix(inv.metadata.uid)}`;
 
-export function isolationPolicy(inv: Investigation, spec: InvestigationSpec): V1NetworkPolicy {
+/** Annotations on casefile's policy: whose it is, and when it was applied (to the millisecond, for custody). */
+export const INVESTIGATION_UID = 'casefile.dev/investigation-uid';
+export const APPLIED_AT = 'casefile.dev/applied-at';
+
+export function isolationPolicy(inv: Investigation, spec: InvestigationSpec, appliedAt: Date): V1NetworkPolicy {
   const { key, value } = incidentLabel(inv);
   const net = spec.containment.network;
   const peers: V1NetworkPolicyPeer[] = [
@@ -38,7 +43,7 @@ export function isolationPolicy(inv: Investigation, spec: InvestigationSpec): V1
       name: policyName(inv),
       namespace: inv.metadata.namespace,
       labels: { ...MANAGED_BY, 'casefile.dev/investigation': inv.metadata.name.slice(0, 63) },
-      annotations: { 'casefile.dev/investigation-uid': inv.metadata.uid },
+      annotations: { [INVESTIGATION_UID]: inv.metadata.uid, [APPLIED_AT]: appliedAt.toISOString() },
       // Garbage-collected with the Investigation should the finalizer ever be removed by hand.
       ownerReferences: [{ apiVersion: inv.apiVersion, kind: 'Investigation', name: inv.metadata.name, uid: inv.metadata.uid }],
     },
@@ -49,6 +54,17 @@ export function isolationPolicy(inv: Investigation, spec: InvestigationSpec): V1
       egress,
     },
   };
+}
+
+/**
+ * The JSON patch that adds the incident label to exactly this pod: the `test` on the UID makes it fail
+ * on a replacement pod of the same name, and `add` on one key cannot overwrite anyone else's label change.
+ */
+export function incidentLabelPatch(pod: V1Pod, key: string, value: string): object[] {
+  const uid = { op: 'test', path: '/metadata/uid', value: pod.metadata!.uid };
+  return pod.metadata?.labels
+    ? [uid, { op: 'add', path: `/metadata/labels/${jsonPointer(key)}`, value }]
+    : [uid, { op: 'add', path: '/metadata/labels', value: { [key]: value } }];
 }
 
 /** A policy "allows" something if it has any rule; a policy without rules only denies. */

@@ -1,6 +1,6 @@
 // NetworkIsolated, releasing: undo what the record says was applied (status.containment and the
 // custody log), never what the spec says now, then re-read everything and claim only what was found.
-import type { V1NetworkPolicy } from '@kubernetes/client-node';
+import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
 import { isNotFound } from '../../kube/client.js';
 import { during, RequeueAfter, RetryableError } from '../../errors.js';
 import type { ReleaseContext, ReleaseOutcome } from '../phase.js';
@@ -8,7 +8,7 @@ import { jsonPointer } from '../shared/json-pointer.js';
 import { savedOriginals } from '../shared/originals.js';
 import type { PatchedPolicy } from './apply.js';
 import { reattachToWorkload } from './detach.js';
-import { PHASE } from './policy.js';
+import { incidentLabel, INVESTIGATION_UID, PHASE, policyName } from './policy.js';
 
 /** What isolation applied, from status first and the custody log second (a status write may have been lost). */
 export function appliedIsolation(ctx: ReleaseContext): { policy?: string; labelKey?: string; patched: PatchedPolicy[] } {
@@ -25,15 +25,43 @@ export function appliedIsolation(ctx: ReleaseContext): { policy?: string; labelK
   return { policy: c.networkPolicy ?? detail('networkpolicy-created', 'name'), labelKey: label?.split('=')[0], patched: [...patched.values()] };
 }
 
+/**
+ * What the first writes (contain-now.ts) may have applied before anything recorded it: the policy named
+ * for this case and carrying its UID, and the incident label, whose key is this case's alone.
+ */
+async function appliedAhead(ctx: ReleaseContext, applied: ReturnType<typeof appliedIsolation>): Promise<void> {
+  const inv = ctx.investigation;
+  const { namespace } = inv.metadata;
+  if (!applied.policy) {
+    const name = policyName(inv);
+    try {
+      const found = await ctx.kube.networking.readNamespacedNetworkPolicy({ name, namespace });
+      if (found.metadata?.annotations?.[INVESTIGATION_UID] === inv.metadata.uid) applied.policy = name;
+    } catch (err) {
+      if (!isNotFound(err)) throw during(`reading NetworkPolicy ${name}`, err);
+    }
+  }
+  if (!applied.labelKey) {
+    const { key } = incidentLabel(inv);
+    if ((await labelledPods(ctx, key)).length > 0) applied.labelKey = key;
+  }
+}
+
+/** Pods in the namespace carrying the incident label: found by the label, so a pod the record never named is found too. */
+async function labelledPods(ctx: ReleaseContext, key: string): Promise<V1Pod[]> {
+  return (await ctx.kube.core.listNamespacedPod({ namespace: ctx.investigation.metadata.namespace, labelSelector: key })).items;
+}
+
 export async function releaseIsolation(ctx: ReleaseContext): Promise<ReleaseOutcome> {
   const { namespace } = ctx.investigation.metadata;
   const applied = appliedIsolation(ctx);
+  await appliedAhead(ctx, applied);
   const saved = await savedOriginals<V1NetworkPolicy>(ctx, 'NetworkPolicy');
   if (!applied.policy && !applied.labelKey && applied.patched.length === 0 && saved.length === 0) return { message: 'nothing was isolated' };
   const differences: string[] = [];
   // Workload labels first (the pod rejoins its owner while still isolated), then the incident label.
   differences.push(...(await reattachToWorkload(ctx)));
-  if (applied.labelKey) await unlabelPod(ctx, applied.labelKey);
+  if (applied.labelKey) await unlabelPods(ctx, applied.labelKey);
   if (applied.policy) {
     try {
       await ctx.kube.networking.deleteNamespacedNetworkPolicy({ name: applied.policy, namespace });
@@ -97,20 +125,21 @@ async function restorePolicy(ctx: ReleaseContext, name: string, key: string | un
   return { restored: true, differences };
 }
 
-async function unlabelPod(ctx: ReleaseContext, key: string): Promise<void> {
-  const pod = await ctx.livePod({ fresh: true });
-  if (!pod?.metadata?.labels?.[key]) return;
-  try {
-    await ctx.kube.core.patchNamespacedPod({
-      name: pod.metadata.name!,
-      namespace: pod.metadata.namespace!,
-      body: [{ op: 'test', path: `/metadata/labels/${jsonPointer(key)}`, value: pod.metadata.labels[key] }, { op: 'remove', path: `/metadata/labels/${jsonPointer(key)}` }],
-    });
-  } catch (err) {
-    if (isNotFound(err)) return;
-    throw during(`removing the incident label from pod ${pod.metadata.name}`, err);
+async function unlabelPods(ctx: ReleaseContext, key: string): Promise<void> {
+  for (const pod of await labelledPods(ctx, key)) {
+    const value = pod.metadata!.labels![key];
+    try {
+      await ctx.kube.core.patchNamespacedPod({
+        name: pod.metadata!.name!,
+        namespace: pod.metadata!.namespace!,
+        body: [{ op: 'test', path: `/metadata/labels/${jsonPointer(key)}`, value }, { op: 'remove', path: `/metadata/labels/${jsonPointer(key)}` }],
+      });
+    } catch (err) {
+      if (isNotFound(err)) continue;
+      throw during(`removing the incident label from pod ${pod.metadata!.name}`, err);
+    }
+    await ctx.caseFile.record('pod-unlabelled', { pod: pod.metadata!.name, label: key }, 'Released');
   }
-  await ctx.caseFile.record('pod-unlabelled', { pod: pod.metadata.name, label: key }, 'Released');
 }
 
 /** Released is claimed only for what was read back: the policy gone, the label gone, no policy still excluding it. */
@@ -126,9 +155,9 @@ async function verifyReleased(ctx: ReleaseContext, applied: ReturnType<typeof ap
     }
   }
   if (applied.labelKey) {
-    const pod = await ctx.livePod({ fresh: true });
-    if (pod?.metadata?.labels?.[applied.labelKey] !== undefined) {
-      throw new RetryableError(`pod ${pod.metadata.name} still carries ${applied.labelKey}`, 'ReleaseNotConfirmed');
+    const still = await labelledPods(ctx, applied.labelKey);
+    if (still.length > 0) {
+      throw new RetryableError(`pod ${still.map((p) => p.metadata?.name).join(', ')} still carries ${applied.labelKey}`, 'ReleaseNotConfirmed');
     }
   }
   const policies = (await ctx.kube.networking.listNamespacedNetworkPolicy({ namespace })).items;

@@ -54,6 +54,7 @@ class FakeCluster {
       },
     };
     const core = {
+      listNamespacedPod: async (p: { labelSelector: string }) => ({ items: this.pod.metadata!.labels![p.labelSelector] !== undefined ? [structuredClone(this.pod)] : [] }),
       patchNamespacedPod: async (p: { body: { op: string; path: string }[] }) => {
         for (const op of p.body) if (op.op === 'remove') delete this.pod.metadata!.labels![op.path.split('/').pop()!.replace(/~1/g, '/').replace(/~0/g, '~')];
         return structuredClone(this.pod);
@@ -168,6 +169,65 @@ describe('NetworkIsolated release from the record', () => {
       await ctx.caseFile.writeText(`containment/originals/networkpolicies/${sanitizeSegment(`allow-w${'x'.repeat(200)}`)}.yaml`, stringify({ kind: 'NetworkPolicy', metadata: { name: other, namespace: NS, generation: 1 }, spec: { podSelector: {} } }));
       await releaseIsolation(ctx);
       expect(cluster.policies.get(other)!.spec!.podSelector).toEqual({});
+    } finally {
+      await ctx.caseFile.close();
+    }
+  });
+});
+
+describe('NetworkIsolated release of what the first writes applied before anything recorded them', () => {
+  /** ContainFirst: policy and label in the cluster, then the operator stopped before status or custody said so. */
+  function struck(annotatedUID: string): FakeCluster {
+    const c = new FakeCluster();
+    c.policies.set(OURS, {
+      metadata: { name: OURS, namespace: NS, uid: 'u-ours', generation: 1, annotations: { 'casefile.dev/investigation-uid': annotatedUID } },
+      spec: { podSelector: { matchLabels: { [KEY]: 'isolated' } } },
+    });
+    return c;
+  }
+
+  async function bare(cluster: FakeCluster): Promise<ReleaseContext> {
+    const caseFile = await CaseFile.open({ root, namespace: NS, name: 'case-1', uid: UID, actor: 'test' });
+    const investigation: Investigation = { apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name: 'case-1', namespace: NS, uid: UID }, spec: {} };
+    // No target UID in status: livePod finds nothing, so the pod is found by the case's own label key.
+    return { investigation, kube: cluster.kube(), caseFile, config: {} as OperatorConfig, log: logger.child({}, { level: 'silent' }), status: {}, livePod: async () => undefined };
+  }
+
+  test('finds the policy by this case\'s name and UID, and the pod by this case\'s label key; undoes both and re-reads', async () => {
+    const cluster = struck(UID);
+    const ctx = await bare(cluster);
+    try {
+      const out = await releaseIsolation(ctx);
+      expect(cluster.policies.has(OURS)).toBe(false);
+      expect(cluster.pod.metadata!.labels).toEqual({ app: 'web' });
+      expect(out.message).toContain(`incident label ${KEY} gone from the pod`);
+      expect(out.message).toContain(`NetworkPolicy ${OURS} gone`);
+      const actions = ctx.caseFile.custodyRecords().map((r) => r.action);
+      expect(actions).toEqual(expect.arrayContaining(['pod-unlabelled', 'networkpolicy-deleted']));
+    } finally {
+      await ctx.caseFile.close();
+    }
+  });
+
+  test('a policy of the same name that carries another Investigation\'s UID is not touched', async () => {
+    const cluster = struck('someone-else');
+    const ctx = await bare(cluster);
+    try {
+      const out = await releaseIsolation(ctx);
+      expect(cluster.policies.has(OURS)).toBe(true);
+      expect(cluster.pod.metadata!.labels).toEqual({ app: 'web' });
+      expect(out.message).not.toContain('NetworkPolicy');
+    } finally {
+      await ctx.caseFile.close();
+    }
+  });
+
+  test('with nothing in the cluster either, nothing was isolated', async () => {
+    const cluster = new FakeCluster();
+    delete cluster.pod.metadata!.labels![KEY];
+    const ctx = await bare(cluster);
+    try {
+      expect((await releaseIsolation(ctx)).message).toBe('nothing was isolated');
     } finally {
       await ctx.caseFile.close();
     }

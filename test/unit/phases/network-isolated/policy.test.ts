@@ -30,16 +30,18 @@ describe('incident label and policy name', () => {
   });
 });
 
+const AT = new Date('2026-12-03T17:00:00.123Z');
+
 describe('isolationPolicy', () => {
   test('with no allowance: selects the label, denies all ingress and egress, owned by the Investigation', () => {
-    expect(isolationPolicy(inv, spec({}))).toEqual({
+    expect(isolationPolicy(inv, spec({}), AT)).toEqual({
       apiVersion: 'networking.k8s.io/v1',
       kind: 'NetworkPolicy',
       metadata: {
         name: 'casefile-0a1b2c3d',
         namespace: 'shop',
         labels: { 'app.kubernetes.io/managed-by': 'casefile', 'casefile.dev/investigation': 'case-1' },
-        annotations: { 'casefile.dev/investigation-uid': UID },
+        annotations: { 'casefile.dev/investigation-uid': UID, 'casefile.dev/applied-at': '2026-12-03T17:00:00.123Z' },
         ownerReferences: [{ apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', name: 'case-1', uid: UID }],
       },
       spec: {
@@ -52,7 +54,7 @@ describe('isolationPolicy', () => {
   });
 
   test('allowed CIDRs and namespaces are peers both ways; DNS is egress to kube-dns only', () => {
-    const p = isolationPolicy(inv, spec({ allowCIDRs: ['10.0.0.0/8', '192.168.1.0/24'], allowNamespaces: ['monitoring', 'forensics'], allowDNS: true }));
+    const p = isolationPolicy(inv, spec({ allowCIDRs: ['10.0.0.0/8', '192.168.1.0/24'], allowNamespaces: ['monitoring', 'forensics'], allowDNS: true }), AT);
     const peers = [
       { ipBlock: { cidr: '10.0.0.0/8' } },
       { ipBlock: { cidr: '192.168.1.0/24' } },
@@ -63,13 +65,13 @@ describe('isolationPolicy', () => {
   });
 
   test('CIDRs alone add no namespace peer; DNS alone opens no ingress', () => {
-    expect(isolationPolicy(inv, spec({ allowCIDRs: ['10.0.0.0/8'] })).spec).toMatchObject({ ingress: [{ _from: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }] });
-    expect(isolationPolicy(inv, spec({ allowDNS: true })).spec).toMatchObject({ ingress: [], egress: [DNS_RULE] });
+    expect(isolationPolicy(inv, spec({ allowCIDRs: ['10.0.0.0/8'] }), AT).spec).toMatchObject({ ingress: [{ _from: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }] });
+    expect(isolationPolicy(inv, spec({ allowDNS: true }), AT).spec).toMatchObject({ ingress: [], egress: [DNS_RULE] });
   });
 
   test('a long Investigation name is cut to a valid 63-character label value', () => {
     const long = { ...inv, metadata: { ...inv.metadata, name: 'n'.repeat(80) } };
-    expect(isolationPolicy(long, spec({})).metadata!.labels!['casefile.dev/investigation']).toBe('n'.repeat(63));
+    expect(isolationPolicy(long, spec({}), AT).metadata!.labels!['casefile.dev/investigation']).toBe('n'.repeat(63));
   });
 });
 

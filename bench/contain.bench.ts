@@ -1,0 +1,111 @@
+// Containment against its physical limit, interleaved in one run on the local cluster. Each round
+// measures the limit (a bare client labels the pod and creates a deny-all policy, timed to the watch
+// events) and casefile's two ways in: an Investigation created in ContainFirst, and a Falco alert POSTed
+// to intake matching a ContainFirst ResponsePolicy; each timed to the same events (policy ADDED and the
+// pod carrying the label, whichever comes last). Quiet first, then while 20 other cases capture.
+import { appendFileSync } from 'node:fs';
+import { alert, agent, deployWithIntake, postAlert, responsePolicy } from './intake-client.js';
+import {
+  createInvestigation, custom, deleteInvestigation, G, kubectl, machine, pct, rawIsolation, RATIO_HEADER, ratioRow, readyPods, Seen, sleep,
+} from './support.js';
+
+const ROUNDS = Number(process.env.BENCH_CONTAIN_ROUNDS ?? 20);
+const LOADED_ROUNDS = Number(process.env.BENCH_CONTAIN_LOADED_ROUNDS ?? 10);
+const CAPTURING = 20;
+const ns = `bench-contain-${Date.now().toString(36)}`;
+const RULE = 'bench contain first';
+const contain = { order: 'ContainFirst', network: { isolate: true } };
+
+async function viaInvestigation(seen: Seen, name: string): Promise<number> {
+  const started = performance.now();
+  const uid8 = await createInvestigation(ns, name, { target: { pod: 'suspect' }, containment: contain });
+  const inPlace = (await seen.isolated(started, 'suspect', `casefile-${uid8}`, `casefile.dev/incident-${uid8}`)) - started;
+  await seen.condition(started, name, 'NetworkIsolated', 'True');
+  await deleteInvestigation(ns, name);
+  return inPlace;
+}
+
+async function viaAlert(seen: Seen, pod: string): Promise<number> {
+  const started = performance.now();
+  const r = await postAlert(alert(ns, pod, RULE));
+  if (r.status !== 202) throw new Error(`POST answered ${r.status}: ${JSON.stringify(r.body)}`);
+  const name = String(r.body.investigations[0]).split('/')[1]!;
+  const inPlace = await seen.until('pod', started, (o) => o.metadata.name === pod && Object.keys(o.metadata.labels ?? {}).some((k) => k.startsWith('casefile.dev/incident-')));
+  const inv = (await custom.getNamespacedCustomObject({ ...G, namespace: ns, plural: 'investigations', name })) as { metadata: { uid: string } };
+  const uid8 = inv.metadata.uid.replace(/-/g, '').slice(0, 8);
+  const at = Math.max(inPlace, await seen.until('networkpolicy', started, (o, t) => t === 'ADDED' && o.metadata.name === `casefile-${uid8}`));
+  await seen.condition(started, name, 'NetworkIsolated', 'True');
+  await deleteInvestigation(ns, name);
+  return at - started;
+}
+
+async function capturing(): Promise<number> {
+  const list = (await custom.listNamespacedCustomObject({ ...G, namespace: ns, plural: 'investigations', labelSelector: 'bench=load' })) as { items: { status?: { conditions?: { type: string; status: string }[] } }[] };
+  return list.items.filter((i) => !(i.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status !== 'Unknown')).length;
+}
+
+async function main(): Promise<void> {
+  await deployWithIntake();
+  kubectl('create', 'namespace', ns);
+  const seen = await Seen.open(ns);
+  try {
+    const alertPods = Array.from({ length: ROUNDS }, (_, i) => `alert-${i}`);
+    const loadAlertPods = Array.from({ length: LOADED_ROUNDS }, (_, i) => `load-alert-${i}`);
+    const capturePods = Array.from({ length: CAPTURING }, (_, i) => `capture-${i}`);
+    await readyPods(ns, ['suspect', ...alertPods, ...loadAlertPods, ...capturePods]);
+    await responsePolicy(ns, 'contain-first', RULE, { containment: contain });
+    await sleep(2000);
+    // Warm-up: one of each, not counted (first connections, first informer events).
+    await rawIsolation(seen, ns, 'suspect', 9999, true);
+    await viaInvestigation(seen, 'warm-up');
+
+    const quiet = { seq: [] as number[], par: [] as number[], inv: [] as number[], alert: [] as number[] };
+    for (let i = 0; i < ROUNDS; i++) {
+      quiet.seq.push(await rawIsolation(seen, ns, 'suspect', i, true));
+      quiet.par.push(await rawIsolation(seen, ns, 'suspect', 1000 + i, false));
+      quiet.inv.push(await viaInvestigation(seen, `quiet-${i}`));
+      quiet.alert.push(await viaAlert(seen, alertPods[i]!));
+    }
+
+    // Load: CAPTURING EvidenceFirst cases with live capture, started at once; rounds run while they capture.
+    for (const [i, pod] of capturePods.entries()) {
+      await custom.createNamespacedCustomObject({ ...G, namespace: ns, plural: 'investigations', body: { apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name: `load-${i}`, labels: { bench: 'load' } }, spec: { target: { pod }, evidence: { live: { enabled: true } } } } });
+    }
+    const loaded = { seq: [] as number[], inv: [] as number[], alert: [] as number[], capturing: [] as number[] };
+    for (let i = 0; i < LOADED_ROUNDS; i++) {
+      loaded.capturing.push(await capturing());
+      loaded.seq.push(await rawIsolation(seen, ns, 'suspect', 2000 + i, true));
+      loaded.inv.push(await viaInvestigation(seen, `loaded-${i}`));
+      loaded.alert.push(await viaAlert(seen, loadAlertPods[i]!));
+    }
+    const stillCapturing = await capturing();
+
+    const report = [
+      '',
+      `## Containment against its limit (measured ${new Date().toISOString()})`,
+      '',
+      `${machine()}; the local cluster (e2e/cluster: one node, kube-router enforcing NetworkPolicy), operator in-cluster, 4 workers.`,
+      `Reproduce: \`npm run bench -- contain\`. Interleaved rounds: the limit, then casefile by Investigation, then casefile by alert.`,
+      'In place = the deny-all NetworkPolicy ADDED and the pod carrying its label, whichever a watch saw last.',
+      'Limit = a bare client on a warm keep-alive connection: label the pod, then create the policy (the issue\'s yardstick).',
+      '',
+      ...RATIO_HEADER,
+      ratioRow('quiet: Investigation created -> isolation in place', quiet.inv, quiet.seq, 'p50 ratio <= 1.5'),
+      ratioRow('quiet: alert POST -> isolation in place', quiet.alert, quiet.seq, 'p50 ratio <= 1.5'),
+      ratioRow(`${CAPTURING} cases capturing: Investigation created -> in place`, loaded.inv, loaded.seq, 'p95 ratio <= 3'),
+      ratioRow(`${CAPTURING} cases capturing: alert POST -> in place`, loaded.alert, loaded.seq, 'p95 ratio <= 3'),
+      '',
+      `The same two writes issued at once by the bare client: p50 ${pct(quiet.par, 50).toFixed(0)} ms, p95 ${pct(quiet.par, 95).toFixed(0)} ms (quiet).`,
+      `Cases still capturing at the start of each loaded round: ${loaded.capturing.join(', ')}; at the end: ${stillCapturing}.`,
+      '',
+    ].join('\n');
+    appendFileSync('bench/results.md', report);
+    process.stdout.write(report);
+  } finally {
+    seen.close();
+    agent.destroy();
+    kubectl('delete', 'namespace', ns, '--wait=false');
+  }
+}
+
+await main();

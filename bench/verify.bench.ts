@@ -1,0 +1,71 @@
+// Isolation verified against its limit, interleaved in one run on the local cluster: from the deny-all
+// policy in place to NetworkIsolated=True with enforcement verified, against one pod start on the same
+// node (the smallest step any probe that needs a new container must take).
+import { appendFileSync } from 'node:fs';
+import {
+  busyboxPod, core, createInvestigation, custom, deleteInvestigation, G, kubectl, machine, pct, RATIO_HEADER, ratioRow, readyPods, Seen, sleep,
+} from './support.js';
+
+const ROUNDS = Number(process.env.BENCH_VERIFY_ROUNDS ?? 10);
+const ns = `bench-verify-${Date.now().toString(36)}`;
+
+async function podStart(seen: Seen, i: number): Promise<number> {
+  const name = `start-${i}`;
+  const started = performance.now();
+  await core.createNamespacedPod({ namespace: ns, body: busyboxPod(name) });
+  const ready = await seen.until('pod', started, (o) => o.metadata.name === name && (o.status?.containerStatuses ?? []).some((c: any) => c.ready));
+  await core.deleteNamespacedPod({ name, namespace: ns, gracePeriodSeconds: 0 });
+  return ready - started;
+}
+
+async function verified(seen: Seen, i: number): Promise<{ ms: number; reason: string }> {
+  const name = `verify-${i}`;
+  const started = performance.now();
+  const uid8 = await createInvestigation(ns, name, { target: { pod: 'suspect' }, containment: { order: 'ContainFirst', network: { isolate: true, verify: true } } });
+  const inPlace = await seen.isolated(started, 'suspect', `casefile-${uid8}`, `casefile.dev/incident-${uid8}`);
+  const settled = await seen.until('investigation', started, (o) => o.metadata.name === name && (o.status?.conditions ?? []).some((c: any) => c.type === 'NetworkIsolated' && c.status !== 'Unknown'), 180_000);
+  const inv = (await custom.getNamespacedCustomObject({ ...G, namespace: ns, plural: 'investigations', name })) as { status: { conditions: { type: string; status: string; reason: string }[] } };
+  const c = inv.status.conditions.find((x) => x.type === 'NetworkIsolated')!;
+  await deleteInvestigation(ns, name);
+  return { ms: settled - inPlace, reason: `${c.status}/${c.reason}` };
+}
+
+async function main(): Promise<void> {
+  kubectl('create', 'namespace', ns);
+  const seen = await Seen.open(ns);
+  try {
+    await readyPods(ns, ['suspect']);
+    await podStart(seen, 999);
+    const starts: number[] = [];
+    const runs: { ms: number; reason: string }[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      starts.push(await podStart(seen, i));
+      runs.push(await verified(seen, i));
+      await sleep(200);
+    }
+    const outcomes = new Map<string, number>();
+    for (const r of runs) outcomes.set(r.reason, (outcomes.get(r.reason) ?? 0) + 1);
+    const ms = runs.map((r) => r.ms);
+    const report = [
+      '',
+      `## Isolation verified against its limit (measured ${new Date().toISOString()})`,
+      '',
+      `${machine()}; the local cluster (one node, kube-router enforcing NetworkPolicy). Reproduce: \`npm run bench -- verify\`.`,
+      'casefile = from isolation in place (policy ADDED and pod labelled, seen on a watch) to NetworkIsolated settled;',
+      'limit = one busybox pod created to Ready on the same node, interleaved round by round.',
+      '',
+      ...RATIO_HEADER,
+      ratioRow('policy in place -> enforcement verified', ms, starts, 'p95 < 1.5 s'),
+      '',
+      `casefile p95 ${(pct(ms, 95) / 1000).toFixed(2)} s; outcomes ${JSON.stringify(Object.fromEntries(outcomes))} (True/Isolated = verified both ways).`,
+      '',
+    ].join('\n');
+    appendFileSync('bench/results.md', report);
+    process.stdout.write(report);
+  } finally {
+    seen.close();
+    kubectl('delete', 'namespace', ns, '--wait=false');
+  }
+}
+
+await main();

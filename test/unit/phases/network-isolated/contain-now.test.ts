@@ -1,0 +1,133 @@
+// ContainFirst's first writes against an in-memory API server: the policy and the label go out together,
+// the label patch is pinned to the pod's UID, and nothing is done to a pod the case would not accept.
+import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
+import { parseSpec, type Investigation, type InvestigationSpec } from '../../../../src/api/investigation.js';
+import { containNowPhases } from '../../../../src/engine/case-status.js';
+import type { Kube } from '../../../../src/kube/client.js';
+import { logger } from '../../../../src/log.js';
+import { phases } from '../../../../src/phases/index.js';
+import { isolateNow, mayContainNow } from '../../../../src/phases/network-isolated/contain-now.js';
+
+const UID = '0a1b2c3d-0000-1111-2222-333344445555';
+const KEY = 'casefile.dev/incident-0a1b2c3d';
+const inv: Investigation = { apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name: 'case-1', namespace: 'shop', uid: UID }, spec: {} };
+const conflict = () => Object.assign(new Error('exists'), { code: 409, body: {} });
+const notFound = () => Object.assign(new Error('not found'), { code: 404, body: {} });
+
+function spec(extra: object = {}): InvestigationSpec {
+  const parsed = parseSpec({ target: { pod: 'web-1' }, containment: { order: 'ContainFirst', network: { isolate: true } }, ...extra });
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.spec;
+}
+
+class Cluster {
+  pod: V1Pod | undefined = { metadata: { name: 'web-1', namespace: 'shop', uid: 'pod-uid', labels: { app: 'web' } }, spec: { containers: [{ name: 'app' }] } };
+  policies: V1NetworkPolicy[] = [];
+  patches: object[][] = [];
+  policyExists = false;
+
+  kube(): Kube {
+    const core = {
+      readNamespacedPod: async () => {
+        if (!this.pod) throw notFound();
+        return structuredClone(this.pod);
+      },
+      patchNamespacedPod: async (p: { body: { op: string; path: string; value: unknown }[] }) => {
+        this.patches.push(p.body);
+        for (const op of p.body) {
+          if (op.op === 'test' && op.path === '/metadata/uid' && op.value !== this.pod!.metadata!.uid) throw Object.assign(new Error('test failed'), { code: 422, body: {} });
+        }
+        for (const op of p.body) if (op.op === 'add') this.pod!.metadata!.labels![op.path.split('/').pop()!.replace(/~1/g, '/')] = op.value as string;
+        return structuredClone(this.pod);
+      },
+    };
+    const networking = {
+      createNamespacedNetworkPolicy: async (p: { body: V1NetworkPolicy }) => {
+        if (this.policyExists) throw conflict();
+        this.policies.push(p.body);
+        return p.body;
+      },
+    };
+    return { core, networking } as unknown as Kube;
+  }
+}
+
+const ctx = (cluster: Cluster, s = spec()) => ({ investigation: inv, spec: s, kube: cluster.kube(), log: logger.child({}, { level: 'silent' }) });
+
+describe('isolateNow', () => {
+  test('creates the deny-all policy (UID and applied-at annotated) and labels the pod, the label patch tested against the pod UID', async () => {
+    const cluster = new Cluster();
+    await isolateNow(ctx(cluster));
+    expect(cluster.policies).toHaveLength(1);
+    const annotations = cluster.policies[0]!.metadata!.annotations!;
+    expect(annotations['casefile.dev/investigation-uid']).toBe(UID);
+    expect(Number.isNaN(Date.parse(annotations['casefile.dev/applied-at']!))).toBe(false);
+    expect(cluster.policies[0]!.spec!.podSelector).toEqual({ matchLabels: { [KEY]: 'isolated' } });
+    expect(cluster.patches[0]![0]).toEqual({ op: 'test', path: '/metadata/uid', value: 'pod-uid' });
+    expect(cluster.pod!.metadata!.labels).toEqual({ app: 'web', [KEY]: 'isolated' });
+  });
+
+  test('a policy already there (a repeat, a restart) is left to run() to judge; the label still lands', async () => {
+    const cluster = new Cluster();
+    cluster.policyExists = true;
+    await isolateNow(ctx(cluster));
+    expect(cluster.pod!.metadata!.labels![KEY]).toBe('isolated');
+  });
+
+  test('an already labelled pod is not patched again', async () => {
+    const cluster = new Cluster();
+    cluster.pod!.metadata!.labels![KEY] = 'isolated';
+    await isolateNow(ctx(cluster));
+    expect(cluster.patches).toHaveLength(0);
+  });
+
+  test('no pod, a pod with another UID than the spec names, or an unnameable container: nothing is written', async () => {
+    const gone = new Cluster();
+    gone.pod = undefined;
+    await isolateNow(ctx(gone));
+    expect(gone.policies).toHaveLength(0);
+
+    const replaced = new Cluster();
+    await isolateNow(ctx(replaced, spec({ target: { pod: 'web-1', uid: 'another-uid' } })));
+    expect(replaced.policies).toHaveLength(0);
+    expect(replaced.patches).toHaveLength(0);
+
+    const wrongContainer = new Cluster();
+    await isolateNow(ctx(wrongContainer, spec({ target: { pod: 'web-1', container: 'sidecar' } })));
+    expect(wrongContainer.policies).toHaveLength(0);
+  });
+
+  test('a pod replaced between the read and the label: the UID test fails and the error says which step', async () => {
+    const cluster = new Cluster();
+    const kube = cluster.kube();
+    const read = kube.core.readNamespacedPod.bind(kube.core);
+    (kube.core as unknown as { readNamespacedPod: typeof read }).readNamespacedPod = async (p) => {
+      const pod = await read(p);
+      cluster.pod!.metadata!.uid = 'replacement-uid';
+      return pod;
+    };
+    await expect(isolateNow({ ...ctx(cluster), kube })).rejects.toThrow(/labelling pod web-1/);
+    expect(cluster.pod!.metadata!.labels![KEY]).toBeUndefined();
+  });
+
+  test('mayContainNow: a terminating pod is left alone', () => {
+    const pod: V1Pod = { metadata: { name: 'web-1', uid: 'u', deletionTimestamp: new Date() }, spec: { containers: [{ name: 'app' }] } };
+    expect(mayContainNow(pod, spec())).toBe(false);
+    expect(mayContainNow({ ...pod, metadata: { name: 'web-1', uid: 'u' } }, spec())).toBe(true);
+  });
+});
+
+describe('containNowPhases', () => {
+  const fresh = { metadata: {} };
+  test('a fresh ContainFirst case with isolation: NetworkIsolated only (the other containment phases have no first writes)', () => {
+    expect(containNowPhases(fresh, spec(), phases).map((p) => p.condition)).toEqual(['NetworkIsolated']);
+  });
+  test('nothing for EvidenceFirst, release, deletion, isolation off, or a reconcile already begun', () => {
+    expect(containNowPhases(fresh, spec({ containment: { order: 'EvidenceFirst', network: { isolate: true } } }), phases)).toEqual([]);
+    expect(containNowPhases(fresh, spec({ release: true }), phases)).toEqual([]);
+    expect(containNowPhases({ metadata: { deletionTimestamp: 'now' } }, spec(), phases)).toEqual([]);
+    expect(containNowPhases(fresh, spec({ containment: { order: 'ContainFirst', network: { isolate: false } } }), phases)).toEqual([]);
+    const begun = { metadata: {}, status: { conditions: [{ type: 'TargetResolved' as const, status: 'Unknown' as const, reason: 'InProgress', message: '', lastTransitionTime: '', observedGeneration: 1 }] } };
+    expect(containNowPhases(begun, spec(), phases)).toEqual([]);
+  });
+});
