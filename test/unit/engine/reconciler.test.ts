@@ -12,7 +12,7 @@ import type { EventRecorder } from '../../../src/engine/events.js';
 import type { Kube } from '../../../src/kube/client.js';
 import { Metrics } from '../../../src/engine/metrics.js';
 import { WorkQueue } from '../../../src/engine/queue.js';
-import { InvestigationReconciler } from '../../../src/engine/reconciler.js';
+import { InvestigationReconciler, wantsContainmentLane } from '../../../src/engine/reconciler.js';
 import { RequeueAfter, RetryableError, TerminalError } from '../../../src/errors.js';
 import type { Phase, ReleaseContext } from '../../../src/phases/phase.js';
 
@@ -260,3 +260,54 @@ describe('log volume', () => {
     expect(lines.length).toBeLessThanOrEqual(3); // ...and said so once (reconciler warn + queue error)
   });
 });
+
+describe('the containment lane (ContainFirst first writes)', () => {
+  const contain = { target: { pod: 'web-1' }, containment: { order: 'ContainFirst', network: { isolate: true } } };
+
+  test('containNow runs the containment phase\'s first writes before any status or finalizer, and reconcile() waits for them', async () => {
+    const api = new FakeApi(contain);
+    const order: string[] = [];
+    let finish: () => void = () => undefined;
+    const isolated = fakePhase('NetworkIsolated', () => void order.push('run'), {
+      containment: true,
+      enabled: (spec) => spec.containment.network.isolate,
+      containNow: async () => {
+        order.push(`containNow (status writes so far: ${api.statusWrites}, finalizers: ${api.inv.metadata.finalizers?.length ?? 0})`);
+        await new Promise<void>((r) => (finish = r));
+        order.push('containNow done');
+      },
+    });
+    const r = reconciler(api, [fakePhase('TargetResolved'), isolated]);
+    const lane = r.containNow(KEY);
+    await new Promise((r) => setImmediate(r));
+    const main = r.reconcile(KEY);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(api.statusWrites).toBe(0); // the reconcile is held until the first writes are done
+    finish();
+    await lane;
+    await main;
+    expect(order).toEqual(['containNow (status writes so far: 0, finalizers: 0)', 'containNow done', 'run']);
+    expect(cond(api, 'NetworkIsolated')).toMatchObject({ status: 'True' });
+    // Once the reconcile has begun, the lane has nothing left to do.
+    await r.containNow(KEY);
+    expect(order.filter((o) => o.startsWith('containNow ('))).toHaveLength(1);
+  });
+
+  test('an EvidenceFirst case, or one being released, gets no first writes', async () => {
+    for (const spec of [{ ...contain, containment: { order: 'EvidenceFirst', network: { isolate: true } } }, { ...contain, release: true }]) {
+      const api = new FakeApi(spec);
+      let calls = 0;
+      const isolated = fakePhase('NetworkIsolated', () => undefined, { containment: true, containNow: async () => void calls++ });
+      await reconciler(api, [fakePhase('TargetResolved'), isolated]).containNow(KEY);
+      expect(calls).toBe(0);
+    }
+  });
+
+  test('wantsContainmentLane: a cheap look at the event, true only for a fresh ContainFirst case', () => {
+    expect(wantsContainmentLane({ spec: contain })).toBe(true);
+    expect(wantsContainmentLane({ spec: { ...contain, release: true } })).toBe(false);
+    expect(wantsContainmentLane({ spec: { target: { pod: 'web-1' } } })).toBe(false);
+    expect(wantsContainmentLane({ spec: contain, status: { conditions: [{}] } })).toBe(false);
+  });
+});
+
