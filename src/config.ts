@@ -101,7 +101,8 @@ export const operatorConfigSchema = z.object({
   /** Label selector of the Investigations this instance serves (sharding, e.g. a separate evidence volume). */
   selector: z.string(),
   /** Fault injection for the restart tests: exit right after this phase's condition is written. */
-  exitAfterPhase: z.enum(conditionTypes).optional(),
+  /** Fault injection for the e2e tests: exit after this phase, or after ContainFirst's first writes (`ContainNow`). */
+  exitAfterPhase: z.enum([...conditionTypes, 'ContainNow']).optional(),
   intake: intakeConfigSchema.default(() => intakeConfigSchema.parse({})),
   caseApi: caseApiConfigSchema.default(() => caseApiConfigSchema.parse({})),
   audit: auditConfigSchema.default(() => auditConfigSchema.parse({})),

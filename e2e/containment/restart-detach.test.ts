@@ -1,5 +1,6 @@
 // Containment under stress: the operator killed between isolation and RBAC narrowing (nothing applied
-// twice, release still restores everything), detachFromWorkload (a clean replacement starts, the
+// twice, release still restores everything), killed right after ContainFirst's first writes (found in
+// the cluster and recorded, then released), detachFromWorkload (a clean replacement starts, the
 // suspect lives on outside its Service), and a target whose node no longer exists.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { DiscoveryV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
@@ -98,6 +99,54 @@ describe('containment under stress', () => {
     expect(binding.subjects).toEqual([expect.objectContaining({ kind: 'ServiceAccount', name: 'web', namespace: ns })]);
     await expectCaseVerifies(caseDir);
   }, 420_000);
+
+  test('killed right after the first writes (ContainFirst), before finalizer-free bookkeeping: the restarted operator finds and records them; release undoes them', async () => {
+    const ns = await createTestNamespace('cn-first');
+    const target = await startEchoServer(ns);
+    await startClient(ns);
+    const { suspect } = await startWeb(ns, target);
+    const pod = suspect.metadata!.name!;
+
+    let inv: Investigation | undefined;
+    let caseDir = '';
+    await expectBlockedBetween(ns, pod, {
+      contain: async () => {
+        await deployOperatorWithEnv(['CASEFILE_EXIT_AFTER_PHASE=ContainNow']);
+        const restartsBefore = (await operatorPod()).status?.containerStatuses?.[0]?.restartCount ?? 0;
+        inv = await createInvestigation(ns, 'first', { target: { pod }, containment: { order: 'ContainFirst', network: { isolate: true } } });
+        await waitFor('the operator to exit after the first writes and be restarted', async () => (await operatorPod()).status?.containerStatuses?.[0]?.restartCount ?? 0, {
+          timeoutMs: 120_000,
+          until: (n) => n > restartsBefore,
+        });
+        // What the crashed process left: the policy and the label, and nothing in status yet.
+        expect(await readPolicy(ns, policyName(inv))).toBeDefined();
+        expect((await podLabels(ns, pod))[incidentKey(inv)]).toBe('isolated');
+        // The exit is injected after every first write, on each start: run the rest without it.
+        await deployOperatorWithout(['CASEFILE_EXIT_AFTER_PHASE']);
+        const done = await waitForCondition(ns, 'first', 'NetworkIsolated', 'True', 180_000);
+        caseDir = caseDirOf(done);
+      },
+      whileContained: async () => {
+        const actions = await custodyActions(caseDir);
+        const created = actions.filter((r) => r.action === 'networkpolicy-created');
+        const labelled = actions.filter((r) => r.action === 'pod-labelled');
+        // Recorded once each, as found in the cluster, with the time the policy was applied.
+        expect(created).toHaveLength(1);
+        expect(created[0]!.detail).toMatchObject({ name: policyName(inv!), foundInCluster: true });
+        expect(Date.parse(String(created[0]!.detail!.appliedAt))).toBeLessThanOrEqual(Date.now());
+        expect(labelled).toHaveLength(1);
+        expect(labelled[0]!.detail).toMatchObject({ pod, foundInCluster: true });
+        const before = JSON.parse(await readEvidence(`${caseDir}/containment/pod-labels-before.json`)) as Record<string, string>;
+        expect(before).not.toHaveProperty(incidentKey(inv!));
+      },
+      release: async () => {
+        await requestRelease(ns, 'first');
+        await waitForCondition(ns, 'first', 'Released', 'True');
+      },
+    });
+    expect(await readPolicy(ns, policyName(inv!))).toBeUndefined();
+    expect(Object.keys(await podLabels(ns, pod))).not.toContain(incidentKey(inv!));
+  }, TEST_TIMEOUT_MS);
 
   test('detachFromWorkload: a clean replacement starts, the suspect keeps running outside its Service', async () => {
     const ns = await createTestNamespace('cn-detach');

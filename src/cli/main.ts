@@ -126,7 +126,7 @@ program
     });
     if (!parsed.success) {
       const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-      return program.error(`invalid configuration: ${problems}${exitAfter && !conditionTypes.includes(exitAfter as never) ? ` (CASEFILE_EXIT_AFTER_PHASE must be one of ${conditionTypes.join(', ')})` : ''}`);
+      return program.error(`invalid configuration: ${problems}${exitAfter && exitAfter !== 'ContainNow' && !conditionTypes.includes(exitAfter as never) ? ` (CASEFILE_EXIT_AFTER_PHASE must be one of ${conditionTypes.join(', ')}, ContainNow)` : ''}`);
     }
     try {
       await runOperator(parsed.data);

@@ -98,8 +98,20 @@ export class InvestigationReconciler {
     const parsed = parseSpec(inv.spec);
     if (!parsed.ok) return; // reconcile() refuses it, with what to fix
     const todo = containNowPhases(inv, parsed.spec, this.deps.phases ?? phases);
+    if (todo.length === 0) return;
     const log = this.deps.log.child({ investigation: key });
-    await Promise.all(todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log })));
+    // The finalizer goes out with the first writes, not after them: a case deleted right after must
+    // still be released, label included (the policy alone would go with its ownerReference).
+    const finalizer = (inv.metadata.finalizers ?? []).includes(FINALIZER)
+      ? undefined
+      : this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] }).catch((err: unknown) => {
+          if (!isConflict(err)) throw err; // changed meanwhile: reconcile() adds it from the latest object
+        });
+    await Promise.all([...todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log })), finalizer]);
+    if (this.deps.config.exitAfterPhase === 'ContainNow') {
+      log.warn('fault injection: exiting after the first containment writes (CASEFILE_EXIT_AFTER_PHASE=ContainNow)');
+      process.exit(137);
+    }
   }
 
   private async read(key: string): Promise<Investigation | undefined> {
