@@ -1,7 +1,7 @@
 // Pure decisions about a case's status, from its conditions and spec: whether the spec contradicts
 // what containment recorded, whether containment was applied, readiness, and the overall phase.
 import { getCondition, isTrue } from '../api/conditions.js';
-import type { Condition, InvestigationPhase, InvestigationSpec, InvestigationStatus } from '../api/investigation.js';
+import { FINALIZER, type Condition, type InvestigationPhase, type InvestigationSpec, type InvestigationStatus } from '../api/investigation.js';
 import type { Phase, PhaseOutcome } from '../phases/phase.js';
 
 /**
@@ -23,11 +23,13 @@ export function containmentDrift(conditions: readonly Condition[], ordered: read
 
 /**
  * The containment phases whose first writes should go now, ahead of the bookkeeping: a ContainFirst case
- * not being released or deleted, whose reconcile has not begun (from TargetResolved on, the phases own
- * the writes; an event seen twice before that repeats writes that are idempotent).
+ * not being released or deleted, that the operator has not touched yet (no finalizer, no condition).
  */
-export function containNowPhases(inv: { metadata: { deletionTimestamp?: unknown }; status?: InvestigationStatus }, spec: InvestigationSpec, phases: readonly Phase[]): Phase[] {
+export function containNowPhases(inv: { metadata: { deletionTimestamp?: unknown; finalizers?: string[] }; status?: InvestigationStatus }, spec: InvestigationSpec, phases: readonly Phase[]): Phase[] {
   if (spec.containment.order !== 'ContainFirst' || spec.release || inv.metadata.deletionTimestamp) return [];
+  // The finalizer goes out with the first writes: once it is there, they were made (or the reconcile
+  // has begun), and the phases own the rest, a restarted operator included.
+  if ((inv.metadata.finalizers ?? []).includes(FINALIZER)) return [];
   const conditions = inv.status?.conditions ?? [];
   if (getCondition(conditions, 'TargetResolved')) return [];
   return phases.filter((p) => p.containNow && p.containment && (!p.enabled || p.enabled(spec)) && !getCondition(conditions, p.condition));

@@ -62,9 +62,9 @@ const CONTAINMENT_DRIFT_HINT =
  * A cheap look at an informer event: could this Investigation want first containment writes? (The
  * containment lane then reads the latest object and decides with containNowPhases.)
  */
-export function wantsContainmentLane(obj: { spec?: unknown; status?: { conditions?: unknown[] } }): boolean {
+export function wantsContainmentLane(obj: { metadata?: { finalizers?: string[] }; spec?: unknown; status?: { conditions?: unknown[] } }): boolean {
   const spec = obj.spec as { containment?: { order?: unknown }; release?: unknown } | undefined;
-  return spec?.containment?.order === 'ContainFirst' && !spec.release && !(obj.status?.conditions?.length);
+  return spec?.containment?.order === 'ContainFirst' && !spec.release && !(obj.status?.conditions?.length) && !obj.metadata?.finalizers?.includes(FINALIZER);
 }
 
 export class InvestigationReconciler {
@@ -102,11 +102,9 @@ export class InvestigationReconciler {
     const log = this.deps.log.child({ investigation: key });
     // The finalizer goes out with the first writes, not after them: a case deleted right after must
     // still be released, label included (the policy alone would go with its ownerReference).
-    const finalizer = (inv.metadata.finalizers ?? []).includes(FINALIZER)
-      ? undefined
-      : this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] }).catch((err: unknown) => {
-          if (!isConflict(err)) throw err; // changed meanwhile: reconcile() adds it from the latest object
-        });
+    const finalizer = this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] }).catch((err: unknown) => {
+      if (!isConflict(err)) throw err; // changed meanwhile: reconcile() adds it from the latest object
+    });
     await Promise.all([...todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log })), finalizer]);
     if (this.deps.config.exitAfterPhase === 'ContainNow') {
       log.warn('fault injection: exiting after the first containment writes (CASEFILE_EXIT_AFTER_PHASE=ContainNow)');

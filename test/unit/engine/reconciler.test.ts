@@ -309,6 +309,7 @@ describe('the containment lane (ContainFirst first writes)', () => {
     expect(wantsContainmentLane({ spec: { ...contain, release: true } })).toBe(false);
     expect(wantsContainmentLane({ spec: { target: { pod: 'web-1' } } })).toBe(false);
     expect(wantsContainmentLane({ spec: contain, status: { conditions: [{}] } })).toBe(false);
+    expect(wantsContainmentLane({ metadata: { finalizers: ['casefile.dev/release'] }, spec: contain })).toBe(false);
   });
 });
 
