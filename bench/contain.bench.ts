@@ -3,10 +3,9 @@
 // events) and casefile's two ways in: an Investigation created in ContainFirst, and a Falco alert POSTed
 // to intake matching a ContainFirst ResponsePolicy; each timed to the same events (policy ADDED and the
 // pod carrying the label, whichever comes last). Quiet first, then while 20 other cases capture.
-import { appendFileSync } from 'node:fs';
 import { alert, agent, deployWithIntake, postAlert, responsePolicy } from './intake-client.js';
 import {
-  createInvestigation, custom, deleteInvestigation, G, kubectl, machine, pct, rawIsolation, RATIO_HEADER, ratioRow, readyPods, Seen, sleep,
+  createInvestigation, custom, deleteInvestigation, G, kubectl, machine, pct, rawIsolation, RATIO_HEADER, ratioRow, readyPods, Seen, sleep, publish,
 } from './support.js';
 
 const ROUNDS = Number(process.env.BENCH_CONTAIN_ROUNDS ?? 20);
@@ -100,8 +99,7 @@ async function main(): Promise<void> {
       `Cases still capturing at the start of each loaded round: ${loaded.capturing.join(', ')}; at the end: ${stillCapturing}.`,
       '',
     ].join('\n');
-    appendFileSync('bench/results.md', report);
-    process.stdout.write(report);
+    publish('contain', report);
   } finally {
     seen.close();
     agent.destroy();

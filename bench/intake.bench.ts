@@ -3,9 +3,8 @@
 // is the same storm, same pacing and senders, against a bare endpoint in the cluster that makes each
 // POST durable (write + fdatasync) before answering 202: a slice before casefile's storm and one after.
 // Then: exactly 50 Investigations, every alert counted, and the operator's peak RSS.
-import { appendFileSync } from 'node:fs';
 import { agent, alert, deployWithIntake, post, postAlert, responsePolicy } from './intake-client.js';
-import { core, custom, G, kubectl, machine, operatorMemory, pct, readyPods, required, sleep } from './support.js';
+import { core, custom, G, kubectl, machine, operatorMemory, pct, readyPods, required, sleep, publish } from './support.js';
 
 const PODS = Number(process.env.BENCH_INTAKE_PODS ?? 50);
 const STORM = Number(process.env.BENCH_INTAKE_STORM ?? 10_000);
@@ -111,8 +110,7 @@ async function main(): Promise<void> {
       `| operator peak RSS (VmHWM, whole life of the process) | ${mem.peakRSSMiB.toFixed(0)} MiB | < 200 MB |`,
       '',
     ].join('\n');
-    appendFileSync('bench/results.md', report);
-    process.stdout.write(report);
+    publish('intake', report);
   } finally {
     agent.destroy();
     kubectl('delete', 'namespace', ns, '--wait=false');

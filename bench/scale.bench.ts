@@ -3,9 +3,8 @@
 // is BATCH default Investigations (EvidenceFirst, live capture on) on BATCH pods, created at once, timed to
 // the last one settled (Ready not Unknown). The limit of each point is printed beside it: BATCH pod
 // starts at once on the same node, the smallest cost of anything that starts a container per case.
-import { appendFileSync } from 'node:fs';
 import {
-  busyboxPod, core, custom, G, kubectl, machine, operatorCPUSeconds, operatorMemory, readyPods, Seen, sleep,
+  busyboxPod, core, custom, G, kubectl, machine, operatorCPUSeconds, operatorMemory, readyPods, Seen, sleep, publish,
 } from './support.js';
 
 const BATCH = Number(process.env.BENCH_SCALE_BATCH ?? 8);
@@ -99,8 +98,7 @@ async function main(): Promise<void> {
       ...rows,
       '',
     ].join('\n');
-    appendFileSync('bench/results.md', report);
-    process.stdout.write(report);
+    publish('scale', report);
   } finally {
     seen.close();
     setWorkers(4);

@@ -1,9 +1,8 @@
 // Isolation verified against its limit, interleaved in one run on the local cluster: from the deny-all
 // policy in place to NetworkIsolated=True with enforcement verified, against one pod start on the same
 // node (the smallest step any probe that needs a new container must take).
-import { appendFileSync } from 'node:fs';
 import {
-  busyboxPod, core, createInvestigation, custom, deleteInvestigation, G, kubectl, machine, pct, RATIO_HEADER, ratioRow, readyPods, Seen, sleep,
+  busyboxPod, core, createInvestigation, custom, deleteInvestigation, G, kubectl, machine, pct, RATIO_HEADER, ratioRow, readyPods, Seen, sleep, publish,
 } from './support.js';
 
 const ROUNDS = Number(process.env.BENCH_VERIFY_ROUNDS ?? 10);
@@ -60,8 +59,7 @@ async function main(): Promise<void> {
       `casefile p95 ${(pct(ms, 95) / 1000).toFixed(2)} s; outcomes ${JSON.stringify(Object.fromEntries(outcomes))} (True/Isolated = verified both ways).`,
       '',
     ].join('\n');
-    appendFileSync('bench/results.md', report);
-    process.stdout.write(report);
+    publish('verify', report);
   } finally {
     seen.close();
     kubectl('delete', 'namespace', ns, '--wait=false');
