@@ -2,7 +2,8 @@
 // measures the limit (a bare client labels the pod and creates a deny-all policy, timed to the watch
 // events) and casefile's two ways in: an Investigation created in ContainFirst, and a Falco alert POSTed
 // to intake matching a ContainFirst ResponsePolicy; each timed to the same events (policy ADDED and the
-// pod carrying the label, whichever comes last). Quiet first, then while 20 other cases capture.
+// pod carrying the label, whichever comes last). Quiet first, then while 20 other cases capture (each
+// replaced by a new one as it settles).
 import { alert, agent, deployWithIntake, postAlert, responsePolicy } from './intake-client.js';
 import {
   createInvestigation, custom, deleteInvestigation, G, kubectl, machine, pct, rawIsolation, RATIO_HEADER, ratioRow, readyPods, Seen, sleep, publish,
@@ -67,10 +68,21 @@ async function main(): Promise<void> {
       quiet.alert.push(await viaAlert(seen, alertPods[i]!));
     }
 
-    // Load: CAPTURING EvidenceFirst cases with live capture, started at once; rounds run while they capture.
-    for (const [i, pod] of capturePods.entries()) {
-      await custom.createNamespacedCustomObject({ ...G, namespace: ns, plural: 'investigations', body: { apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name: `load-${i}`, labels: { bench: 'load' } }, spec: { target: { pod }, evidence: { live: { enabled: true } } } } });
-    }
+    // Load: CAPTURING EvidenceFirst cases with live capture in flight throughout: a case that settles is
+    // replaced by a new one on the same pod, so the rounds always meet CAPTURING cases capturing.
+    let started = 0;
+    let loading = true;
+    const startCase = (pod: string) =>
+      custom.createNamespacedCustomObject({ ...G, namespace: ns, plural: 'investigations', body: { apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name: `load-${started++}`, labels: { bench: 'load' } }, spec: { target: { pod }, evidence: { live: { enabled: true } } } } });
+    await Promise.all(capturePods.map(startCase));
+    const replenish = (async () => {
+      while (loading) {
+        const missing = CAPTURING - (await capturing());
+        for (let i = 0; i < missing; i++) await startCase(capturePods[started % CAPTURING]!);
+        await sleep(250);
+      }
+    })();
+    await sleep(1000);
     const loaded = { seq: [] as number[], inv: [] as number[], alert: [] as number[], capturing: [] as number[] };
     for (let i = 0; i < LOADED_ROUNDS; i++) {
       loaded.capturing.push(await capturing());
@@ -79,6 +91,8 @@ async function main(): Promise<void> {
       loaded.alert.push(await viaAlert(seen, loadAlertPods[i]!));
     }
     const stillCapturing = await capturing();
+    loading = false;
+    await replenish;
 
     const report = [
       '',
@@ -96,7 +110,7 @@ async function main(): Promise<void> {
       ratioRow(`${CAPTURING} cases capturing: alert POST -> in place`, loaded.alert, loaded.seq, 'p95 ratio <= 3'),
       '',
       `The same two writes issued at once by the bare client: p50 ${pct(quiet.par, 50).toFixed(0)} ms, p95 ${pct(quiet.par, 95).toFixed(0)} ms (quiet).`,
-      `Cases still capturing at the start of each loaded round: ${loaded.capturing.join(', ')}; at the end: ${stillCapturing}.`,
+      `Cases in flight (not settled) at the start of each loaded round: ${loaded.capturing.join(', ')}; at the end: ${stillCapturing}; ${started} load cases in all.`,
       '',
     ].join('\n');
     publish('contain', report);
