@@ -11,7 +11,7 @@ import { CaseApiService } from './caseapi/service.js';
 import type { OperatorConfig } from './config.js';
 import { writeBundle } from './evidence/bundle.js';
 import { errorMessage } from './errors.js';
-import { importJournaledAlerts } from './intake/case-file-import.js';
+import { importJournaledAlerts, mayHoldJournaledAlerts } from './intake/case-file-import.js';
 import { IntakeService } from './intake/service.js';
 import { logger, type Logger } from './log.js';
 import type { AuditReceiverConfig } from './audit/service.js';
@@ -43,7 +43,8 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     metrics,
     events,
     // The journal stays on the evidence volume whether intake runs now or ran before.
-    importAlerts: (caseFile, namespace, name) => importJournaledAlerts(caseFile, config.evidenceDir, namespace, name),
+    importAlerts: async (caseFile, inv) =>
+      mayHoldJournaledAlerts(inv) ? importJournaledAlerts(caseFile, config.evidenceDir, inv.metadata.namespace, inv.metadata.name) : undefined,
     signingKey: () => signingKeys.current(),
     audit: audit?.trail,
   });

@@ -355,7 +355,7 @@ export class InvestigationReconciler {
       ...this.releaseContext(inv, status, caseFile, log, spec.target.pod),
       spec,
       importJournaledAlerts: async () => {
-        await this.deps.importAlerts?.(caseFile, inv.metadata.namespace, inv.metadata.name);
+        await this.deps.importAlerts?.(caseFile, inv);
       },
       signingKey: () => this.deps.signingKey?.() ?? Promise.reject(new Error('the operator was started without a signing key')),
       audit: this.deps.audit,

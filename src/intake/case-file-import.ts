@@ -8,6 +8,7 @@ import type { ArtifactRecord, CaseFile } from '../evidence/store.js';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { sanitizeSegment } from '../evidence/paths.js';
+import { POLICY_ANNOTATION } from './investigation-factory.js';
 import { journalDir, readJournal, type AlertEntry, type ImportedCheck } from './journal.js';
 
 const ALERTS_ARTIFACT = /^alerts\/(\d+)-(\d+)\.jsonl$/;
@@ -20,6 +21,15 @@ function importedThrough(caseFile: CaseFile): number {
     if (m) through = Math.max(through, Number(m[2]));
   }
   return through;
+}
+
+/**
+ * Whether the journal can hold alerts for this Investigation: intake attaches alerts only to a case it
+ * opened (its ResponsePolicy annotation; isCasefileCase). Any other case skips the journal read, which
+ * grows with the journal, not with the case.
+ */
+export function mayHoldJournaledAlerts(inv: { metadata: { annotations?: Record<string, string> } }): boolean {
+  return inv.metadata.annotations?.[POLICY_ANNOTATION] !== undefined;
 }
 
 /** Copies the not-yet-imported alerts of namespace/name; returns the new artifact, or undefined if there were none. */

@@ -6,7 +6,7 @@ import type { AlertEntry, InvestigationRef } from './journal.js';
 import { policyLabelValue } from './naming.js';
 
 const POLICY_LABEL = 'casefile.dev/policy';
-const POLICY_ANNOTATION = 'casefile.dev/response-policy';
+export const POLICY_ANNOTATION = 'casefile.dev/response-policy';
 const MANAGED_BY = 'app.kubernetes.io/managed-by';
 const RAW_LIMIT = alertSchema.shape.raw.unwrap().maxLength ?? 262144;
 

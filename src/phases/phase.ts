@@ -53,7 +53,7 @@ export interface AuditTrailSource {
 }
 
 /** How the operator brings journaled alerts into a case file (intake/case-file-import.ts). */
-export type AlertImporter = (caseFile: CaseFile, namespace: string, name: string) => Promise<unknown>;
+export type AlertImporter = (caseFile: CaseFile, investigation: Investigation) => Promise<unknown>;
 
 /** What a containment phase's first writes may use: the latest Investigation read, and the cluster. */
 export type ContainNowContext = Pick<PhaseContext, 'investigation' | 'spec' | 'kube' | 'log'>;

@@ -1,9 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
+import { afterEach, beforeEach, describe, expect, it, test } from '@jest/globals';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { CaseFile } from '../../../src/evidence/store.js';
-import { importJournaledAlerts, sealedImports } from '../../../src/intake/case-file-import.js';
+import { importJournaledAlerts, mayHoldJournaledAlerts, sealedImports } from '../../../src/intake/case-file-import.js';
 import { AlertJournal, journalDir } from '../../../src/intake/journal.js';
 import { alertEntry, silent } from './helpers.js';
 
@@ -69,4 +69,10 @@ describe('sealedImports', () => {
     await cf.close();
     await journal.close();
   });
+});
+
+test('only a case intake opened (its ResponsePolicy annotation) may hold journaled alerts: any other skips the journal', () => {
+  expect(mayHoldJournaledAlerts({ metadata: { annotations: { 'casefile.dev/response-policy': 'production/contain-shells' } } })).toBe(true);
+  expect(mayHoldJournaledAlerts({ metadata: {} })).toBe(false);
+  expect(mayHoldJournaledAlerts({ metadata: { annotations: { 'casefile.dev/other': 'x' } } })).toBe(false);
 });
