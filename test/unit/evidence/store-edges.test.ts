@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { CustodyLog, verifyCustodyChain, type CustodyRecord } from '../../../src/evidence/custody.js';
-import { ArtifactPathError, CaseFile, EvidenceWriteError, evidenceErrorReason } from '../../../src/evidence/store.js';
+import { ArtifactPathError, CaseFile, EvidenceStoreFullError, EvidenceWriteError, evidenceErrorReason } from '../../../src/evidence/store.js';
 import { verifyCaseDir } from '../../../src/evidence/verify-case.js';
 
 const sha = (b: string | Buffer) => createHash('sha256').update(b).digest('hex');
@@ -59,9 +59,11 @@ describe('store errors', () => {
     const cf = await openCase();
     const err = await cf.writeText('logs/app.log', 'x').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EvidenceWriteError);
-    expect(err).toMatchObject({ name: 'EvidenceWriteError', artifact: 'logs/app.log', code: 'ENOTDIR', cause: { code: 'ENOTDIR' } });
+    // Refused at the first look at the artifact's name, before any temp file or custody record.
+    expect(err).toMatchObject({ name: 'EvidenceWriteError', artifact: 'logs/app.log', code: 'ENOTDIR', cause: { code: 'ENOTDIR', syscall: 'lstat' } });
     expect((err as Error).message).toMatch(/^cannot write logs\/app\.log: (Error: )?ENOTDIR: not a directory/);
     expect(evidenceErrorReason(err)).toBe('EvidenceWriteFailed');
+    expect((await custody(cf.dir)).map((r) => r.action)).toEqual(['artifact-recovered']);
     await cf.close();
   });
 
@@ -72,6 +74,19 @@ describe('store errors', () => {
     expect(err).toBeInstanceOf(EvidenceWriteError);
     expect(err).toMatchObject({ name: 'EvidenceWriteError', artifact: undefined, code: 'EBADF' });
     expect((err as Error).message).toMatch(/^cannot write the custody log: /);
+  });
+
+  it('the error classes carry their names, and the class decides the condition reason', () => {
+    expect(new EvidenceStoreFullError('m', 'a', 'ENOSPC').name).toBe('EvidenceStoreFullError');
+    expect(new EvidenceWriteError('m', 'a', 'EIO').name).toBe('EvidenceWriteError');
+    expect(evidenceErrorReason(new EvidenceStoreFullError('m', undefined, 'EIO'))).toBe('EvidenceStoreFull');
+    expect(evidenceErrorReason(new EvidenceWriteError('m', undefined, 'ENOSPC'))).toBe('EvidenceWriteFailed');
+  });
+
+  it("the signed action is the store's too", async () => {
+    const cf = await openCase();
+    await expect(cf.record('signed')).rejects.toThrow('custody action "signed" is reserved for the store');
+    await cf.close();
   });
 
   it("the signature's name is reserved for the store", async () => {
@@ -169,6 +184,7 @@ describe('crash recovery edges', () => {
     await log.append({ action: 'artifact', artifact: 'b.txt', bytes: 1 });
     await log.append({ action: 'artifact', artifact: 'c.txt', sha256: sha('c') });
     await log.append({ action: 'note', artifact: 'd.txt', sha256: sha('d'), bytes: 1 });
+    await log.append({ action: 'artifact', sha256: sha('e'), bytes: 1 });
     await log.close();
     const again = await openCase();
     expect(again.artifacts()).toEqual([{ artifact: 'a.txt', sha256: sha('a'), bytes: 1 }]);
@@ -188,6 +204,20 @@ describe('failed captures', () => {
       await expect(cf.captureOnce(`logs/f${i}.log`, failing)).rejects.toThrow('reset');
     }
     expect(await openFds()).toBeLessThan(before + 5);
+    await cf.close();
+  });
+
+  it('stops pulling from a source once the limit is reached', async () => {
+    const cf = await openCase();
+    let pulled = 0;
+    async function* endless() {
+      for (;;) {
+        pulled += 1;
+        yield 'abc';
+      }
+    }
+    expect(await cf.captureOnce('logs/endless.log', endless, { limitBytes: 5 })).toEqual({ artifact: 'logs/endless.log', sha256: sha('abcab'), bytes: 5, truncated: true });
+    expect(pulled).toBe(2);
     await cf.close();
   });
 
