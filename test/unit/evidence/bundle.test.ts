@@ -2,7 +2,7 @@
 // every hostile shape of archive with a clear error.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -324,5 +324,55 @@ describe('extractBundle edges', () => {
     const dir = await extracted(gzipSync(Buffer.concat([body, content, Buffer.alloc((512 - (content.length % 512)) % 512), rawEntry('case/after', '0', 'z'), Buffer.alloc(1024)])));
     expect((await readFile(path.join(dir, 'big'))).equals(content)).toBe(true);
     expect(await readFile(path.join(dir, 'after'), 'utf8')).toBe('z');
+  });
+});
+
+// Answers to the fifth round's mutation testing of bundle.ts (docs/testing.md).
+describe('writeBundle edges', () => {
+  const listing = async (dir: string) => {
+    const r = spawnSync('tar', ['-tzf', await bundleFile(await bundleBytes(dir))], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    return r.stdout.trim().split('\n');
+  };
+
+  test('entries are sorted by path, not in the order a walk of the tree meets them', async () => {
+    // A walk yields case/a/b before case/a-b; sorted, '-' and '.' come before '/'.
+    const dir = path.join(await mkdtemp(path.join(tmp, 'order-')), 'case');
+    await mkdir(path.join(dir, 'a'), { recursive: true });
+    await writeFile(path.join(dir, 'a', 'b'), 'b');
+    await writeFile(path.join(dir, 'a-b'), 'ab');
+    await writeFile(path.join(dir, 'a.txt'), 't');
+    await writeFile(path.join(dir, 'B'), 'upper case first');
+    expect(await listing(dir)).toEqual(['case/', 'case/B', 'case/a/', 'case/a-b', 'case/a.txt', 'case/a/b']);
+  });
+
+  test("only the top-level .partial/ is the store's scratch area; one deeper is bundled", async () => {
+    const dir = path.join(await mkdtemp(path.join(tmp, 'partial-')), 'case');
+    await mkdir(path.join(dir, '.partial'), { recursive: true });
+    await mkdir(path.join(dir, 'logs', '.partial'), { recursive: true });
+    await writeFile(path.join(dir, '.partial', 'x.0123456789ab.partial'), 'scratch');
+    await writeFile(path.join(dir, 'logs', '.partial', 'y'), 'evidence');
+    expect(await listing(dir)).toEqual(['case/', 'case/logs/', 'case/logs/.partial/', 'case/logs/.partial/y']);
+  });
+
+  test('stops reading a file that grew past the size its header promised: nothing past it is written', async () => {
+    const dir = path.join(await mkdtemp(path.join(tmp, 'growing-')), 'case');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'a.bin'), randomBytes(8 * 1024 * 1024));
+    await writeFile(path.join(dir, 'z.txt'), 'the size the header will promise\n');
+    let grown = false;
+    let received = 0;
+    const out = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        received += chunk.length;
+        if (grown) return done();
+        grown = true;
+        // 8 MiB more that gzip cannot compress: were it read, it would reach `out` before the error.
+        void appendFile(path.join(dir, 'z.txt'), randomBytes(8 * 1024 * 1024)).then(() => done());
+      },
+    });
+    await expect(writeBundle(dir, out)).rejects.toThrow(`cannot bundle ${dir}: case/z.txt changed size while it was read`);
+    expect(out.destroyed).toBe(true);
+    expect(received).toBeLessThan(12 * 1024 * 1024);
   });
 });

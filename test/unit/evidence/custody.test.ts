@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { jest } from '@jest/globals';
 import { CustodyLog, verifyCustodyChain } from '../../../src/evidence/custody.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -208,5 +209,26 @@ describe('custody log edges', () => {
     const sides = (await readdir(tmp)).filter((n) => n.startsWith('custody.jsonl.torn-'));
     expect(sides).toHaveLength(1);
     expect(sides[0]).toMatch(/^custody\.jsonl\.torn-\d{8}T\d{9}Z$/);
+  });
+
+  it('a torn tail that cannot be preserved: the open fails, the log and its handle are released and nothing is changed', async () => {
+    const file = path.join(tmp, 'custody.jsonl');
+    await threeRecords(file);
+    await appendFile(file, '{"seq":4,"ti');
+    const logBefore = await readFile(file, 'utf8');
+    // Only Date is faked (fs and timers stay real), so the side file's name is known in advance and
+    // can be taken first: its exclusive create then fails.
+    jest.useFakeTimers({ now: new Date('2026-12-03T07:08:09.012Z'), doNotFake: ['hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'] });
+    try {
+      await writeFile(path.join(tmp, 'custody.jsonl.torn-20261203T070809012Z'), 'someone else');
+      const fds = async () => (await readdir('/proc/self/fd')).length;
+      const before = await fds();
+      await expect(CustodyLog.open(file, 'tester')).rejects.toMatchObject({ code: 'EEXIST' });
+      expect(await fds()).toBe(before);
+    } finally {
+      jest.useRealTimers();
+    }
+    expect(await readFile(file, 'utf8')).toBe(logBefore);
+    expect(await readFile(path.join(tmp, 'custody.jsonl.torn-20261203T070809012Z'), 'utf8')).toBe('someone else');
   });
 });

@@ -342,7 +342,8 @@ describe('failures', () => {
       const big = Array.from({ length: 16 }, (_, i) => chunk(i, 64 * 1024));
       const err = await cf.captureOnce('logs/app.log', () => Readable.from(big)).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(EvidenceStoreFullError);
-      expect(err).toMatchObject({ code: 'ENOSPC', artifact: 'logs/app.log' });
+      expect(err).toMatchObject({ name: 'EvidenceStoreFullError', code: 'ENOSPC', artifact: 'logs/app.log', cause: { code: 'ENOSPC' } });
+      expect((err as Error).message).toMatch(/^evidence volume full while writing logs\/app\.log: (Error: )?ENOSPC/);
       expect(evidenceErrorReason(err)).toBe('EvidenceStoreFull');
       expect(cf.has('logs/app.log')).toBe(false);
       await cf.close();
