@@ -23,6 +23,7 @@ export type IntakeOutcome =
   | 'dry_run'
   | 'rate_limited'
   | 'name_taken'
+  | 'namespace_gone'
   | 'journal_full';
 
 export interface AcceptResult {

@@ -96,6 +96,7 @@ export class IntakeService {
       log: this.log,
       onRateLimited: () => metrics.intakeAlerts.inc({ outcome: 'rate_limited' }),
       onNameTaken: () => metrics.intakeAlerts.inc({ outcome: 'name_taken' }),
+      onNamespaceGone: () => metrics.intakeAlerts.inc({ outcome: 'namespace_gone' }),
     });
     const resolver = new PodResolver({
       get: async (namespace, name) => {
