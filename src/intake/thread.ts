@@ -65,11 +65,16 @@ export interface IntakeThreadOptions {
 /**
  * The thread's heap: the policies, a pod-name cache, one aggregate per open case and the journal's
  * pending batch. A runaway is stopped (and the thread restarted) before it can grow the operator.
+ * Requests are short-lived garbage: a small young generation keeps a storm from growing the RSS.
  */
 const THREAD_HEAP_MB = 128;
+const THREAD_YOUNG_MB = 16;
 
 function spawnWorker(data: IntakeThreadData): IntakeWorker {
-  return new Worker(new URL('./service-thread.js', import.meta.url), { workerData: data, resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB } }) as IntakeWorker;
+  return new Worker(new URL('./service-thread.js', import.meta.url), {
+    workerData: data,
+    resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB, maxYoungGenerationSizeMb: THREAD_YOUNG_MB },
+  }) as IntakeWorker;
 }
 
 export class IntakeThread {
@@ -153,6 +158,7 @@ export class IntakeThread {
     if (worker !== this.worker) return;
     switch (message.kind) {
       case 'loaded':
+        if (this.stopping) return;
         // Only now let go of the port: the gap in which it is unbound is a close and a bind.
         void this.standby.close().then(
           () => worker.postMessage({ kind: 'listen' }),
