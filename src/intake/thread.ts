@@ -7,16 +7,13 @@
 // The port: a thread binds it only after the main thread has let go of it. While a thread is down, a
 // standby server in the main thread holds the port and answers as a replica that is not ready does
 // (401 without credentials, else 503 with Retry-After), so senders retry instead of being refused.
-import { readFileSync } from 'node:fs';
-import type http from 'node:http';
 import { Worker } from 'node:worker_threads';
 import type { AuditAlert } from '../audit/alert.js';
 import type { IntakeConfig } from '../config.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { TokenFile } from './auth.js';
 import { replayBatch, type IntakeMetricsBatch, type IntakeObserver } from './metrics-batch.js';
-import { createIntakeServer } from './server.js';
+import { standbyServer, type Standby } from './standby.js';
 
 export type IntakeThreadConfig = IntakeConfig & { port: number };
 
@@ -39,12 +36,6 @@ export interface IntakeWorker {
   on(event: 'message', listener: (message: FromIntakeThread) => void): unknown;
   on(event: 'error', listener: (err: Error) => void): unknown;
   on(event: 'exit', listener: (code: number) => void): unknown;
-}
-
-/** Holds the port while no thread does. */
-export interface Standby {
-  open(port: number): Promise<void>;
-  close(): Promise<void>;
 }
 
 export interface IntakeThreadOptions {
@@ -196,43 +187,4 @@ export class IntakeThread {
     void this.standby.open(this.port).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'cannot bind the standby intake server: the port refuses connections until the thread is back'));
     this.restartTimer = setTimeout(() => this.stopping || this.spawn(), delay);
   }
-}
-
-/** The standby: the intake server itself, never ready, with the same TLS and authentication. */
-export function standbyServer(config: IntakeThreadConfig, log: Logger): Standby {
-  let server: http.Server | undefined;
-  let opening: Promise<void> | undefined;
-  return {
-    async open(port) {
-      const tls = config.tlsCert && config.tlsKey
-        ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), ...(config.clientCA ? { clientCA: readFileSync(config.clientCA) } : {}) }
-        : undefined;
-      const s = createIntakeServer({
-        tls,
-        auth: { tokenFile: config.tokenFile ? new TokenFile(config.tokenFile, log) : undefined, mutualTLS: Boolean(config.clientCA) },
-        maxBodyBytes: config.maxBodyBytes,
-        maxConnections: config.maxConnections,
-        ready: () => false,
-        accept: () => Promise.reject(new Error('the standby intake server accepts nothing')),
-        log,
-      });
-      server = s;
-      opening = new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(port, () => resolve());
-      });
-      await opening;
-    },
-    async close() {
-      const s = server;
-      server = undefined;
-      if (!s) return;
-      await opening?.catch(() => undefined);
-      if (!s.listening) return;
-      await new Promise<void>((resolve) => {
-        s.close(() => resolve());
-        s.closeAllConnections();
-      });
-    },
-  };
 }

@@ -5,7 +5,8 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from '@jest/globals';
 import type { AuditAlert } from '../../../src/audit/alert.js';
 import { MetricsBatch, replayBatch, type IntakeObserver } from '../../../src/intake/metrics-batch.js';
-import { IntakeThread, type FromIntakeThread, type IntakeThreadConfig, type IntakeWorker, type Standby, type ToIntakeThread } from '../../../src/intake/thread.js';
+import type { Standby } from '../../../src/intake/standby.js';
+import { IntakeThread, type FromIntakeThread, type IntakeThreadConfig, type IntakeWorker, type ToIntakeThread } from '../../../src/intake/thread.js';
 import { silent } from './helpers.js';
 
 const tick = () => new Promise((r) => setImmediate(r));
