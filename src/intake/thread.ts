@@ -54,11 +54,12 @@ export interface IntakeThreadOptions {
 }
 
 /**
- * The thread's heap: the policies, a pod-name cache, one aggregate per open case and the journal's
- * pending batch. A runaway is stopped (and the thread restarted) before it can grow the operator.
+ * The thread's heap: the policies, a pod-name cache, the pod list of a container-ID lookup, one
+ * aggregate per open case and the journal's pending batch. A runaway is stopped (and the thread
+ * restarted) before it can grow the operator; the bound leaves room for a large cluster's pod list.
  * Requests are short-lived garbage: a small young generation keeps a storm from growing the RSS.
  */
-const THREAD_HEAP_MB = 128;
+const THREAD_HEAP_MB = 256;
 const THREAD_YOUNG_MB = 16;
 
 function spawnWorker(data: IntakeThreadData): IntakeWorker {
