@@ -12,6 +12,14 @@ import { silent } from './helpers.js';
 const tick = () => new Promise((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
 class FakeWorker extends EventEmitter implements IntakeWorker {
   readonly posted: ToIntakeThread[] = [];
   terminated = false;
@@ -132,8 +140,7 @@ describe('IntakeThread', () => {
     workers[0]!.emit('exit', 1);
     expect(standby.log).toEqual(['close', 'open 40123']);
     thread.acceptAuditAlert(alert); // down: not forwarded anywhere
-    await sleep(20);
-    expect(workers).toHaveLength(2);
+    await until('a new thread', () => workers.length === 2);
     await bringUp(workers[1]!, 40123);
     expect(standby.log.at(-1)).toBe('close');
     expect(workers[1]!.kinds()).toEqual(['listen', 'lead']);
@@ -151,7 +158,7 @@ describe('IntakeThread', () => {
     await started;
     const old = workers[0]!;
     old.emit('exit', 1);
-    await sleep(20);
+    await until('a new thread', () => workers.length === 2);
     old.send({ kind: 'listening', port: 1 });
     thread.acceptAuditAlert(alert);
     expect(workers[1]!.posted).toEqual([]);
