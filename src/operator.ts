@@ -1,5 +1,6 @@
 // Wires the operator together: leader election gates an informer (list+watch of Investigations) that
-// feeds keys into a rate-limited work queue, whose workers run the reconciler.
+// feeds keys into a rate-limited work queue, whose workers run the reconciler. Alert intake and the
+// audit receiver run in threads of their own; this thread tells them when it leads and when to stop.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { INVESTIGATION_PLURAL } from './api/investigation.js';
 import { AuthenticationV1Api } from '@kubernetes/client-node';
@@ -12,7 +13,8 @@ import type { OperatorConfig } from './config.js';
 import { writeBundle } from './evidence/bundle.js';
 import { errorMessage } from './errors.js';
 import { importJournaledAlerts, mayHoldJournaledAlerts } from './intake/case-file-import.js';
-import { IntakeService } from './intake/service.js';
+import { metricsObserver } from './intake/metrics-batch.js';
+import { IntakeThread } from './intake/thread.js';
 import { logger, type Logger } from './log.js';
 import type { AuditReceiverConfig } from './audit/service.js';
 import type { AuditTrailSource } from './phases/phase.js';
@@ -76,8 +78,11 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const server = startHealthServer(config.httpPort, metrics, () => informer.hasSynced());
   // Alert intake only with a port (config validation has made sure authentication is configured too).
   const intakePort = config.intake?.port;
-  const intake = intakePort !== undefined ? new IntakeService({ ...config.intake, port: intakePort }, { kube, metrics, log, evidenceDir: config.evidenceDir }) : undefined;
-  await intake?.listen();
+  const intake =
+    intakePort !== undefined
+      ? new IntakeThread({ ...config.intake, port: intakePort }, { kubeconfig: config.kubeconfig, evidenceDir: config.evidenceDir, observe: metricsObserver(metrics), log })
+      : undefined;
+  await intake?.start();
   // The case-file API serves sealed files on every replica, leader or not (it only reads).
   const { port: caseApiPort, tlsCert, tlsKey } = config.caseApi;
   const caseApi =
@@ -92,7 +97,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const onPodAccess = async (record: AuditRecord) => {
     const alert = podAccessAlert(record);
     if (!alert || !intake || record.user.username === (await audit?.trail.operatorUsername())) return;
-    await intake.acceptAuditAlert(alert);
+    intake.acceptAuditAlert(alert);
   };
   const auditService = audit
     ? new AuditService(audit.receiver, { evidenceDir: config.evidenceDir, log: log.child({ component: 'audit' }), observe: metrics.auditObserver(), onPodAccess: (r) => void onPodAccess(r) })
@@ -110,7 +115,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     queue.start();
     containment.start();
     void informer.start();
-    void intake?.startLeading().catch((err: unknown) => log.error({ err }, 'alert intake failed to start'));
+    intake?.startLeading();
   };
   const elector = config.leaderElection
     ? new LeaderElector({

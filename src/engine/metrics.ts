@@ -30,7 +30,8 @@ export class Metrics {
       'Alerts posted to the intake endpoint, by outcome: rejections (unauthenticated, invalid, too_large, unsupported_media_type), ' +
       'journal_full (503: the journal reached --intake-journal-max-bytes), ' +
       'no_pod (no pod, or the alert\'s container.id is not one of the named pod\'s), unmatched, accepted (journaled), matched and dry_run (per matching policy), ' +
-      'rate_limited (per Investigation creation held back), name_taken (an Investigation casefile did not open held a case\'s name: the case opened under another).',
+      'rate_limited (per Investigation creation held back), name_taken (an Investigation casefile did not open held a case\'s name: the case opened under another), ' +
+      'namespace_gone (per case whose namespace was deleted before its Investigation could be created: its alerts are acknowledged, nothing opened).',
     labelNames: ['outcome'],
     registers: [this.registry],
   });

@@ -8,7 +8,7 @@ import { investigationName } from './naming.js';
 import type { ActivePolicy } from './policy-cache.js';
 import type { ResolvedPod } from './pod-resolver.js';
 import { IntakeUnavailableError, type AcceptResult, type IntakeOutcome } from './server.js';
-import { errorMessage } from '../evidence/io.js';
+import { errorMessage } from '../errors.js';
 
 export interface AlertProcessorDeps {
   resolver: { resolve(alert: FalcoAlert): Promise<ResolvedPod | undefined> };

@@ -23,6 +23,7 @@ export type IntakeOutcome =
   | 'dry_run'
   | 'rate_limited'
   | 'name_taken'
+  | 'namespace_gone'
   | 'journal_full';
 
 export interface AcceptResult {
@@ -107,7 +108,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, opts:
     return send(res, 401, { status: 'unauthenticated', message: authHint(opts.auth) }, { 'www-authenticate': 'Bearer realm="casefile-intake"' }, true);
   }
   if (!opts.ready()) {
-    return send(res, 503, { status: 'unavailable', message: 'this replica is not the leader (or is still replaying its journal); retry' }, { 'retry-after': '1' }, true);
+    return send(res, 503, { status: 'unavailable', message: 'this replica cannot take alerts now (it is not the leader, is replaying its journal, or intake is restarting); retry' }, { 'retry-after': '1' }, true);
   }
 
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();

@@ -2,7 +2,8 @@
 // moment), and, once this replica leads, the journal replay, the ResponsePolicy informer and the
 // creation worker. Until all three are up, and on any replica that does not lead, intake answers 503:
 // the Service's endpoints are the ready replicas, and only the leader becomes ready (its Investigation
-// informer syncs), so senders reach the leader.
+// informer syncs), so senders reach the leader. It runs in its own thread (./service-thread.ts, started
+// by ./thread.ts), with its own Kubernetes client, so alerts never wait behind reconciles.
 import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -11,11 +12,11 @@ import { CLUSTER_RESPONSE_POLICY_PLURAL, type ResponsePolicy } from '../api/resp
 import type { IntakeConfig } from '../config.js';
 import { customObjectSource, Informer } from '../engine/informer.js';
 import { isNotFound, type Kube } from '../kube/client.js';
-import type { Metrics } from '../engine/metrics.js';
 import type { Logger } from '../log.js';
 import type { AuditAlert } from '../audit/alert.js';
 import { errorMessage } from '../errors.js';
 import { parseAlert, type ParsedAlert } from './alert-schema.js';
+import type { IntakeObserver } from './metrics-batch.js';
 import { TokenFile } from './auth.js';
 import { sealedImports } from './case-file-import.js';
 import { AlertJournal, journalDir } from './journal.js';
@@ -30,7 +31,7 @@ const RETRY_MS = 5000;
 
 export interface IntakeServiceDeps {
   kube: Kube;
-  metrics: Metrics;
+  observe: IntakeObserver;
   log: Logger;
   evidenceDir: string;
 }
@@ -70,7 +71,7 @@ export class IntakeService {
     private readonly config: IntakeConfig & { port: number },
     private readonly deps: IntakeServiceDeps,
   ) {
-    const { kube, metrics } = deps;
+    const { kube, observe } = deps;
     this.log = deps.log.child({ component: 'intake' });
     this.policies = new Informer<ResponsePolicy>({
       name: 'responsepolicies',
@@ -94,8 +95,9 @@ export class IntakeService {
       journal: () => this.journal,
       limiter,
       log: this.log,
-      onRateLimited: () => metrics.intakeAlerts.inc({ outcome: 'rate_limited' }),
-      onNameTaken: () => metrics.intakeAlerts.inc({ outcome: 'name_taken' }),
+      onRateLimited: () => observe.outcome('rate_limited'),
+      onNameTaken: () => observe.outcome('name_taken'),
+      onNamespaceGone: () => observe.outcome('namespace_gone'),
     });
     const resolver = new PodResolver({
       get: async (namespace, name) => {
@@ -126,20 +128,21 @@ export class IntakeService {
       maxConnections: config.maxConnections,
       ready: () => this.ready,
       accept: this.accept,
-      onOutcome: (outcome) => metrics.intakeAlerts.inc({ outcome }),
-      onRequest: (seconds, code) => metrics.intakeDuration.observe({ code: String(code) }, seconds),
+      onOutcome: (outcome) => observe.outcome(outcome),
+      onRequest: (seconds, code) => observe.request(seconds, code),
       log: this.log,
     });
   }
 
-  /** Binds the port (answering 503 until this replica leads). */
-  listen(): Promise<void> {
+  /** Binds the port (answering 503 until this replica leads); resolves with the port bound. */
+  listen(): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(this.config.port, () => {
         this.server.off('error', reject);
-        this.log.info({ port: this.config.port, tls: Boolean(this.config.tlsCert), mutualTLS: Boolean(this.config.clientCA), token: Boolean(this.config.tokenFile) }, 'alert intake listening');
-        resolve();
+        const port = (this.server.address() as { port: number }).port;
+        this.log.info({ port, tls: Boolean(this.config.tlsCert), mutualTLS: Boolean(this.config.clientCA), token: Boolean(this.config.tokenFile) }, 'alert intake listening');
+        resolve(port);
       });
     });
   }
@@ -148,7 +151,7 @@ export class IntakeService {
   async startLeading(): Promise<void> {
     while (!this.stopped && !this.journal) {
       try {
-        this.journal = await AlertJournal.open(journalDir(this.deps.evidenceDir), { log: this.log, maxBytes: this.config.journalMaxBytes, importedCheck: () => sealedImports(this.deps.evidenceDir), onFsync: (s) => this.deps.metrics.journalFsync.observe(s) }, (e) =>
+        this.journal = await AlertJournal.open(journalDir(this.deps.evidenceDir), { log: this.log, maxBytes: this.config.journalMaxBytes, importedCheck: () => sealedImports(this.deps.evidenceDir), onFsync: (s) => this.deps.observe.fsync(s) }, (e) =>
           this.worker.observe(e),
         );
       } catch (err) {
@@ -177,7 +180,7 @@ export class IntakeService {
     if (!parsed.ok) return void this.log.error({ field: parsed.field, message: parsed.message }, 'audit alert does not parse as an alert (a bug)');
     try {
       const result = await this.accept({ alert: parsed.value.alert, sender: 'audit' }, raw);
-      for (const outcome of result.outcomes) this.deps.metrics.intakeAlerts.inc({ outcome });
+      for (const outcome of result.outcomes) this.deps.observe.outcome(outcome);
     } catch (err) {
       this.log.warn({ err: errorMessage(err), rule: alert.rule }, 'audit alert not accepted; the record stays in the audit store');
     }

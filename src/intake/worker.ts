@@ -11,9 +11,12 @@
 // with it first. An existing Investigation is attached to only if it is this case: casefile's label,
 // this policy's annotation and the alert's pod UID as target. Otherwise the case opens under a moved
 // name (`<name>-<8 hex>`), journaled so every replica and restart uses the same one.
+//
+// A case whose namespace is gone (404 naming the namespace on create) can never be opened: its alerts
+// are acknowledged in the journal, so neither this worker nor a replay retries them forever.
 import { randomBytes } from 'node:crypto';
 import type { Investigation } from '../api/investigation.js';
-import { isConflict, isNotFound } from '../kube/client.js';
+import { isConflict, isNamespaceNotFound, isNotFound } from '../kube/client.js';
 import { WorkQueue } from '../engine/queue.js';
 import type { Logger } from '../log.js';
 import { buildInvestigation, isCasefileCase, type InvestigationBody } from './investigation-factory.js';
@@ -47,6 +50,8 @@ export interface AlertWorkerOptions {
   onRateLimited?: () => void;
   /** An Investigation someone else created holds the case's name: the case moved to another name. */
   onNameTaken?: () => void;
+  /** The case's namespace was deleted before its Investigation could be created: its alerts are acknowledged, nothing opened. */
+  onNamespaceGone?: () => void;
   now?: () => number;
 }
 
@@ -70,6 +75,8 @@ interface CaseState {
   notBefore: number;
   held: boolean;
   releasedLogged: boolean;
+  /** Its namespace was found deleted (logged and counted once). */
+  gone: boolean;
 }
 
 const keyOf = (ref: InvestigationRef) => `${ref.namespace}/${ref.name}`;
@@ -134,6 +141,7 @@ export class AlertWorker {
         notBefore: 0,
         held: false,
         releasedLogged: false,
+        gone: false,
       };
       this.cases.set(key, s);
     }
@@ -188,6 +196,7 @@ export class AlertWorker {
     const log = this.opts.log.child({ investigation: key, policy: s.policy });
     if (!s.exists) {
       const held = await this.create(s, log);
+      if (held === 'gone') return;
       if (held !== undefined) return { requeueAfterMs: held };
     }
     const wait = s.notBefore - this.now();
@@ -231,8 +240,8 @@ export class AlertWorker {
     return s.lastSeq > s.ackedThrough ? { requeueAfterMs: this.batchMs } : undefined;
   }
 
-  /** Creates the Investigation; returns the milliseconds to wait when the rate limit holds it back. */
-  private async create(s: CaseState, log: Logger): Promise<number | undefined> {
+  /** Creates the Investigation; returns the milliseconds to wait when the rate limit holds it back, 'gone' when its namespace is. */
+  private async create(s: CaseState, log: Logger): Promise<number | 'gone' | undefined> {
     const entry = s.creator ?? s.latest;
     if (!entry) throw new Error(`no journaled alert to create ${keyOf(s.ref)} from`);
     const waitMs = this.opts.limiter.take([`namespace:${s.ref.namespace}`, `policy:${s.policy}`]);
@@ -251,6 +260,10 @@ export class AlertWorker {
       s.notBefore = this.now() + (this.opts.afterCreateMs ?? 1000);
       log.info({ pod: entry.pod.name, podUID: entry.pod.uid, rule: entry.alert.rule, seq: entry.seq }, 'Investigation opened from an alert');
     } catch (err) {
+      if (isNamespaceNotFound(err)) {
+        await this.dropGone(s, log);
+        return 'gone';
+      }
       if (!isConflict(err)) throw err;
       // AlreadyExists: the open case for this pod and policy; the alert attaches to it.
       s.resourceVersion = undefined;
@@ -272,6 +285,16 @@ export class AlertWorker {
     s.ref = { namespace: s.origin.namespace, name: to };
     s.exists = false;
     s.resourceVersion = undefined;
+  }
+
+  /** Terminal: acknowledge every alert so far, so the queue and a replay skip the case. */
+  private async dropGone(s: CaseState, log: Logger): Promise<void> {
+    if (!s.gone) {
+      s.gone = true;
+      this.opts.onNamespaceGone?.();
+      log.warn({ namespace: s.ref.namespace, alerts: s.count }, "the case's namespace no longer exists: no Investigation opened, its alerts are acknowledged and not retried");
+    }
+    await this.ack(s, s.lastSeq, s.count, log);
   }
 
   private noteReleased(s: CaseState, inv: Investigation, log: Logger): void {

@@ -18,10 +18,16 @@ class FakeApi implements InvestigationApi {
   creates = 0;
   patches = 0;
   conflictNext = 0;
+  /** Namespace production was deleted: create answers 404 naming it, as the API server does. */
+  namespaceGone = false;
   private rv = 1;
 
   async create(body: InvestigationBody): Promise<Investigation> {
     this.creates++;
+    if (this.namespaceGone) {
+      const status = { kind: 'Status', status: 'Failure', message: `namespaces "${body.metadata.namespace}" not found`, reason: 'NotFound', details: { name: body.metadata.namespace, kind: 'namespaces' }, code: 404 };
+      throw Object.assign(apiError(404), { body: JSON.stringify(status) });
+    }
     const key = `${body.metadata.namespace}/${body.metadata.name}`;
     if (this.objects.has(key)) throw apiError(409);
     const inv = { ...body, metadata: { ...body.metadata, uid: `uid-${this.creates}`, resourceVersion: String(this.rv++) } } as unknown as Investigation;
@@ -64,6 +70,7 @@ afterEach(async () => {
 async function setup(api: FakeApi, limits = { rate: 1000, burst: 1000 }) {
   let journal: AlertJournal | undefined;
   const held: number[] = [];
+  const gone: number[] = [];
   const worker = new AlertWorker({
     api,
     journal: () => journal,
@@ -72,11 +79,12 @@ async function setup(api: FakeApi, limits = { rate: 1000, burst: 1000 }) {
     batchMs: 20,
     afterCreateMs: 10,
     onRateLimited: () => held.push(1),
+    onNamespaceGone: () => gone.push(1),
   });
   journal = await AlertJournal.open(dir, { log: silent }, (e) => worker.observe(e));
   worker.start();
   const post = async (name: string, i: number) => worker.committed(await journal!.append([alertEntry(name, i)]));
-  return { worker, journal: journal!, post, held };
+  return { worker, journal: journal!, post, held, gone };
 }
 
 /** What casefile itself creates for an alert of policy casefile-system/shells about web-0. */
@@ -192,6 +200,55 @@ describe('AlertWorker', () => {
     expect(api.objects.size).toBeLessThanOrEqual(3);
     await until('all four created', () => ['r1', 'r2', 'r3', 'r4'].every((n) => api.count(n) === 1));
     expect(held.length).toBeGreaterThan(0);
+    await worker.stop();
+    await journal.close();
+  });
+
+  it('drops a case whose namespace was deleted: counted once, acknowledged, not retried after a restart', async () => {
+    const api = new FakeApi();
+    api.namespaceGone = true;
+    const first = await setup(api);
+    const ref = { namespace: 'production', name: 'case-g' };
+    const acked = (w: AlertWorker) => {
+      const a = w.alerts(ref)!;
+      return a.ackedThrough >= a.lastSeq;
+    };
+    for (let i = 0; i < 3; i++) await first.post('case-g', i);
+    await until('acknowledged', () => acked(first.worker));
+    const creates = api.creates;
+    await sleep(100);
+    expect(api.creates).toBe(creates); // terminal: no retry with backoff
+    expect(first.gone).toHaveLength(1);
+    await first.post('case-g', 3); // a late alert about the same case: tried once, acknowledged, not counted again
+    await until('late alert acknowledged', () => acked(first.worker));
+    expect(first.worker.alerts(ref)!.count).toBe(4);
+    expect(first.gone).toHaveLength(1);
+    await first.worker.stop();
+    await first.journal.close();
+
+    const before = api.creates;
+    const second = await setup(api);
+    expect(second.worker.alerts(ref)).toMatchObject({ count: 4 });
+    expect(acked(second.worker)).toBe(true);
+    await sleep(100);
+    expect(api.creates).toBe(before); // the replay skips it
+    expect(api.objects.size).toBe(0);
+    await second.worker.stop();
+    await second.journal.close();
+  });
+
+  it('retries a 404 that is not about the namespace (the CRD not installed yet)', async () => {
+    const api = new FakeApi();
+    const create = api.create.bind(api);
+    let failures = 2;
+    api.create = async (body) => {
+      if (failures-- > 0) throw Object.assign(apiError(404), { body: '{"kind":"Status","reason":"NotFound","details":{},"code":404}' });
+      return create(body);
+    };
+    const { worker, journal, post, gone } = await setup(api);
+    await post('case-n', 0);
+    await until('created after the 404s', () => api.count('case-n') === 1, 10_000);
+    expect(gone).toHaveLength(0);
     await worker.stop();
     await journal.close();
   });
