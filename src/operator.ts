@@ -25,7 +25,8 @@ import { Kube } from './kube/client.js';
 import { LeaderElector } from './engine/leader.js';
 import { Metrics } from './engine/metrics.js';
 import { WorkQueue } from './engine/queue.js';
-import { InvestigationReconciler, wantsContainmentLane } from './engine/reconciler.js';
+import { wantsContainmentLane } from './engine/case-status.js';
+import { InvestigationReconciler } from './engine/reconciler.js';
 import { ensureSigningKey, SigningKeys } from './engine/signing-keys.js';
 
 /** Workers of the containment lane: each run is a read and two concurrent writes, never a capture. */
@@ -80,7 +81,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const intakePort = config.intake?.port;
   const intake =
     intakePort !== undefined
-      ? new IntakeThread({ ...config.intake, port: intakePort }, { kubeconfig: config.kubeconfig, evidenceDir: config.evidenceDir, observe: metricsObserver(metrics), log })
+      ? new IntakeThread({ ...config.intake, port: intakePort }, { kubeconfig: config.kubeconfig, evidenceDir: config.evidenceDir, observe: metricsObserver(metrics), log, onOpened: (key) => containment.add(key) })
       : undefined;
   await intake?.start();
   // The case-file API serves sealed files on every replica, leader or not (it only reads).

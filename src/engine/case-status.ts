@@ -35,6 +35,15 @@ export function containNowPhases(inv: { metadata: { deletionTimestamp?: unknown;
   return phases.filter((p) => p.containNow && p.containment && (!p.enabled || p.enabled(spec)) && !getCondition(conditions, p.condition));
 }
 
+/**
+ * A cheap look at an Investigation as an event (or intake's create) delivered it: could it want first
+ * containment writes? (The containment lane then reads the latest object and decides with containNowPhases.)
+ */
+export function wantsContainmentLane(obj: { metadata?: { finalizers?: string[] }; spec?: unknown; status?: { conditions?: unknown[] } }): boolean {
+  const spec = obj.spec as { containment?: { order?: unknown }; release?: unknown } | undefined;
+  return spec?.containment?.order === 'ContainFirst' && !spec.release && !(obj.status?.conditions?.length) && !obj.metadata?.finalizers?.includes(FINALIZER);
+}
+
 export function containmentApplied(status: InvestigationStatus | undefined): boolean {
   const c = status?.containment;
   return Boolean(c?.label || c?.rbac?.length || c?.cordoned);

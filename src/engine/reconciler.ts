@@ -58,15 +58,6 @@ const CONTAINMENT_DRIFT_HINT =
   'spec.containment cannot change once containment has acted: casefile undoes what it applied, not what the spec says now. ' +
   'To lift containment set spec.release: true; to contain differently, release this case and open a new Investigation';
 
-/**
- * A cheap look at an informer event: could this Investigation want first containment writes? (The
- * containment lane then reads the latest object and decides with containNowPhases.)
- */
-export function wantsContainmentLane(obj: { metadata?: { finalizers?: string[] }; spec?: unknown; status?: { conditions?: unknown[] } }): boolean {
-  const spec = obj.spec as { containment?: { order?: unknown }; release?: unknown } | undefined;
-  return spec?.containment?.order === 'ContainFirst' && !spec.release && !(obj.status?.conditions?.length) && !obj.metadata?.finalizers?.includes(FINALIZER);
-}
-
 export class InvestigationReconciler {
   /** The same failure of the same case is logged once a minute, not on every retry. */
   private readonly repeats = new RepeatFilter();

@@ -3,6 +3,8 @@
 // options in workerData; it binds the port when told `listen`, leads when told `lead`, and posts its
 // metrics in batches about once a second.
 import { parentPort, workerData } from 'node:worker_threads';
+import type { Investigation } from '../api/investigation.js';
+import { wantsContainmentLane } from '../engine/case-status.js';
 import { Kube } from '../kube/client.js';
 import { logger } from '../log.js';
 import { MetricsBatch } from './metrics-batch.js';
@@ -22,7 +24,11 @@ const flush = () => {
 };
 const flushing = setInterval(flush, METRICS_EVERY_MS);
 
-const service = new IntakeService(data.config, { kube: Kube.fromEnvironment(data.kubeconfig), observe: metrics, log: logger, evidenceDir: data.evidenceDir });
+// A ContainFirst case goes to the main thread's containment lane at once, not a watch event later.
+const onOpened = (inv: Investigation) => {
+  if (wantsContainmentLane(inv)) post({ kind: 'opened', key: `${inv.metadata.namespace}/${inv.metadata.name}` });
+};
+const service = new IntakeService(data.config, { kube: Kube.fromEnvironment(data.kubeconfig), observe: metrics, log: logger, evidenceDir: data.evidenceDir, onOpened });
 
 port.on('message', (message: ToIntakeThread) => {
   switch (message.kind) {

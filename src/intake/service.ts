@@ -34,6 +34,8 @@ export interface IntakeServiceDeps {
   observe: IntakeObserver;
   log: Logger;
   evidenceDir: string;
+  /** Each Investigation intake created, as the API server returned it. */
+  onOpened?: (inv: Investigation) => void;
 }
 
 function investigationApi(kube: Kube): InvestigationApi {
@@ -97,6 +99,7 @@ export class IntakeService {
       log: this.log,
       onRateLimited: () => observe.outcome('rate_limited'),
       onNameTaken: () => observe.outcome('name_taken'),
+      onOpened: deps.onOpened,
       onNamespaceGone: () => observe.outcome('namespace_gone'),
     });
     const resolver = new PodResolver({

@@ -27,7 +27,12 @@ export interface IntakeThreadData {
 export type ToIntakeThread = { kind: 'listen' } | { kind: 'lead' } | { kind: 'audit-alert'; alert: AuditAlert } | { kind: 'stop' };
 
 /** Intake thread → main thread. `loaded`: built, waiting for the port; `stopped`: journal closed. */
-export type FromIntakeThread = { kind: 'loaded' } | { kind: 'listening'; port: number } | { kind: 'metrics'; batch: IntakeMetricsBatch } | { kind: 'stopped' };
+export type FromIntakeThread =
+  | { kind: 'loaded' }
+  | { kind: 'listening'; port: number }
+  | { kind: 'metrics'; batch: IntakeMetricsBatch }
+  | { kind: 'opened'; key: string }
+  | { kind: 'stopped' };
 
 /** The part of a Worker this bridge uses (tests pass a fake). */
 export interface IntakeWorker {
@@ -51,6 +56,8 @@ export interface IntakeThreadOptions {
   stableMs?: number;
   /** After `stop`, the thread is terminated if it has not exited within this. Default 10 s. */
   stopTimeoutMs?: number;
+  /** A ContainFirst Investigation the thread created (namespace/name): for the containment lane. */
+  onOpened?: (key: string) => void;
 }
 
 /**
@@ -166,6 +173,8 @@ export class IntakeThread {
         return;
       case 'metrics':
         return replayBatch(message.batch, this.opts.observe);
+      case 'opened':
+        return this.opts.onOpened?.(message.key);
       case 'stopped':
         void worker.terminate();
         return;

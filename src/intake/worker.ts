@@ -50,6 +50,8 @@ export interface AlertWorkerOptions {
   onRateLimited?: () => void;
   /** An Investigation someone else created holds the case's name: the case moved to another name. */
   onNameTaken?: () => void;
+  /** An Investigation was created (as the API server returned it): ContainFirst's lane need not wait for the watch. */
+  onOpened?: (inv: Investigation) => void;
   /** The case's namespace was deleted before its Investigation could be created: its alerts are acknowledged, nothing opened. */
   onNamespaceGone?: () => void;
   now?: () => number;
@@ -257,6 +259,7 @@ export class AlertWorker {
     try {
       const inv = await this.opts.api.create(buildInvestigation(entry, s.ref));
       s.resourceVersion = inv.metadata.resourceVersion;
+      this.opts.onOpened?.(inv);
       s.notBefore = this.now() + (this.opts.afterCreateMs ?? 1000);
       log.info({ pod: entry.pod.name, podUID: entry.pod.uid, rule: entry.alert.rule, seq: entry.seq }, 'Investigation opened from an alert');
     } catch (err) {

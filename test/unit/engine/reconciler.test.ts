@@ -12,7 +12,8 @@ import type { EventRecorder } from '../../../src/engine/events.js';
 import type { Kube } from '../../../src/kube/client.js';
 import { Metrics } from '../../../src/engine/metrics.js';
 import { WorkQueue } from '../../../src/engine/queue.js';
-import { InvestigationReconciler, wantsContainmentLane } from '../../../src/engine/reconciler.js';
+import { wantsContainmentLane } from '../../../src/engine/case-status.js';
+import { InvestigationReconciler } from '../../../src/engine/reconciler.js';
 import { RequeueAfter, RetryableError, TerminalError } from '../../../src/errors.js';
 import type { Phase, ReleaseContext } from '../../../src/phases/phase.js';
 

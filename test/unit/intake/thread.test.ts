@@ -62,6 +62,7 @@ function recorder(): IntakeObserver & { calls: string[] } {
 
 function setup(opts: { backoffMs?: (n: number) => number; stopTimeoutMs?: number } = {}) {
   const workers: FakeWorker[] = [];
+  const opened: string[] = [];
   const standby = new FakeStandby();
   const observe = recorder();
   const thread = new IntakeThread(config, {
@@ -71,6 +72,7 @@ function setup(opts: { backoffMs?: (n: number) => number; stopTimeoutMs?: number
     standby,
     backoffMs: opts.backoffMs ?? (() => 5),
     stopTimeoutMs: opts.stopTimeoutMs,
+    onOpened: (key) => opened.push(key),
     spawn: () => {
       const w = new FakeWorker();
       workers.push(w);
@@ -84,7 +86,7 @@ function setup(opts: { backoffMs?: (n: number) => number; stopTimeoutMs?: number
     expect(w.posted.at(-1)).toEqual({ kind: 'listen' });
     w.send({ kind: 'listening', port });
   };
-  return { thread, workers, standby, observe, bringUp };
+  return { thread, workers, standby, observe, bringUp, opened };
 }
 
 const alert = { rule: 'Attach/Exec Pod', priority: 'Notice', time: '2026-11-20T10:00:00Z', source: 'k8s_audit', output: 'exec', tags: [], output_fields: {} } as AuditAlert;
@@ -112,6 +114,15 @@ describe('IntakeThread', () => {
     workers[0]!.emit('exit', 1);
     await expect(started).rejects.toThrow('/tls/tls.crt');
     expect(workers).toHaveLength(1);
+  });
+
+  it('hands each ContainFirst Investigation the thread opened to the main thread (the containment lane)', async () => {
+    const { thread, workers, bringUp, opened } = setup();
+    const started = thread.start();
+    await bringUp(workers[0]!);
+    await started;
+    workers[0]!.send({ kind: 'opened', key: 'shop/contain-shells-web-1-0a1b2c3d' });
+    expect(opened).toEqual(['shop/contain-shells-web-1-0a1b2c3d']);
   });
 
   it('replays metrics batches into the observer', async () => {

@@ -71,6 +71,7 @@ async function setup(api: FakeApi, limits = { rate: 1000, burst: 1000 }) {
   let journal: AlertJournal | undefined;
   const held: number[] = [];
   const gone: number[] = [];
+  const opened: string[] = [];
   const worker = new AlertWorker({
     api,
     journal: () => journal,
@@ -80,11 +81,12 @@ async function setup(api: FakeApi, limits = { rate: 1000, burst: 1000 }) {
     afterCreateMs: 10,
     onRateLimited: () => held.push(1),
     onNamespaceGone: () => gone.push(1),
+    onOpened: (inv) => opened.push(`${inv.metadata.namespace}/${inv.metadata.name}`),
   });
   journal = await AlertJournal.open(dir, { log: silent }, (e) => worker.observe(e));
   worker.start();
   const post = async (name: string, i: number) => worker.committed(await journal!.append([alertEntry(name, i)]));
-  return { worker, journal: journal!, post, held, gone };
+  return { worker, journal: journal!, post, held, gone, opened };
 }
 
 /** What casefile itself creates for an alert of policy casefile-system/shells about web-0. */
@@ -106,10 +108,11 @@ async function until(what: string, check: () => boolean, ms = 5000): Promise<voi
 describe('AlertWorker', () => {
   it('opens one Investigation for many alerts and counts them all', async () => {
     const api = new FakeApi();
-    const { worker, journal, post } = await setup(api);
+    const { worker, journal, post, opened } = await setup(api);
     await Promise.all(Array.from({ length: 1000 }, (_, i) => post('case-a', i)));
     await until('count 1000', () => api.count('case-a') === 1000);
     expect(api.creates).toBe(1);
+    expect(opened).toEqual(['production/case-a']); // told once, for the one create that succeeded
     const status = api.objects.get('production/case-a')!.status!.alerts!;
     expect(status.first).toBe(new Date(Date.UTC(2026, 10, 20, 10, 0, 0, 0)).toISOString());
     expect(status.last).toBe(new Date(Date.UTC(2026, 10, 20, 10, 0, 0, 999)).toISOString());
