@@ -20,7 +20,7 @@ import { errorMessage } from '../../errors.js';
 import { execStream } from '../../kube/exec.js';
 import { isForbidden } from '../../kube/client.js';
 import { tryConnect, type Attempt } from '../../live/netprobe.js';
-import { DEBUG_CAPABILITIES, debugImage, NO_IMAGE_MESSAGE, waitForContainer } from '../casefile-containers.js';
+import { DEBUG_CAPABILITIES, debugImage, describeState, NO_IMAGE_MESSAGE } from '../casefile-containers.js';
 import type { PhaseContext } from '../phase.js';
 import { apiEndpoint, verifyWithCanaries } from './canary-probe.js';
 import { decide, type Observations } from './verdict.js';
@@ -79,7 +79,7 @@ export async function verifyIsolation(ctx: PhaseContext, label: { key: string; v
     const observations = await probe(ctx, pod, container.name, egressTarget, { host: api.host, port: Number(api.port) }, prober);
     const decision = decide(observations.seen, { egressTarget, suspect: observations.listener, control: `${prober}:${PROBER_PORT}` });
     const details = [...decision.details, `probe container ${container.name} in pod ${pod.metadata!.name}${container.added ? ' (added for this verification)' : ' (already there)'}`];
-    ctx.log.info({ outcome: decision.outcome, containerMs, totalMs: Date.now() - started, container: container.name, added: container.added }, 'isolation verified from the suspect\'s network namespace');
+    ctx.log.info({ outcome: decision.outcome, containerMs, runningMs: observations.readyAt && observations.readyAt - started, totalMs: Date.now() - started, container: container.name, added: container.added }, 'isolation verified from the suspect\'s network namespace');
     return { outcome: decision.outcome, summary: decision.summary, record: { blocked: decision.outcome === 'blocked', at, method, details } };
   } catch (err) {
     return inconclusive(`probe failed: ${errorMessage(err)}`);
@@ -170,12 +170,33 @@ async function probeContainer(ctx: PhaseContext, pod: V1Pod, image: string): Pro
     if (!chosen) return { problem: `adding it was refused: ${refusal}` };
   }
   const name = chosen;
-  const start = await waitForContainer(async () => {
-    const current = await ctx.livePod({ fresh: true });
-    return current && { status: status(current, name) };
-  }, CONTAINER_START_MS);
-  if ('problem' in start) return { problem: `${name}: ${start.problem === 'gone' ? 'the pod disappeared' : start.detail}` };
   return { name, added };
+}
+
+const FAILED_START = /Err|BackOff|Invalid/;
+
+/**
+ * Exec as soon as the container runs. The kubelet reports a started container only at its next
+ * relist (up to a second later), so this tries the exec itself every 100 ms (refused while the
+ * container is not running) and reads the pod's status only to stop early on a failure that waiting
+ * cannot fix: an image that cannot be pulled, a container that exited, a pod that is gone.
+ */
+async function execWhenRunning(ctx: PhaseContext, pod: V1Pod, container: string, command: string[], timeoutMs: number) {
+  const target = { namespace: pod.metadata!.namespace!, pod: pod.metadata!.name!, container };
+  const deadline = Date.now() + CONTAINER_START_MS;
+  for (;;) {
+    try {
+      // A stdin that never ends: netprobe sees it close when the operator closes the exec.
+      return await execStream(ctx.kube, target, command, timeoutMs, new PassThrough());
+    } catch (err) {
+      const current = await ctx.livePod({ fresh: true });
+      if (!current) throw new Error(`the suspect pod disappeared while ${container} was starting`);
+      const st = current.status?.ephemeralContainerStatuses?.find((s) => s.name === container);
+      if (st?.state?.terminated || FAILED_START.test(st?.state?.waiting?.reason ?? '')) throw new Error(`${container} cannot run: ${describeState(st)}`);
+      if (Date.now() > deadline) throw new Error(`${container} not running after ${CONTAINER_START_MS / 1000} s (${describeState(st)}; last exec: ${errorMessage(err)})`);
+      await sleep(100);
+    }
+  }
 }
 
 /** Runs the four observations concurrently; returns when each has settled (blocked, or its window ended). */
@@ -186,19 +207,15 @@ async function probe(
   egressTarget: string,
   api: { host: string; port: number },
   proberIP: string,
-): Promise<{ seen: Observations; listener: string }> {
+): Promise<{ seen: Observations; listener: string; readyAt?: number }> {
   const seen: Observations = { egress: [], ingress: [], egressControl: [], ingressControl: [] };
   const podIP = pod.status!.podIP!;
   const windowMs = WINDOW_MS;
-  const stdin = new PassThrough();
-  const exec = await execStream(
-    ctx.kube,
-    { namespace: pod.metadata!.namespace!, pod: pod.metadata!.name!, container },
-    ['/usr/bin/node', NETPROBE, 'suspect', '--egress', egressTarget, '--window-ms', String(windowMs), '--attempt-ms', String(ATTEMPT_MS)],
-    windowMs + 4 * ATTEMPT_MS + 15_000,
-    stdin,
-  );
+  const exec = await execWhenRunning(ctx, pod, container, [
+    '/usr/bin/node', NETPROBE, 'suspect', '--egress', egressTarget, '--window-ms', String(windowMs), '--attempt-ms', String(ATTEMPT_MS),
+  ], windowMs + 4 * ATTEMPT_MS + 15_000);
   let listener = `${podIP}:?`;
+  let readyAt: number | undefined;
   try {
     // Controls run alongside: each until it connects or the window ends.
     const control = async (into: Attempt[], host: string, port: number) => {
@@ -228,6 +245,7 @@ async function probe(
         }
         if (event.event === 'listening' && typeof event.port === 'number' && !ingress) {
           seen.loopback = event.loopback === true;
+          readyAt = Date.now();
           listener = `${podIP}:${event.port}`;
           const port = event.port;
           // Ingress: until refused, or the window ends.
@@ -258,5 +276,5 @@ async function probe(
     const r = await exec.result.catch((err: unknown) => ({ exitCode: -1, stderrTail: errorMessage(err) }));
     seen.egress.push({ result: 'error', detail: `netprobe did not report (exit ${r.exitCode}: ${r.stderrTail.trim() || 'no output'})`, ms: 0 });
   }
-  return { seen, listener };
+  return { seen, listener, readyAt };
 }
