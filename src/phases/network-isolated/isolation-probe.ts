@@ -174,28 +174,71 @@ async function probeContainer(ctx: PhaseContext, pod: V1Pod, image: string): Pro
 }
 
 const FAILED_START = /Err|BackOff|Invalid/;
+/** What the kubelet answers an exec into a container that has not started yet. */
+const NOT_STARTED = /container not found|not running|No such container|is not running|does not exist/i;
+
+type Event = { event?: string; port?: number; loopback?: boolean } & Partial<Attempt>;
 
 /**
- * Exec as soon as the container runs. The kubelet reports a started container only at its next
- * relist (up to a second later), so this tries the exec itself every 100 ms (refused while the
- * container is not running) and reads the pod's status only to stop early on a failure that waiting
+ * Runs netprobe in the container as soon as it runs. The kubelet reports a started container only at
+ * its next relist (up to a second later), so this tries the exec itself every 100 ms (refused while
+ * the container has not started) and reads the pod's status only to stop on a failure that waiting
  * cannot fix: an image that cannot be pulled, a container that exited, a pod that is gone.
+ * `onEvent` sees each line; when `stop` settles the exec is closed, which closes netprobe's stdin:
+ * its listener goes away with it.
  */
-async function execWhenRunning(ctx: PhaseContext, pod: V1Pod, container: string, command: string[], timeoutMs: number) {
+async function runNetprobe(
+  ctx: PhaseContext,
+  pod: V1Pod,
+  container: string,
+  command: string[],
+  timeoutMs: number,
+  onEvent: (e: Event) => void,
+  stop: Promise<void>,
+): Promise<{ reported: boolean; error?: string }> {
   const target = { namespace: pod.metadata!.namespace!, pod: pod.metadata!.name!, container };
   const deadline = Date.now() + CONTAINER_START_MS;
   for (;;) {
+    let failure: string;
     try {
       // A stdin that never ends: netprobe sees it close when the operator closes the exec.
-      return await execStream(ctx.kube, target, command, timeoutMs, new PassThrough());
+      const exec = await execStream(ctx.kube, target, command, timeoutMs, new PassThrough());
+      void stop.then(() => exec.abort());
+      let reported = false;
+      let buffered = '';
+      try {
+        for await (const chunk of exec.stdout) {
+          buffered += chunk.toString('utf8');
+          let nl;
+          while ((nl = buffered.indexOf('\n')) >= 0) {
+            const line = buffered.slice(0, nl);
+            buffered = buffered.slice(nl + 1);
+            let event: Event;
+            try {
+              event = JSON.parse(line) as Event;
+            } catch {
+              continue;
+            }
+            reported = true;
+            onEvent(event);
+          }
+        }
+      } finally {
+        exec.abort();
+      }
+      if (reported) return { reported };
+      const r = await exec.result.then((x) => `exit ${x.exitCode}: ${x.stderrTail.trim() || 'no output'}`, (err: unknown) => errorMessage(err));
+      failure = r;
     } catch (err) {
-      const current = await ctx.livePod({ fresh: true });
-      if (!current) throw new Error(`the suspect pod disappeared while ${container} was starting`);
-      const st = current.status?.ephemeralContainerStatuses?.find((s) => s.name === container);
-      if (st?.state?.terminated || FAILED_START.test(st?.state?.waiting?.reason ?? '')) throw new Error(`${container} cannot run: ${describeState(st)}`);
-      if (Date.now() > deadline) throw new Error(`${container} not running after ${CONTAINER_START_MS / 1000} s (${describeState(st)}; last exec: ${errorMessage(err)})`);
-      await sleep(100);
+      failure = errorMessage(err);
     }
+    if (!NOT_STARTED.test(failure)) return { reported: false, error: `netprobe did not report (${failure})` };
+    const current = await ctx.livePod({ fresh: true });
+    if (!current) return { reported: false, error: `the suspect pod disappeared while ${container} was starting` };
+    const st = current.status?.ephemeralContainerStatuses?.find((x) => x.name === container);
+    if (st?.state?.terminated || FAILED_START.test(st?.state?.waiting?.reason ?? '')) return { reported: false, error: `${container} cannot run: ${describeState(st)}` };
+    if (Date.now() > deadline) return { reported: false, error: `${container} not running after ${CONTAINER_START_MS / 1000} s (${describeState(st)}; last exec: ${failure})` };
+    await sleep(100);
   }
 }
 
@@ -211,70 +254,51 @@ async function probe(
   const seen: Observations = { egress: [], ingress: [], egressControl: [], ingressControl: [] };
   const podIP = pod.status!.podIP!;
   const windowMs = WINDOW_MS;
-  const exec = await execWhenRunning(ctx, pod, container, [
-    '/usr/bin/node', NETPROBE, 'suspect', '--egress', egressTarget, '--window-ms', String(windowMs), '--attempt-ms', String(ATTEMPT_MS),
-  ], windowMs + 4 * ATTEMPT_MS + 15_000);
   let listener = `${podIP}:?`;
   let readyAt: number | undefined;
-  try {
-    // Controls run alongside: each until it connects or the window ends.
-    const control = async (into: Attempt[], host: string, port: number) => {
-      const deadline = Date.now() + windowMs;
-      for (;;) {
-        const a = await tryConnect(host, port, ATTEMPT_MS);
-        into.push(a);
-        if (a.result === 'open' || Date.now() >= deadline) return;
-        await sleep(100);
-      }
-    };
-    const controls = Promise.all([control(seen.egressControl, api.host, api.port), control(seen.ingressControl, proberIP, PROBER_PORT)]);
-    let ingress: Promise<void> | undefined;
-    let buffered = '';
-    let egressDone = false;
-    for await (const chunk of exec.stdout) {
-      buffered += chunk.toString('utf8');
-      let nl;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        let event: { event?: string; port?: number; loopback?: boolean } & Partial<Attempt>;
-        try {
-          event = JSON.parse(line) as typeof event;
-        } catch {
-          continue;
-        }
-        if (event.event === 'listening' && typeof event.port === 'number' && !ingress) {
-          seen.loopback = event.loopback === true;
-          readyAt = Date.now();
-          listener = `${podIP}:${event.port}`;
-          const port = event.port;
-          // Ingress: until refused, or the window ends.
-          ingress = (async () => {
-            if (!seen.loopback) return;
-            const deadline = Date.now() + windowMs;
-            for (;;) {
-              const a = await tryConnect(podIP, port, ATTEMPT_MS);
-              seen.ingress.push(a);
-              if (a.result !== 'open' || Date.now() >= deadline) return;
-              await sleep(100);
-            }
-          })();
-        } else if (event.event === 'egress' && (event.result === 'open' || event.result === 'blocked' || event.result === 'error')) {
-          seen.egress.push({ result: event.result, detail: String(event.detail ?? ''), ms: Number(event.ms ?? 0) });
-        } else if (event.event === 'egress-done') {
-          egressDone = true;
-        }
-      }
-      if (ingress && egressDone) break;
+  /** Each until `stop` says so or the window ends, every 100 ms. */
+  const repeat = async (into: Attempt[], host: string, port: number, stop: (a: Attempt) => boolean) => {
+    const deadline = Date.now() + windowMs;
+    for (;;) {
+      const a = await tryConnect(host, port, ATTEMPT_MS);
+      into.push(a);
+      if (stop(a) || Date.now() >= deadline) return;
+      await sleep(100);
     }
-    await Promise.all([ingress, controls]);
-  } finally {
-    // Closing the exec closes netprobe's stdin: its listener goes away with it.
-    exec.abort();
-  }
-  if (seen.loopback === undefined) {
-    const r = await exec.result.catch((err: unknown) => ({ exitCode: -1, stderrTail: errorMessage(err) }));
-    seen.egress.push({ result: 'error', detail: `netprobe did not report (exit ${r.exitCode}: ${r.stderrTail.trim() || 'no output'})`, ms: 0 });
-  }
+  };
+  // Controls run alongside: each until it connects or the window ends.
+  const controls = Promise.all([
+    repeat(seen.egressControl, api.host, api.port, (a) => a.result === 'open'),
+    repeat(seen.ingressControl, proberIP, PROBER_PORT, (a) => a.result === 'open'),
+  ]);
+  let ingress: Promise<void> | undefined;
+  let finished: () => void = () => undefined;
+  const stop = new Promise<void>((resolve) => {
+    finished = resolve;
+  });
+  const run = await runNetprobe(
+    ctx,
+    pod,
+    container,
+    ['/usr/bin/node', NETPROBE, 'suspect', '--egress', egressTarget, '--window-ms', String(windowMs), '--attempt-ms', String(ATTEMPT_MS)],
+    windowMs + 4 * ATTEMPT_MS + 15_000,
+    (event) => {
+      if (event.event === 'listening' && typeof event.port === 'number' && seen.loopback === undefined) {
+        seen.loopback = event.loopback === true;
+        readyAt = Date.now();
+        listener = `${podIP}:${event.port}`;
+        // Ingress: until refused, or the window ends (only to a listener that answered on loopback).
+        if (seen.loopback) ingress = repeat(seen.ingress, podIP, event.port, (a) => a.result !== 'open');
+      } else if (event.event === 'egress' && (event.result === 'open' || event.result === 'blocked' || event.result === 'error')) {
+        seen.egress.push({ result: event.result, detail: String(event.detail ?? ''), ms: Number(event.ms ?? 0) });
+      } else if (event.event === 'egress-done') {
+        // Egress has settled; once ingress has too, the exec closes.
+        void (ingress ?? Promise.resolve()).then(finished);
+      }
+    },
+    stop,
+  ).then((r) => r, (err: unknown) => ({ reported: false, error: errorMessage(err) }));
+  await Promise.all([ingress, controls]);
+  if (!run.reported) seen.egress.push({ result: 'error', detail: run.error ?? 'netprobe did not report', ms: 0 });
   return { seen, listener, readyAt };
 }
