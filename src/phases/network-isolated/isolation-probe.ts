@@ -38,6 +38,39 @@ export interface Verification {
   record: VerificationRecord;
 }
 
+type ProbeContainer = { name: string; added: boolean; custody?: Record<string, unknown> } | { problem: string };
+
+/** Head starts of prepareVerification, by Investigation UID; taken by verifyIsolation. */
+const prepared = new Map<string, { at: number; container: Promise<ProbeContainer> }>();
+const PREPARED_TTL_MS = 60_000;
+
+/**
+ * Optional head start, for the caller to make before it writes containment: adds (or finds) the
+ * probe container while the policy is being written, so verification, once the policy is in place,
+ * waits for no container start. Never throws and writes nothing to the case file (the custody record
+ * of an added container is written by verifyIsolation, so containment's own writes are not delayed);
+ * a failure is retried by verifyIsolation and reported there.
+ */
+export function prepareVerification(ctx: PhaseContext, pod: V1Pod): void {
+  const image = debugImage(ctx);
+  if (!image || pod.spec?.hostNetwork || canFilterOwnNetwork(pod)) return;
+  const now = Date.now();
+  for (const [uid, p] of prepared) if (now - p.at > PREPARED_TTL_MS) prepared.delete(uid);
+  const container = probeContainer(ctx, pod, image).catch((err: unknown): ProbeContainer => ({ problem: errorMessage(err) }));
+  prepared.set(ctx.investigation.metadata.uid, { at: now, container });
+}
+
+/** The head start if there is a fresh one that worked, else a container found or added now. */
+async function takeProbeContainer(ctx: PhaseContext, pod: V1Pod, image: string): Promise<ProbeContainer> {
+  const head = prepared.get(ctx.investigation.metadata.uid);
+  prepared.delete(ctx.investigation.metadata.uid);
+  if (head && Date.now() - head.at <= PREPARED_TTL_MS) {
+    const c = await head.container;
+    if (!('problem' in c)) return c;
+  }
+  return probeContainer(ctx, pod, image);
+}
+
 /** The warm prober (config/prober): a DaemonSet in the operator's namespace, one listener per node. */
 export const PROBER_SELECTOR = 'app.kubernetes.io/name=casefile-prober';
 export const PROBER_PORT = 9901;
@@ -71,10 +104,12 @@ export async function verifyIsolation(ctx: PhaseContext, label: { key: string; v
     const deceiver = canFilterOwnNetwork(pod);
     if (deceiver) return verifyWithCanaries(ctx, label, `container ${deceiver} of the suspect could filter its own network namespace and fake a refusal`);
     const started = Date.now();
-    const [prober, container, api] = await Promise.all([warmProber(ctx, node), probeContainer(ctx, pod, image), apiEndpoint(ctx)]);
+    const [prober, container, api] = await Promise.all([warmProber(ctx, node), takeProbeContainer(ctx, pod, image), apiEndpoint(ctx)]);
     const containerMs = Date.now() - started;
     if (!prober) return verifyWithCanaries(ctx, label, `no ready warm prober (${PROBER_SELECTOR}) on node ${node}`);
     if ('problem' in container) return inconclusive(`casefile's probe container could not run in the suspect pod: ${container.problem}`);
+    // Under ContainFirst the manifest is captured after this: custody says what casefile added to the pod.
+    if (container.custody) await ctx.caseFile.record('debug-container-added', container.custody, 'NetworkIsolated');
     const egressTarget = `${api.host.includes(':') ? `[${api.host}]` : api.host}:${api.port}`;
     const observations = await probe(ctx, pod, container.name, egressTarget, { host: api.host, port: Number(api.port) }, prober);
     const decision = decide(observations.seen, { egressTarget, suspect: observations.listener, control: `${prober}:${PROBER_PORT}` });
@@ -125,7 +160,7 @@ function probeOnlySpec(name: string, image: string): V1EphemeralContainer {
  * probe-only one when live capture is off, the target container is not running, or PodSecurity
  * refuses the debug container's capabilities.
  */
-async function probeContainer(ctx: PhaseContext, pod: V1Pod, image: string): Promise<{ name: string; added: boolean } | { problem: string }> {
+async function probeContainer(ctx: PhaseContext, pod: V1Pod, image: string): Promise<ProbeContainer> {
   const short = ctx.investigation.metadata.uid.slice(0, 8);
   const status = (p: V1Pod, name: string) => p.status?.ephemeralContainerStatuses?.find((s) => s.name === name);
   const existing = pod.spec?.ephemeralContainers ?? [];
@@ -139,6 +174,7 @@ async function probeContainer(ctx: PhaseContext, pod: V1Pod, image: string): Pro
 
   let chosen = usable(debugBase)?.name ?? usable(probeBase)?.name;
   let added = false;
+  let custody: Record<string, unknown> | undefined;
   if (!chosen) {
     const candidates: Array<{ spec: V1EphemeralContainer; record: Record<string, unknown> }> = [];
     if (ctx.spec.evidence.live.enabled && targetRunning) {
@@ -157,9 +193,9 @@ async function probeContainer(ctx: PhaseContext, pod: V1Pod, image: string): Pro
           { name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body: { spec: { ephemeralContainers: [c.spec] } } },
           strategicMerge,
         );
-        await ctx.caseFile.record('debug-container-added', { pod: pod.metadata?.name, ...c.record }, 'NetworkIsolated');
         chosen = c.spec.name;
         added = true;
+        custody = { pod: pod.metadata?.name, ...c.record };
         break;
       } catch (err) {
         refusal = errorMessage(err);
@@ -169,8 +205,7 @@ async function probeContainer(ctx: PhaseContext, pod: V1Pod, image: string): Pro
     }
     if (!chosen) return { problem: `adding it was refused: ${refusal}` };
   }
-  const name = chosen;
-  return { name, added };
+  return { name: chosen, added, custody };
 }
 
 const FAILED_START = /Err|BackOff|Invalid/;
