@@ -75,8 +75,8 @@ async function takeProbeContainer(ctx: PhaseContext, pod: V1Pod, image: string):
 export const PROBER_SELECTOR = 'app.kubernetes.io/name=casefile-prober';
 export const PROBER_PORT = 9901;
 /**
- * How long each direction is retried after the policy is in place: kube-router programs a new policy
- * in well under a second here (docs/security.md); blocked at any attempt means enforced, and "leaking"
+ * How long each direction is retried after the policy is in place: on the local cluster kube-router
+ * had programmed the policy before the first attempt (docs/security.md); blocked at any attempt means enforced, and "leaking"
  * is said only of a direction still open when this has passed.
  */
 export const WINDOW_MS = 5_000;
