@@ -4,7 +4,7 @@
 // Traffic is measured, not inferred: TCP from a client pod to the suspect and its sibling, and the
 // suspect's own egress verdicts from its log (the tests never exec in the suspect).
 import { beforeAll, describe, expect, test } from '@jest/globals';
-import { createTestNamespace, useCleanup, waitFor } from '../support/cluster.js';
+import { createTestNamespace, registerCleanup, useCleanup, waitFor } from '../support/cluster.js';
 import {
   caseDirOf,
   conditionOf,
@@ -141,6 +141,13 @@ describe('network containment', () => {
       expect(inv.status?.containment?.label).toBe(`${key}=isolated`);
       expect(inv.status?.containment?.networkPolicy).toBe(policyName(inv));
       expect(inv.status?.containment?.verification?.blocked).toBe(true);
+      // Verified on the suspect itself (its own network namespace), with both controls connecting.
+      const verification = inv.status!.containment!.verification!;
+      expect(verification.method).toContain("suspect's own network namespace");
+      const seen = (verification.details ?? []).join('\n');
+      expect(seen).toContain('answered on 127.0.0.1');
+      expect(seen).toMatch(/egress from the suspect's network namespace .*: blocked .*; control \(the operator to the same address\): open/);
+      expect(seen).toMatch(/ingress to a listener in the suspect's network namespace .*: blocked .*; control \(the operator to .*, not isolated\): open/);
       expect(inv.status?.containment?.patchedPolicies ?? []).toEqual([]);
 
       // The isolation holds while the case completes.
@@ -322,6 +329,50 @@ describe('network containment', () => {
       // Nothing else in the namespace still refers to the case.
       const policies = await networking.listNamespacedNetworkPolicy({ namespace: ns });
       expect(policies.items.map((p) => p.metadata?.name)).toEqual([]);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    'a probe that cannot run never says Isolated: ephemeral containers refused gives VerificationInconclusive, the policy still in place',
+    async () => {
+      const vap = `casefile-e2e-no-ephemeral-${Date.now().toString(36)}`;
+      const { ns, web } = await setup('cn-inconclusive', async (namespace) => {
+        // An admission policy of this namespace alone refusing every ephemeral container.
+        const body = [
+          {
+            apiVersion: 'admissionregistration.k8s.io/v1',
+            kind: 'ValidatingAdmissionPolicy',
+            metadata: { name: vap },
+            spec: {
+              failurePolicy: 'Fail',
+              matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['pods/ephemeralcontainers'] }] },
+              validations: [{ expression: 'false', message: 'no ephemeral containers in this namespace (e2e)' }],
+            },
+          },
+          {
+            apiVersion: 'admissionregistration.k8s.io/v1',
+            kind: 'ValidatingAdmissionPolicyBinding',
+            metadata: { name: vap },
+            spec: { policyName: vap, validationActions: ['Deny'], matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } } },
+          },
+        ];
+        registerCleanup(`delete ValidatingAdmissionPolicy ${vap}`, async () => {
+          await kubectlRun(['delete', 'validatingadmissionpolicybinding,validatingadmissionpolicy', vap, '--ignore-not-found']);
+        });
+        const created = await kubectlRun(['create', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: body }));
+        expect({ exitCode: created.exitCode, stderr: created.stderr }).toEqual({ exitCode: 0, stderr: '' });
+      });
+      const suspect = web.suspect.metadata!.name!;
+      await createInvestigation(ns, 'refused', isolateSpec(suspect));
+      const { inv } = await waitForConditionObserved(ns, 'refused', 'NetworkIsolated', 'False', 150_000);
+      const isolated = conditionOf(inv, 'NetworkIsolated')!;
+      expect(isolated.reason).toBe('VerificationInconclusive');
+      expect(isolated.message).toContain('no ephemeral containers in this namespace');
+      expect(inv.status?.containment?.verification?.blocked).toBe(false);
+      // The containment itself stands: label and deny-all are in place.
+      expect((await podLabels(ns, suspect))[incidentKey(inv)]).toBe('isolated');
+      expect(await readPolicy(ns, policyName(inv))).toBeDefined();
     },
     TEST_TIMEOUT_MS,
   );

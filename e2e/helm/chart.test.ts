@@ -27,7 +27,7 @@ import {
 const kc = kubeFromEnv();
 const CHART = 'charts/casefile';
 const RELEASE = 'casefile';
-const ALL_FEATURES = ['--set', 'features.nodeCollector=true', '--set', 'features.cordon=true', '--set', 'features.rbacNarrowing=true', '--set', 'caseApi.enabled=true', '--set', 'audit.enabled=true'];
+const ALL_FEATURES = ['--set', 'features.nodeCollector=true', '--set', 'features.cordon=true', '--set', 'features.rbacNarrowing=true', '--set', 'caseApi.enabled=true', '--set', 'audit.enabled=true', '--set', 'prober.enabled=true'];
 
 afterAll(runCleanups, 300_000);
 

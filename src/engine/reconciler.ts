@@ -96,7 +96,7 @@ export class InvestigationReconciler {
     const finalizer = this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] }).catch((err: unknown) => {
       if (!isConflict(err)) throw err; // changed meanwhile: reconcile() adds it from the latest object
     });
-    await Promise.all([...todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log })), finalizer]);
+    await Promise.all([...todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log, config: this.deps.config })), finalizer]);
     if (this.deps.config.exitAfterPhase === 'ContainNow') {
       log.warn('fault injection: exiting after the first containment writes (CASEFILE_EXIT_AFTER_PHASE=ContainNow)');
       process.exit(137);

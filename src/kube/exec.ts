@@ -2,7 +2,7 @@
 // ephemeral debug container, the node collector pod), never in the suspect's. Output is handed to
 // the caller chunk by chunk; nothing is buffered whole except a bounded tail of stderr, and stdout
 // is held back by ExecOutputPipe (the socket pauses while the caller is behind).
-import { Writable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { Exec, type V1Status } from '@kubernetes/client-node';
 import { EXEC_ABORT_AT_BYTES, ExecOutputPipe, ExecOverflowError } from './exec-output.js';
 import type { Kube } from './client.js';
@@ -43,6 +43,8 @@ export async function execStream(
   target: { namespace: string; pod: string; container: string },
   command: string[],
   timeoutMs: number,
+  /** Attached as the command's stdin when given; the command sees it end when the connection closes (abort). */
+  stdin?: Readable,
 ): Promise<StreamingExec> {
   const what = `exec ${command[0] ?? ''} in ${target.namespace}/${target.pod}/${target.container}`;
   let overflow: ExecOverflowError | undefined;
@@ -60,7 +62,7 @@ export async function execStream(
   });
   let status: V1Status | undefined;
   const ws = await new Exec(kube.kc)
-    .exec(target.namespace, target.pod, target.container, command, pipe, stderr, null, false, (s) => {
+    .exec(target.namespace, target.pod, target.container, command, pipe, stderr, stdin ?? null, false, (s) => {
       status = s;
     })
     .catch((e: unknown) => {

@@ -56,7 +56,7 @@ export interface AuditTrailSource {
 export type AlertImporter = (caseFile: CaseFile, investigation: Investigation) => Promise<unknown>;
 
 /** What a containment phase's first writes may use: the latest Investigation read, and the cluster. */
-export type ContainNowContext = Pick<PhaseContext, 'investigation' | 'spec' | 'kube' | 'log'>;
+export type ContainNowContext = Pick<PhaseContext, 'investigation' | 'spec' | 'kube' | 'log' | 'config'>;
 
 /** What release may use: the record, never the current spec. */
 export type ReleaseContext = Omit<PhaseContext, 'spec' | 'importJournaledAlerts' | 'signingKey' | 'audit'>;

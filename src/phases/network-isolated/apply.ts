@@ -13,7 +13,7 @@ import { podGone } from '../manifest-captured.js';
 import type { PhaseContext, PhaseOutcome } from '../phase.js';
 import { originalArtifact } from '../shared/originals.js';
 import { detachFromWorkload } from './detach.js';
-import { verifyIsolation } from './isolation-probe.js';
+import { prepareVerification, verifyIsolation } from './isolation-probe.js';
 import { APPLIED_AT, describeAllowances, excludesLabel, incidentLabel, incidentLabelPatch, INVESTIGATION_UID, isolationPolicy, needsExclusion, PHASE } from './policy.js';
 
 export interface PatchedPolicy {
@@ -26,6 +26,8 @@ export interface PatchedPolicy {
 export async function isolate(ctx: PhaseContext): Promise<PhaseOutcome> {
   const pod = await ctx.livePod();
   if (!pod) return podGone(ctx.spec.target.pod);
+  // Verification's probe container starts while the policy is written (no wait here, no case-file write).
+  if (ctx.spec.containment.network.verify) prepareVerification(ctx, pod, ctx.status.target?.container);
   const inv = ctx.investigation;
   const { namespace } = inv.metadata;
   const { key, value } = incidentLabel(inv);

@@ -11,13 +11,18 @@ import { isConflict, isNotFound } from '../../kube/client.js';
 import type { InvestigationSpec } from '../../api/investigation.js';
 import type { ContainNowContext } from '../phase.js';
 import { alertContainerHints, chooseContainer } from '../target-resolved.js';
+import { prepareVerification } from './isolation-probe.js';
 import { incidentLabel, incidentLabelPatch, isolationPolicy } from './policy.js';
 
-/** Whether the first writes may act on this pod: the one the spec names, and one TargetResolved will accept. */
-export function mayContainNow(pod: V1Pod, spec: InvestigationSpec): boolean {
-  if (spec.target.uid && pod.metadata?.uid !== spec.target.uid) return false;
-  if (pod.metadata?.deletionTimestamp) return false;
-  return !('error' in chooseContainer(pod, spec.target.container, alertContainerHints(spec.alert?.raw)));
+/**
+ * The target container if the first writes may act on this pod: the one the spec names, and one
+ * TargetResolved will accept (undefined: leave it to TargetResolved and run()).
+ */
+export function containNowTarget(pod: V1Pod, spec: InvestigationSpec): string | undefined {
+  if (spec.target.uid && pod.metadata?.uid !== spec.target.uid) return undefined;
+  if (pod.metadata?.deletionTimestamp) return undefined;
+  const choice = chooseContainer(pod, spec.target.container, alertContainerHints(spec.alert?.raw));
+  return 'error' in choice ? undefined : choice.name;
 }
 
 export async function isolateNow(ctx: ContainNowContext): Promise<void> {
@@ -30,7 +35,10 @@ export async function isolateNow(ctx: ContainNowContext): Promise<void> {
     if (isNotFound(err)) return;
     throw during(`reading pod ${ctx.spec.target.pod}`, err);
   }
-  if (!mayContainNow(pod, ctx.spec)) return;
+  const target = containNowTarget(pod, ctx.spec);
+  if (!target) return;
+  // Verification's probe container starts with the writes: it is running by the time they are in place.
+  if (ctx.spec.containment.network.verify) prepareVerification(ctx, pod, target);
   const { key, value } = incidentLabel(inv);
   const policy = isolationPolicy(inv, ctx.spec, new Date());
   const [created, labelled] = await Promise.allSettled([

@@ -1,17 +1,29 @@
-// Proving that the deny-all policy is enforced, without touching the suspect: two short-lived canary
-// pods in the suspect's namespace, one carrying the incident label (so the same policy selects it) and
-// one without (the control), each serving TCP and trying to reach the API server; and a prober that
-// connects to both. Enforced = the labelled canary is cut off both ways while the control is not. A
-// control that is cut off too (e.g. a namespace default-deny) makes the answer inconclusive, never a pass.
-import { randomBytes } from 'node:crypto';
-import type { V1Pod } from '@kubernetes/client-node';
-import { isNotFound } from '../../kube/client.js';
+// Proving that the deny-all policy is enforced on the suspect itself, from its own network namespace,
+// in about the time kube-router takes to program it (nothing starts a pod on this path):
+//   - casefile's ephemeral container beside the suspect shares the suspect's network namespace. It is
+//     the debug container DebugContainerLaunched uses later (same name, same spec, adopted there), or,
+//     when live capture is off or cannot share the target's processes, a probe-only container with no
+//     capability at all. Either is recorded in custody here: under ContainFirst this runs before the
+//     manifest is captured, so the manifest will show it.
+//   - by exec there, netprobe.js (src/live/netprobe.ts) listens on a free port, checks it answers on
+//     127.0.0.1, and tries TCP to the API server until an attempt fails or the window ends;
+//   - the operator meanwhile tries TCP to that listener at the suspect's pod IP until refused, and the
+//     two controls: the operator to the same API server address, and the operator to the warm prober
+//     (config/prober, a listener that is not isolated) on the suspect's node.
+// Decided by verdict.ts. Where this cannot be attributed (no warm prober on the node; a suspect with
+// NET_ADMIN or privileged, which could filter its own namespace and fake a refusal) the canary pods of
+// canary-probe.ts run instead. A probe that cannot run gives inconclusive with the reason, never a pass.
+import { PassThrough } from 'node:stream';
+import { PatchStrategy, setHeaderOptions, type V1EphemeralContainer, type V1Pod } from '@kubernetes/client-node';
+import { debugContainerSpec } from '../debug-container-launched.js';
 import { errorMessage } from '../../errors.js';
-import { debugImage, NO_IMAGE_MESSAGE } from '../casefile-containers.js';
+import { execStream } from '../../kube/exec.js';
+import { isForbidden } from '../../kube/client.js';
+import { tryConnect, type Attempt } from '../../live/netprobe.js';
+import { DEBUG_CAPABILITIES, debugImage, describeState, NO_IMAGE_MESSAGE } from '../casefile-containers.js';
 import type { PhaseContext } from '../phase.js';
-
-const PORT = 8080;
-const TIMEOUT_MS = 60_000;
+import { apiEndpoint, verifyWithCanaries } from './canary-probe.js';
+import { decide, type Observations } from './verdict.js';
 
 export interface VerificationRecord {
   blocked: boolean;
@@ -26,123 +38,306 @@ export interface Verification {
   record: VerificationRecord;
 }
 
-const restricted = {
-  runAsNonRoot: true,
-  runAsUser: 65532,
-  allowPrivilegeEscalation: false,
-  capabilities: { drop: ['ALL'] },
-  seccompProfile: { type: 'RuntimeDefault' },
-};
+type ProbeContainer = { name: string; added: boolean; custody?: Record<string, unknown> } | { problem: string };
 
-function probePod(name: string, image: string, labels: Record<string, string>, script: string): V1Pod {
+/** Head starts of prepareVerification, by Investigation UID; taken by verifyIsolation. */
+const prepared = new Map<string, { at: number; container: Promise<ProbeContainer> }>();
+const PREPARED_TTL_MS = 60_000;
+
+/**
+ * Optional head start, for the caller to make before it writes containment: adds (or finds) the
+ * probe container while the policy is being written, so verification, once the policy is in place,
+ * waits for no container start. Never throws and writes nothing to the case file (the custody record
+ * of an added container is written by verifyIsolation, so containment's own writes are not delayed);
+ * a failure is retried by verifyIsolation and reported there.
+ */
+export function prepareVerification(ctx: HeadStartContext, pod: V1Pod, targetContainer: string | undefined): void {
+  const image = ctx.config.debugImage;
+  if (!image || pod.spec?.hostNetwork || canFilterOwnNetwork(pod)) return;
+  const now = Date.now();
+  for (const [uid, p] of prepared) if (now - p.at > PREPARED_TTL_MS) prepared.delete(uid);
+  // Made already (by the containment lane, ahead of the phase): a second start could add a second container.
+  if (prepared.has(ctx.investigation.metadata.uid)) return;
+  const container = probeContainer(ctx, pod, image, targetContainer).catch((err: unknown): ProbeContainer => ({ problem: errorMessage(err) }));
+  prepared.set(ctx.investigation.metadata.uid, { at: now, container });
+}
+
+/** What the head start needs: the case, the cluster and the operator's image (no case file, no status). */
+export type HeadStartContext = Pick<PhaseContext, 'investigation' | 'spec' | 'kube' | 'config'>;
+
+/** The head start if there is a fresh one that worked, else a container found or added now. */
+async function takeProbeContainer(ctx: PhaseContext, pod: V1Pod, image: string): Promise<ProbeContainer> {
+  const head = prepared.get(ctx.investigation.metadata.uid);
+  prepared.delete(ctx.investigation.metadata.uid);
+  if (head && Date.now() - head.at <= PREPARED_TTL_MS) {
+    const c = await head.container;
+    if (!('problem' in c)) return c;
+  }
+  return probeContainer(ctx, pod, image, ctx.status.target?.container);
+}
+
+/** The warm prober (config/prober): a DaemonSet in the operator's namespace, one listener per node. */
+export const PROBER_SELECTOR = 'app.kubernetes.io/name=casefile-prober';
+export const PROBER_PORT = 9901;
+/**
+ * How long each direction is retried after the policy is in place: on the local cluster kube-router
+ * had programmed the policy before the first attempt (docs/security.md); blocked at any attempt means enforced, and "leaking"
+ * is said only of a direction still open when this has passed.
+ */
+export const WINDOW_MS = 5_000;
+/** One connection attempt: in-cluster connects take about a millisecond; the controls must connect within the same. */
+export const ATTEMPT_MS = 500;
+/** Starting (or finding) casefile's ephemeral container. */
+const CONTAINER_START_MS = 30_000;
+const NETPROBE = '/app/dist/live/netprobe.js';
+const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function verifyIsolation(ctx: PhaseContext, label: { key: string; value: string }): Promise<Verification> {
+  const at = new Date().toISOString();
+  const method = 'from the suspect\'s own network namespace (casefile\'s ephemeral container): TCP to the API server, and from the operator to a listener there; controls: the operator to the same API server address and to the warm prober on the suspect\'s node';
+  const inconclusive = (why: string): Verification => ({ outcome: 'inconclusive', summary: why, record: { blocked: false, at, method, details: [why] } });
+  const image = debugImage(ctx);
+  if (!image) return inconclusive(NO_IMAGE_MESSAGE);
+  try {
+    const pod = await ctx.livePod({ fresh: true });
+    if (!pod) return inconclusive('the suspect pod is gone: there is nothing to probe');
+    const podIP = pod.status?.podIP;
+    const node = pod.spec?.nodeName;
+    if (!podIP || !node) return inconclusive('the suspect pod has no IP or node: there is nothing to probe');
+    if (pod.spec?.hostNetwork) return { outcome: 'leaking', summary: 'the suspect uses the host network, where NetworkPolicy does not apply', record: { blocked: false, at, method, details: ['pod.spec.hostNetwork is true'] } };
+    const deceiver = canFilterOwnNetwork(pod);
+    if (deceiver) return verifyWithCanaries(ctx, label, `container ${deceiver} of the suspect could filter its own network namespace and fake a refusal`);
+    const started = Date.now();
+    const [prober, container, api] = await Promise.all([warmProber(ctx, node), takeProbeContainer(ctx, pod, image), apiEndpoint(ctx)]);
+    const containerMs = Date.now() - started;
+    if (!prober) return verifyWithCanaries(ctx, label, `no ready warm prober (${PROBER_SELECTOR}) on node ${node}`);
+    if ('problem' in container) return inconclusive(`casefile's probe container could not run in the suspect pod: ${container.problem}`);
+    // Under ContainFirst the manifest is captured after this: custody says what casefile added to the pod.
+    if (container.custody) await ctx.caseFile.record('debug-container-added', container.custody, 'NetworkIsolated');
+    const egressTarget = `${api.host.includes(':') ? `[${api.host}]` : api.host}:${api.port}`;
+    const observations = await probe(ctx, pod, container.name, egressTarget, { host: api.host, port: Number(api.port) }, prober);
+    const decision = decide(observations.seen, { egressTarget, suspect: observations.listener, control: `${prober}:${PROBER_PORT}` });
+    const details = [...decision.details, `probe container ${container.name} in pod ${pod.metadata!.name}${container.added ? ' (added for this verification)' : ' (already there)'}`];
+    ctx.log.info({ outcome: decision.outcome, containerMs, runningMs: observations.readyAt && observations.readyAt - started, totalMs: Date.now() - started, container: container.name, added: container.added }, 'isolation verified from the suspect\'s network namespace');
+    return { outcome: decision.outcome, summary: decision.summary, record: { blocked: decision.outcome === 'blocked', at, method, details } };
+  } catch (err) {
+    return inconclusive(`probe failed: ${errorMessage(err)}`);
+  }
+}
+
+/** A container of the suspect that could add filtering rules in its own network namespace. */
+function canFilterOwnNetwork(pod: V1Pod): string | undefined {
+  const containers = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])];
+  return containers.find((c) => c.securityContext?.privileged || (c.securityContext?.capabilities?.add ?? []).some((cap) => /^(CAP_)?(NET_ADMIN|SYS_ADMIN|ALL)$/i.test(cap)))?.name;
+}
+
+/** The pod IP of a ready warm prober on `node`, if the optional component is installed. */
+async function warmProber(ctx: PhaseContext, node: string): Promise<string | undefined> {
+  const pods = await ctx.kube.core.listNamespacedPod({ namespace: ctx.config.signingNamespace, labelSelector: PROBER_SELECTOR, fieldSelector: `spec.nodeName=${node}` });
+  const ready = pods.items.find((p) => !p.metadata?.deletionTimestamp && p.status?.podIP && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+  return ready?.status?.podIP;
+}
+
+/** No capability, no root: what a probe in the suspect's namespace needs (PodSecurity restricted admits it). */
+function probeOnlySpec(name: string, image: string): V1EphemeralContainer {
   return {
-    metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'casefile', 'casefile.dev/probe': 'isolation', ...labels } },
-    spec: {
-      restartPolicy: 'Never',
-      terminationGracePeriodSeconds: 0,
-      automountServiceAccountToken: false,
-      containers: [{ name: 'probe', image, imagePullPolicy: 'IfNotPresent', command: ['sh', '-c', script], securityContext: restricted }],
+    name,
+    image,
+    imagePullPolicy: 'IfNotPresent',
+    command: ['/bin/sleep', '600'],
+    terminationMessagePolicy: 'File',
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
     },
   };
 }
 
 /**
- * Prints `egress=open|blocked`, then serves until deleted. A new pod is isolated only once the CNI has
- * programmed its address, so the attempt repeats for a few seconds: blocked at any point means enforced.
+ * casefile's running ephemeral container in the suspect pod: the debug container (adopted if there,
+ * else added with exactly the spec DebugContainerLaunched gives it, which then adopts it), or a
+ * probe-only one when live capture is off, the target container is not running, or PodSecurity
+ * refuses the debug container's capabilities.
  */
-const canaryScript = (apiHost: string, apiPort: string) =>
-  `httpd -f -p ${PORT} -h /tmp & r=open; for i in 1 2 3 4 5 6 7 8 9 10; do ` +
-  `if ! echo | nc -w 2 ${apiHost} ${apiPort} >/dev/null 2>&1; then r=blocked; break; fi; sleep 0.5; done; echo egress=$r; sleep 120`;
+async function probeContainer(ctx: HeadStartContext, pod: V1Pod, image: string, targetName: string | undefined): Promise<ProbeContainer> {
+  const short = ctx.investigation.metadata.uid.slice(0, 8);
+  const status = (p: V1Pod, name: string) => p.status?.ephemeralContainerStatuses?.find((s) => s.name === name);
+  const existing = pod.spec?.ephemeralContainers ?? [];
+  const ours = (base: string) => existing.filter((c) => c.name === base || c.name.startsWith(`${base}-`));
+  const usable = (base: string) => ours(base).find((c) => !status(pod, c.name)?.state?.terminated);
+  const next = (base: string) => (ours(base).length === 0 ? base : `${base}-${ours(base).length + 1}`);
+  const targetRunning = !!targetName && !!pod.status?.containerStatuses?.find((c) => c.name === targetName)?.state?.running;
+  const debugBase = `casefile-debug-${short}`;
+  const probeBase = `casefile-probe-${short}`;
 
-export async function verifyIsolation(ctx: PhaseContext, label: { key: string; value: string }): Promise<Verification> {
-  const at = new Date().toISOString();
-  const method = 'canary pods: one with the incident label, one control without; TCP from a prober to each, and from each to the API server';
-  const image = debugImage(ctx);
-  if (!image) return inconclusive(at, method, NO_IMAGE_MESSAGE);
-  const namespace = ctx.investigation.metadata.namespace;
-  const api = await apiEndpoint(ctx);
-  const id = randomBytes(3).toString('hex');
-  const names = { isolated: `casefile-probe-${id}-isolated`, control: `casefile-probe-${id}-control`, prober: `casefile-probe-${id}-prober` };
-  const created: string[] = [];
-  const create = async (pod: V1Pod) => {
-    await ctx.kube.core.createNamespacedPod({ namespace, body: pod });
-    created.push(pod.metadata!.name!);
-    await ctx.caseFile.record('probe-pod-created', { pod: pod.metadata!.name, labels: pod.metadata!.labels }, 'NetworkIsolated');
-  };
-  try {
-    await create(probePod(names.isolated, image, { [label.key]: label.value }, canaryScript(api.host, api.port)));
-    await create(probePod(names.control, image, {}, canaryScript(api.host, api.port)));
-    const [isolatedIP, controlIP] = await Promise.all([podIP(ctx, namespace, names.isolated), podIP(ctx, namespace, names.control)]);
-    await create(
-      probePod(names.prober, image, {}, `sleep 1; for t in isolated:${isolatedIP} control:${controlIP}; do ` +
-        `if echo | nc -w 2 \${t#*:} ${PORT} >/dev/null 2>&1; then echo ingress-\${t%%:*}=open; else echo ingress-\${t%%:*}=blocked; fi; done`),
-    );
-    const [isolatedLog, controlLog, proberLog] = await Promise.all([
-      logLine(ctx, namespace, names.isolated, /egress=\w+/),
-      logLine(ctx, namespace, names.control, /egress=\w+/),
-      logLine(ctx, namespace, names.prober, /ingress-control=\w+/),
-    ]);
-    const result = {
-      isolatedEgress: isolatedLog.includes('egress=open') ? 'open' : 'blocked',
-      controlEgress: controlLog.includes('egress=open') ? 'open' : 'blocked',
-      isolatedIngress: proberLog.includes('ingress-isolated=open') ? 'open' : 'blocked',
-      controlIngress: proberLog.includes('ingress-control=open') ? 'open' : 'blocked',
-    };
-    const details = [
-      `egress to the API server ${api.host}:${api.port}: labelled canary ${result.isolatedEgress}, control ${result.controlEgress}`,
-      `ingress to port ${PORT}: labelled canary ${result.isolatedIngress}, control ${result.controlIngress}`,
-      'connections established before isolation are not tested: some CNIs let them live on',
-    ];
-    const record = (blocked: boolean): VerificationRecord => ({ blocked, at, method, details });
-    if (result.isolatedEgress === 'open' || result.isolatedIngress === 'open') {
-      return { outcome: 'leaking', summary: details.slice(0, 2).join('; '), record: record(false) };
-    }
-    if (result.controlEgress === 'blocked' || result.controlIngress === 'blocked') {
-      return { outcome: 'inconclusive', summary: `the control canary was cut off too (${details.slice(0, 2).join('; ')})`, record: record(false) };
-    }
-    return { outcome: 'blocked', summary: `labelled canary refused in both directions while the control connected (${at})`, record: record(true) };
-  } catch (err) {
-    return inconclusive(at, method, `probe failed: ${errorMessage(err)}`);
-  } finally {
-    for (const name of created) {
-      await ctx.kube.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0 }).catch((err: unknown) => {
-        if (!isNotFound(err)) ctx.log.warn({ pod: name, err: errorMessage(err) }, 'probe pod not deleted');
+  let chosen = usable(debugBase)?.name ?? usable(probeBase)?.name;
+  let added = false;
+  let custody: Record<string, unknown> | undefined;
+  if (!chosen) {
+    const candidates: Array<{ spec: V1EphemeralContainer; record: Record<string, unknown> }> = [];
+    if (ctx.spec.evidence.live.enabled && targetRunning) {
+      const name = next(debugBase);
+      candidates.push({
+        spec: debugContainerSpec(name, image, targetName, ctx.spec.evidence.live.timeoutSeconds),
+        record: { container: name, image, target: targetName, capabilities: DEBUG_CAPABILITIES, purpose: 'isolation verification from the suspect\'s network namespace; DebugContainerLaunched then uses it for live capture' },
       });
-      await ctx.caseFile.record('probe-pod-deleted', { pod: name }, 'NetworkIsolated').catch(() => undefined);
     }
+    const probeName = next(probeBase);
+    candidates.push({ spec: probeOnlySpec(probeName, image), record: { container: probeName, image, capabilities: [], purpose: 'isolation verification from the suspect\'s network namespace (no capability, exits by itself within 10 minutes)' } });
+    let refusal = '';
+    for (const c of candidates) {
+      try {
+        await ctx.kube.core.patchNamespacedPodEphemeralcontainers(
+          { name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body: { spec: { ephemeralContainers: [c.spec] } } },
+          strategicMerge,
+        );
+        chosen = c.spec.name;
+        added = true;
+        custody = { pod: pod.metadata?.name, ...c.record };
+        break;
+      } catch (err) {
+        refusal = errorMessage(err);
+        // PodSecurity refuses the debug container's capabilities: the probe-only one may still pass.
+        if (!(isForbidden(err) && /PodSecurity/i.test(refusal))) break;
+      }
+    }
+    if (!chosen) return { problem: `adding it was refused: ${refusal}` };
   }
+  return { name: chosen, added, custody };
 }
 
-function inconclusive(at: string, method: string, why: string): Verification {
-  return { outcome: 'inconclusive', summary: why, record: { blocked: false, at, method, details: [why] } };
-}
+const FAILED_START = /Err|BackOff|Invalid/;
+/** What the kubelet answers an exec into a container that has not started yet. */
+const NOT_STARTED = /container not found|not running|No such container|is not running|does not exist/i;
 
-async function apiEndpoint(ctx: PhaseContext): Promise<{ host: string; port: string }> {
-  if (process.env.KUBERNETES_SERVICE_HOST) {
-    return { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT ?? '443' };
-  }
-  const svc = await ctx.kube.core.readNamespacedService({ name: 'kubernetes', namespace: 'default' });
-  return { host: svc.spec!.clusterIP!, port: String(svc.spec?.ports?.[0]?.port ?? 443) };
-}
+type Event = { event?: string; port?: number; loopback?: boolean } & Partial<Attempt>;
 
-async function podIP(ctx: PhaseContext, namespace: string, name: string): Promise<string> {
-  const deadline = Date.now() + TIMEOUT_MS;
+/**
+ * Runs netprobe in the container as soon as it runs. The kubelet reports a started container only at
+ * its next relist (up to a second later), so this tries the exec itself every 100 ms (refused while
+ * the container has not started) and reads the pod's status only to stop on a failure that waiting
+ * cannot fix: an image that cannot be pulled, a container that exited, a pod that is gone.
+ * `onEvent` sees each line; when `stop` settles the exec is closed, which closes netprobe's stdin:
+ * its listener goes away with it.
+ */
+async function runNetprobe(
+  ctx: PhaseContext,
+  pod: V1Pod,
+  container: string,
+  command: string[],
+  timeoutMs: number,
+  onEvent: (e: Event) => void,
+  stop: Promise<void>,
+): Promise<{ reported: boolean; error?: string }> {
+  const target = { namespace: pod.metadata!.namespace!, pod: pod.metadata!.name!, container };
+  const deadline = Date.now() + CONTAINER_START_MS;
   for (;;) {
-    const pod = await ctx.kube.core.readNamespacedPod({ name, namespace });
-    if (pod.status?.podIP && pod.status.phase === 'Running') return pod.status.podIP;
-    const waiting = pod.status?.containerStatuses?.[0]?.state?.waiting;
-    if (waiting?.reason && /Err|Invalid|BackOff/.test(waiting.reason)) throw new Error(`probe pod ${name}: ${waiting.reason} ${waiting.message ?? ''}`);
-    if (Date.now() > deadline) throw new Error(`probe pod ${name} did not start within ${TIMEOUT_MS / 1000}s`);
-    await new Promise((r) => setTimeout(r, 200));
+    let failure: string;
+    try {
+      // A stdin that never ends: netprobe sees it close when the operator closes the exec.
+      const exec = await execStream(ctx.kube, target, command, timeoutMs, new PassThrough());
+      void stop.then(() => exec.abort());
+      let reported = false;
+      let buffered = '';
+      try {
+        for await (const chunk of exec.stdout) {
+          buffered += chunk.toString('utf8');
+          let nl;
+          while ((nl = buffered.indexOf('\n')) >= 0) {
+            const line = buffered.slice(0, nl);
+            buffered = buffered.slice(nl + 1);
+            let event: Event;
+            try {
+              event = JSON.parse(line) as Event;
+            } catch {
+              continue;
+            }
+            reported = true;
+            onEvent(event);
+          }
+        }
+      } finally {
+        exec.abort();
+      }
+      if (reported) return { reported };
+      const r = await exec.result.then((x) => `exit ${x.exitCode}: ${x.stderrTail.trim() || 'no output'}`, (err: unknown) => errorMessage(err));
+      failure = r;
+    } catch (err) {
+      failure = errorMessage(err);
+    }
+    if (!NOT_STARTED.test(failure)) return { reported: false, error: `netprobe did not report (${failure})` };
+    const current = await ctx.livePod({ fresh: true });
+    if (!current) return { reported: false, error: `the suspect pod disappeared while ${container} was starting` };
+    const st = current.status?.ephemeralContainerStatuses?.find((x) => x.name === container);
+    if (st?.state?.terminated || FAILED_START.test(st?.state?.waiting?.reason ?? '')) return { reported: false, error: `${container} cannot run: ${describeState(st)}` };
+    if (Date.now() > deadline) return { reported: false, error: `${container} not running after ${CONTAINER_START_MS / 1000} s (${describeState(st)}; last exec: ${failure})` };
+    await sleep(100);
   }
 }
 
-async function logLine(ctx: PhaseContext, namespace: string, name: string, until: RegExp): Promise<string> {
-  const deadline = Date.now() + TIMEOUT_MS;
-  for (;;) {
-    const log = await ctx.kube.core.readNamespacedPodLog({ name, namespace }).catch(() => '');
-    if (until.test(log)) return log;
-    if (Date.now() > deadline) throw new Error(`probe pod ${name} printed no result within ${TIMEOUT_MS / 1000}s`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+/** Runs the four observations concurrently; returns when each has settled (blocked, or its window ended). */
+async function probe(
+  ctx: PhaseContext,
+  pod: V1Pod,
+  container: string,
+  egressTarget: string,
+  api: { host: string; port: number },
+  proberIP: string,
+): Promise<{ seen: Observations; listener: string; readyAt?: number }> {
+  const seen: Observations = { egress: [], ingress: [], egressControl: [], ingressControl: [] };
+  const podIP = pod.status!.podIP!;
+  const windowMs = WINDOW_MS;
+  let listener = `${podIP}:?`;
+  let readyAt: number | undefined;
+  /** Each until `stop` says so or the window ends, every 100 ms. */
+  const repeat = async (into: Attempt[], host: string, port: number, stop: (a: Attempt) => boolean) => {
+    const deadline = Date.now() + windowMs;
+    for (;;) {
+      const a = await tryConnect(host, port, ATTEMPT_MS);
+      into.push(a);
+      if (stop(a) || Date.now() >= deadline) return;
+      await sleep(100);
+    }
+  };
+  // Controls run alongside: each until it connects or the window ends.
+  const controls = Promise.all([
+    repeat(seen.egressControl, api.host, api.port, (a) => a.result === 'open'),
+    repeat(seen.ingressControl, proberIP, PROBER_PORT, (a) => a.result === 'open'),
+  ]);
+  let ingress: Promise<void> | undefined;
+  let finished: () => void = () => undefined;
+  const stop = new Promise<void>((resolve) => {
+    finished = resolve;
+  });
+  const run = await runNetprobe(
+    ctx,
+    pod,
+    container,
+    ['/usr/bin/node', NETPROBE, 'suspect', '--egress', egressTarget, '--window-ms', String(windowMs), '--attempt-ms', String(ATTEMPT_MS)],
+    windowMs + 4 * ATTEMPT_MS + 15_000,
+    (event) => {
+      if (event.event === 'listening' && typeof event.port === 'number' && seen.loopback === undefined) {
+        seen.loopback = event.loopback === true;
+        readyAt = Date.now();
+        listener = `${podIP}:${event.port}`;
+        // Ingress: until refused, or the window ends (only to a listener that answered on loopback).
+        if (seen.loopback) ingress = repeat(seen.ingress, podIP, event.port, (a) => a.result !== 'open');
+      } else if (event.event === 'egress' && (event.result === 'open' || event.result === 'blocked' || event.result === 'error')) {
+        seen.egress.push({ result: event.result, detail: String(event.detail ?? ''), ms: Number(event.ms ?? 0) });
+      } else if (event.event === 'egress-done') {
+        // Egress has settled; once ingress has too, the exec closes.
+        void (ingress ?? Promise.resolve()).then(finished);
+      }
+    },
+    stop,
+  ).then((r) => r, (err: unknown) => ({ reported: false, error: errorMessage(err) }));
+  await Promise.all([ingress, controls]);
+  if (!run.reported) seen.egress.push({ result: 'error', detail: run.error ?? 'netprobe did not report', ms: 0 });
+  return { seen, listener, readyAt };
 }

@@ -3,10 +3,11 @@
 import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
 import { parseSpec, type Investigation, type InvestigationSpec } from '../../../../src/api/investigation.js';
 import { containNowPhases } from '../../../../src/engine/case-status.js';
+import type { OperatorConfig } from '../../../../src/config.js';
 import type { Kube } from '../../../../src/kube/client.js';
 import { logger } from '../../../../src/log.js';
 import { phases } from '../../../../src/phases/index.js';
-import { isolateNow, mayContainNow } from '../../../../src/phases/network-isolated/contain-now.js';
+import { containNowTarget, isolateNow } from '../../../../src/phases/network-isolated/contain-now.js';
 
 const UID = '0a1b2c3d-0000-1111-2222-333344445555';
 const KEY = 'casefile.dev/incident-0a1b2c3d';
@@ -52,7 +53,7 @@ class Cluster {
   }
 }
 
-const ctx = (cluster: Cluster, s = spec()) => ({ investigation: inv, spec: s, kube: cluster.kube(), log: logger.child({}, { level: 'silent' }) });
+const ctx = (cluster: Cluster, s = spec()) => ({ investigation: inv, spec: s, kube: cluster.kube(), log: logger.child({}, { level: 'silent' }), config: {} as OperatorConfig });
 
 describe('isolateNow', () => {
   test('creates the deny-all policy (UID and applied-at annotated) and labels the pod, the label patch tested against the pod UID', async () => {
@@ -110,10 +111,10 @@ describe('isolateNow', () => {
     expect(cluster.pod!.metadata!.labels![KEY]).toBeUndefined();
   });
 
-  test('mayContainNow: a terminating pod is left alone', () => {
+  test('containNowTarget: a terminating pod is left alone; otherwise the container TargetResolved will choose', () => {
     const pod: V1Pod = { metadata: { name: 'web-1', uid: 'u', deletionTimestamp: new Date() }, spec: { containers: [{ name: 'app' }] } };
-    expect(mayContainNow(pod, spec())).toBe(false);
-    expect(mayContainNow({ ...pod, metadata: { name: 'web-1', uid: 'u' } }, spec())).toBe(true);
+    expect(containNowTarget(pod, spec())).toBeUndefined();
+    expect(containNowTarget({ ...pod, metadata: { name: 'web-1', uid: 'u' } }, spec())).toBe('app');
   });
 });
 
