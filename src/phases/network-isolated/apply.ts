@@ -13,7 +13,8 @@ import { podGone } from '../manifest-captured.js';
 import type { PhaseContext, PhaseOutcome } from '../phase.js';
 import { originalArtifact } from '../shared/originals.js';
 import { detachFromWorkload } from './detach.js';
-import { prepareVerification, verifyIsolation } from './isolation-probe.js';
+import { verifyIsolation } from './isolation-probe.js';
+import { prepareVerification } from './probe-container.js';
 import { APPLIED_AT, describeAllowances, excludesLabel, incidentLabel, incidentLabelPatch, INVESTIGATION_UID, isolationPolicy, needsExclusion, PHASE } from './policy.js';
 
 export interface PatchedPolicy {

@@ -11,7 +11,7 @@ import { isConflict, isNotFound } from '../../kube/client.js';
 import type { InvestigationSpec } from '../../api/investigation.js';
 import type { ContainNowContext } from '../phase.js';
 import { alertContainerHints, chooseContainer } from '../target-resolved.js';
-import { prepareVerification } from './isolation-probe.js';
+import { prepareVerification } from './probe-container.js';
 import { incidentLabel, incidentLabelPatch, isolationPolicy } from './policy.js';
 
 /**
