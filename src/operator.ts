@@ -2,7 +2,7 @@
 // feeds keys into a rate-limited work queue, whose workers run the reconciler. Alert intake and the
 // audit receiver run in threads of their own; this thread tells them when it leads and when to stop.
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { INVESTIGATION_PLURAL } from './api/investigation.js';
+import { INVESTIGATION_PLURAL, type Investigation } from './api/investigation.js';
 import { AuthenticationV1Api } from '@kubernetes/client-node';
 import { podAccessAlert } from './audit/alert.js';
 import type { AuditRecord } from './audit/record.js';
@@ -26,10 +26,11 @@ import { LeaderElector } from './engine/leader.js';
 import { Metrics } from './engine/metrics.js';
 import { WorkQueue } from './engine/queue.js';
 import { wantsContainmentLane } from './engine/case-status.js';
+import { ContainmentLane } from './engine/containment-lane.js';
 import { InvestigationReconciler } from './engine/reconciler.js';
 import { ensureSigningKey, SigningKeys } from './engine/signing-keys.js';
 
-/** Workers of the containment lane: each run is a read and two concurrent writes, never a capture. */
+/** Workers of the containment lane: each run is two concurrent writes (and a finalizer patch), never a capture. */
 const CONTAINMENT_WORKERS = 2;
 
 export async function runOperator(config: OperatorConfig): Promise<void> {
@@ -51,15 +52,19 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     signingKey: () => signingKeys.current(),
     audit: audit?.trail,
   });
-  const queue = new WorkQueue((key) => reconciler.reconcile(key), {
+  // ContainFirst's first writes (the deny-all policy and the label) on a lane of their own: a new case
+  // is isolated while every investigations worker is busy capturing others. Its reconcile waits for them.
+  const lane = new ContainmentLane({ kube, config, log, cached: (key) => informer.get(key) as Investigation | undefined });
+  const queue = new WorkQueue(async (key) => {
+    await lane.settled(key);
+    return reconciler.reconcile(key);
+  }, {
     name: 'investigations',
     workers: config.workers,
     log: log.child({ component: 'queue' }),
     onMetrics: metrics.queueHooks('investigations'),
   });
-  // ContainFirst's first writes (the deny-all policy and the label) on a lane of their own: a new case
-  // is isolated while every investigations worker is busy capturing others.
-  const containment = new WorkQueue((key) => reconciler.containNow(key), {
+  const containment = new WorkQueue((key) => lane.run(key), {
     name: 'containment',
     workers: CONTAINMENT_WORKERS,
     log: log.child({ component: 'containment-queue' }),
@@ -81,7 +86,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const intakePort = config.intake?.port;
   const intake =
     intakePort !== undefined
-      ? new IntakeThread({ ...config.intake, port: intakePort }, { kubeconfig: config.kubeconfig, evidenceDir: config.evidenceDir, observe: metricsObserver(metrics), log, onOpened: (key) => containment.add(key) })
+      ? new IntakeThread({ ...config.intake, port: intakePort }, { kubeconfig: config.kubeconfig, evidenceDir: config.evidenceDir, observe: metricsObserver(metrics), log, onOpened: (inv) => containment.add(lane.handOver(inv)) })
       : undefined;
   await intake?.start();
   // The case-file API serves sealed files on every replica, leader or not (it only reads).

@@ -37,7 +37,7 @@ export function containNowPhases(inv: { metadata: { deletionTimestamp?: unknown;
 
 /**
  * A cheap look at an Investigation as an event (or intake's create) delivered it: could it want first
- * containment writes? (The containment lane then reads the latest object and decides with containNowPhases.)
+ * containment writes? (The containment lane then takes its latest copy and decides with containNowPhases.)
  */
 export function wantsContainmentLane(obj: { metadata?: { finalizers?: string[] }; spec?: unknown; status?: { conditions?: unknown[] } }): boolean {
   const spec = obj.spec as { containment?: { order?: unknown }; release?: unknown } | undefined;

@@ -22,7 +22,7 @@ import type { Logger } from '../log.js';
 import { phases, phasesInOrder } from '../phases/index.js';
 import { errorMessage, RetryableError } from '../errors.js';
 import type { AlertImporter, AuditTrailSource, Phase, PhaseContext, PhaseOutcome, ReleaseContext } from '../phases/phase.js';
-import { containmentApplied, containmentDrift, containNowPhases, overallPhase, readiness } from './case-status.js';
+import { containmentApplied, containmentDrift, overallPhase, readiness } from './case-status.js';
 import { EventRecorder } from './events.js';
 import { isConflict, isNotFound, type Kube } from '../kube/client.js';
 import type { Metrics } from './metrics.js';
@@ -64,45 +64,6 @@ export class InvestigationReconciler {
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
-  /** Keys whose first containment writes are in flight: reconcile waits for them, so a release never overtakes them. */
-  private readonly containing = new Map<string, Promise<unknown>>();
-
-  /**
-   * The containment lane (ContainFirst): reads the latest object and makes the containment phases'
-   * first cluster writes (Phase.containNow) before reconcile() adds the finalizer, opens the case file or
-   * writes status; those follow on the main queue and record what was done. Runs on its own queue, so
-   * a case waiting for isolation never waits behind others that are capturing.
-   */
-  async containNow(key: string): Promise<void> {
-    const work = this.firstWrites(key);
-    this.containing.set(key, work.catch(() => undefined));
-    try {
-      await work;
-    } finally {
-      this.containing.delete(key);
-    }
-  }
-
-  private async firstWrites(key: string): Promise<void> {
-    const inv = await this.read(key);
-    if (!inv) return;
-    const parsed = parseSpec(inv.spec);
-    if (!parsed.ok) return; // reconcile() refuses it, with what to fix
-    const todo = containNowPhases(inv, parsed.spec, this.deps.phases ?? phases);
-    if (todo.length === 0) return;
-    const log = this.deps.log.child({ investigation: key });
-    // The finalizer goes out with the first writes, not after them: a case deleted right after must
-    // still be released, label included (the policy alone would go with its ownerReference).
-    const finalizer = this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] }).catch((err: unknown) => {
-      if (!isConflict(err)) throw err; // changed meanwhile: reconcile() adds it from the latest object
-    });
-    await Promise.all([...todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log, config: this.deps.config })), finalizer]);
-    if (this.deps.config.exitAfterPhase === 'ContainNow') {
-      log.warn('fault injection: exiting after the first containment writes (CASEFILE_EXIT_AFTER_PHASE=ContainNow)');
-      process.exit(137);
-    }
-  }
-
   private async read(key: string): Promise<Investigation | undefined> {
     const [namespace, name] = key.split('/') as [string, string];
     try {
@@ -116,7 +77,6 @@ export class InvestigationReconciler {
   }
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
-    await this.containing.get(key);
     let inv = await this.read(key);
     if (!inv) return;
     const log = this.deps.log.child({ investigation: key });

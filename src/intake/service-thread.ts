@@ -26,7 +26,7 @@ const flushing = setInterval(flush, METRICS_EVERY_MS);
 
 // A ContainFirst case goes to the main thread's containment lane at once, not a watch event later.
 const onOpened = (inv: Investigation) => {
-  if (wantsContainmentLane(inv)) post({ kind: 'opened', key: `${inv.metadata.namespace}/${inv.metadata.name}` });
+  if (wantsContainmentLane(inv)) post({ kind: 'opened', investigation: inv });
 };
 const service = new IntakeService(data.config, { kube: Kube.fromEnvironment(data.kubeconfig), observe: metrics, log: logger, evidenceDir: data.evidenceDir, onOpened });
 

@@ -8,6 +8,7 @@
 // standby server in the main thread holds the port and answers as a replica that is not ready does
 // (401 without credentials, else 503 with Retry-After), so senders retry instead of being refused.
 import { Worker } from 'node:worker_threads';
+import type { Investigation } from '../api/investigation.js';
 import type { AuditAlert } from '../audit/alert.js';
 import type { IntakeConfig } from '../config.js';
 import { errorMessage } from '../errors.js';
@@ -31,7 +32,7 @@ export type FromIntakeThread =
   | { kind: 'loaded' }
   | { kind: 'listening'; port: number }
   | { kind: 'metrics'; batch: IntakeMetricsBatch }
-  | { kind: 'opened'; key: string }
+  | { kind: 'opened'; investigation: Investigation }
   | { kind: 'stopped' };
 
 /** The part of a Worker this bridge uses (tests pass a fake). */
@@ -56,8 +57,8 @@ export interface IntakeThreadOptions {
   stableMs?: number;
   /** After `stop`, the thread is terminated if it has not exited within this. Default 10 s. */
   stopTimeoutMs?: number;
-  /** A ContainFirst Investigation the thread created (namespace/name): for the containment lane. */
-  onOpened?: (key: string) => void;
+  /** A ContainFirst Investigation the thread created, as the API server returned it: for the containment lane. */
+  onOpened?: (inv: Investigation) => void;
 }
 
 /**
@@ -174,7 +175,7 @@ export class IntakeThread {
       case 'metrics':
         return replayBatch(message.batch, this.opts.observe);
       case 'opened':
-        return this.opts.onOpened?.(message.key);
+        return this.opts.onOpened?.(message.investigation);
       case 'stopped':
         void worker.terminate();
         return;

@@ -13,6 +13,7 @@ import type { Kube } from '../../../src/kube/client.js';
 import { Metrics } from '../../../src/engine/metrics.js';
 import { WorkQueue } from '../../../src/engine/queue.js';
 import { wantsContainmentLane } from '../../../src/engine/case-status.js';
+import { ContainmentLane } from '../../../src/engine/containment-lane.js';
 import { InvestigationReconciler } from '../../../src/engine/reconciler.js';
 import { RequeueAfter, RetryableError, TerminalError } from '../../../src/errors.js';
 import type { Phase, ReleaseContext } from '../../../src/phases/phase.js';
@@ -24,6 +25,7 @@ const UID = '0a1b2c3d-0000-1111-2222-333344445555';
 class FakeApi {
   inv: Investigation;
   statusWrites = 0;
+  reads = 0;
   onWrite: () => void = () => undefined;
 
   constructor(spec: object) {
@@ -36,7 +38,10 @@ class FakeApi {
 
   kube(): Kube {
     const custom = {
-      getNamespacedCustomObject: async () => structuredClone(this.inv),
+      getNamespacedCustomObject: async () => {
+        this.reads++;
+        return structuredClone(this.inv);
+      },
       patchNamespacedCustomObject: async (p: { body: { metadata: { finalizers: string[]; resourceVersion?: string } } }) => {
         if (p.body.metadata.resourceVersion !== undefined && p.body.metadata.resourceVersion !== this.inv.metadata.resourceVersion) {
           throw Object.assign(new Error('conflict'), { code: 409, body: {} });
@@ -264,8 +269,10 @@ describe('log volume', () => {
 
 describe('the containment lane (ContainFirst first writes)', () => {
   const contain = { target: { pod: 'web-1' }, containment: { order: 'ContainFirst', network: { isolate: true } } };
+  const lane = (api: FakeApi, phases: Phase[], cached?: (key: string) => Investigation | undefined) =>
+    new ContainmentLane({ kube: api.kube(), config: { evidenceDir: root, identity: 'test' } as OperatorConfig, log: lineCounter().log, phases, cached });
 
-  test('containNow runs the containment phase\'s first writes before any status or finalizer, and reconcile() waits for them', async () => {
+  test('the lane makes the containment phase\'s first writes before any status write, with the finalizer; a reconcile waiting on it runs after', async () => {
     const api = new FakeApi(contain);
     const order: string[] = [];
     let finish: () => void = () => undefined;
@@ -278,21 +285,52 @@ describe('the containment lane (ContainFirst first writes)', () => {
         order.push('containNow done');
       },
     });
-    const r = reconciler(api, [fakePhase('TargetResolved'), isolated]);
-    const lane = r.containNow(KEY);
+    const phases = [fakePhase('TargetResolved'), isolated];
+    const l = lane(api, phases);
+    const r = reconciler(api, phases);
+    const first = l.run(KEY);
     await new Promise((r) => setImmediate(r));
-    const main = r.reconcile(KEY);
+    // The operator's main queue handler: wait for the lane's writes of the key, then reconcile.
+    const main = (async () => {
+      await l.settled(KEY);
+      await r.reconcile(KEY);
+    })();
     await new Promise((r) => setTimeout(r, 20));
     expect(api.statusWrites).toBe(0); // the reconcile is held until the first writes are done
     expect(api.inv.metadata.finalizers).toEqual(['casefile.dev/release']); // but the finalizer went out with them
     finish();
-    await lane;
+    await first;
     await main;
     expect(order).toEqual(['containNow (status writes so far: 0)', 'containNow done', 'run']);
     expect(cond(api, 'NetworkIsolated')).toMatchObject({ status: 'True' });
+    expect(l.settled(KEY)).toBeUndefined();
     // Once the reconcile has begun, the lane has nothing left to do.
-    await r.containNow(KEY);
+    await l.run(KEY);
     expect(order.filter((o) => o.startsWith('containNow ('))).toHaveLength(1);
+  });
+
+  test('acts on the informer\'s copy, or the one intake handed over, without reading the API server; reads only when it has neither', async () => {
+    for (const source of ['cached', 'handed', 'read'] as const) {
+      const api = new FakeApi(contain);
+      const seen: string[] = [];
+      const isolated = fakePhase('NetworkIsolated', () => undefined, { containment: true, containNow: async (ctx) => void seen.push(ctx.investigation.metadata.uid) });
+      const l = lane(api, [fakePhase('TargetResolved'), isolated], source === 'cached' ? () => structuredClone(api.inv) : undefined);
+      if (source === 'handed') expect(l.handOver(structuredClone(api.inv))).toBe(KEY);
+      await l.run(KEY);
+      expect(seen).toEqual([UID]);
+      expect(api.reads).toBe(source === 'read' ? 1 : 0);
+    }
+  });
+
+  test('a stale copy: the writes are made, the finalizer patch (guarded by its resourceVersion) is left to reconcile()', async () => {
+    const api = new FakeApi(contain);
+    const stale = structuredClone(api.inv);
+    api.edit({ ...contain, note: 'edited' });
+    let calls = 0;
+    const isolated = fakePhase('NetworkIsolated', () => undefined, { containment: true, containNow: async () => void calls++ });
+    await lane(api, [fakePhase('TargetResolved'), isolated], () => stale).run(KEY);
+    expect(calls).toBe(1);
+    expect(api.inv.metadata.finalizers).toEqual([]);
   });
 
   test('an EvidenceFirst case, or one being released, gets no first writes', async () => {
@@ -300,7 +338,7 @@ describe('the containment lane (ContainFirst first writes)', () => {
       const api = new FakeApi(spec);
       let calls = 0;
       const isolated = fakePhase('NetworkIsolated', () => undefined, { containment: true, containNow: async () => void calls++ });
-      await reconciler(api, [fakePhase('TargetResolved'), isolated]).containNow(KEY);
+      await lane(api, [fakePhase('TargetResolved'), isolated]).run(KEY);
       expect(calls).toBe(0);
     }
   });

@@ -3,6 +3,7 @@
 // metrics batches replayed, a crash answered by the standby and a restart with backoff, and stop.
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from '@jest/globals';
+import type { Investigation } from '../../../src/api/investigation.js';
 import type { AuditAlert } from '../../../src/audit/alert.js';
 import { MetricsBatch, replayBatch, type IntakeObserver } from '../../../src/intake/metrics-batch.js';
 import type { Standby } from '../../../src/intake/standby.js';
@@ -62,7 +63,7 @@ function recorder(): IntakeObserver & { calls: string[] } {
 
 function setup(opts: { backoffMs?: (n: number) => number; stopTimeoutMs?: number } = {}) {
   const workers: FakeWorker[] = [];
-  const opened: string[] = [];
+  const opened: Investigation[] = [];
   const standby = new FakeStandby();
   const observe = recorder();
   const thread = new IntakeThread(config, {
@@ -72,7 +73,7 @@ function setup(opts: { backoffMs?: (n: number) => number; stopTimeoutMs?: number
     standby,
     backoffMs: opts.backoffMs ?? (() => 5),
     stopTimeoutMs: opts.stopTimeoutMs,
-    onOpened: (key) => opened.push(key),
+    onOpened: (inv) => opened.push(inv),
     spawn: () => {
       const w = new FakeWorker();
       workers.push(w);
@@ -121,8 +122,10 @@ describe('IntakeThread', () => {
     const started = thread.start();
     await bringUp(workers[0]!);
     await started;
-    workers[0]!.send({ kind: 'opened', key: 'shop/contain-shells-web-1-0a1b2c3d' });
-    expect(opened).toEqual(['shop/contain-shells-web-1-0a1b2c3d']);
+    // The object as the API server returned it: the lane acts on it without a read or a watch event.
+    const inv: Investigation = { apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name: 'contain-shells-web-1-0a1b2c3d', namespace: 'shop', uid: 'u-1', resourceVersion: '7' }, spec: {} };
+    workers[0]!.send({ kind: 'opened', investigation: inv });
+    expect(opened).toEqual([inv]);
   });
 
   it('replays metrics batches into the observer', async () => {

@@ -25,28 +25,46 @@ class Cluster {
   pod: V1Pod | undefined = { metadata: { name: 'web-1', namespace: 'shop', uid: 'pod-uid', labels: { app: 'web' } }, spec: { containers: [{ name: 'app' }] } };
   policies: V1NetworkPolicy[] = [];
   patches: object[][] = [];
+  reads = 0;
   policyExists = false;
 
   kube(): Kube {
+    const invalid = (m: string) => Object.assign(new Error(m), { code: 422, body: {} });
     const core = {
       readNamespacedPod: async () => {
+        this.reads++;
         if (!this.pod) throw notFound();
         return structuredClone(this.pod);
       },
+      // A JSON patch as the API server applies it: all or nothing, a failed test or a missing parent is 422.
       patchNamespacedPod: async (p: { body: { op: string; path: string; value: unknown }[] }) => {
         this.patches.push(p.body);
+        if (!this.pod) throw notFound();
+        const next = structuredClone(this.pod);
         for (const op of p.body) {
-          if (op.op === 'test' && op.path === '/metadata/uid' && op.value !== this.pod!.metadata!.uid) throw Object.assign(new Error('test failed'), { code: 422, body: {} });
+          const label = op.path.startsWith('/metadata/labels/') ? op.path.slice('/metadata/labels/'.length).replace(/~1/g, '/') : undefined;
+          if (op.op === 'test' && op.path === '/metadata/uid' && op.value !== next.metadata!.uid) throw invalid('uid test failed');
+          if (op.op === 'test' && label && next.metadata!.labels?.[label] !== op.value) throw invalid('label test failed');
+          if (op.op === 'add' && op.path === '/metadata/labels') next.metadata!.labels = op.value as Record<string, string>;
+          else if (op.op === 'add' && label) {
+            if (!next.metadata!.labels) throw invalid('missing parent /metadata/labels');
+            next.metadata!.labels[label] = op.value as string;
+          }
+          if (op.op === 'remove' && label) delete next.metadata!.labels![label];
         }
-        for (const op of p.body) if (op.op === 'add') this.pod!.metadata!.labels![op.path.split('/').pop()!.replace(/~1/g, '/')] = op.value as string;
-        return structuredClone(this.pod);
+        this.pod = next;
+        return structuredClone(next);
       },
     };
     const networking = {
       createNamespacedNetworkPolicy: async (p: { body: V1NetworkPolicy }) => {
         if (this.policyExists) throw conflict();
-        this.policies.push(p.body);
-        return p.body;
+        const made = { ...p.body, metadata: { ...p.body.metadata, uid: `policy-${this.policies.length}` } };
+        this.policies.push(made);
+        return made;
+      },
+      deleteNamespacedNetworkPolicy: async (p: { name: string; body: { preconditions: { uid: string } } }) => {
+        this.policies = this.policies.filter((x) => !(x.metadata!.name === p.name && x.metadata!.uid === p.body.preconditions.uid));
       },
     };
     return { core, networking } as unknown as Kube;
@@ -56,7 +74,7 @@ class Cluster {
 const ctx = (cluster: Cluster, s = spec()) => ({ investigation: inv, spec: s, kube: cluster.kube(), log: logger.child({}, { level: 'silent' }), config: {} as OperatorConfig });
 
 describe('isolateNow', () => {
-  test('creates the deny-all policy (UID and applied-at annotated) and labels the pod, the label patch tested against the pod UID', async () => {
+  test('creates the deny-all policy (UID and applied-at annotated) and labels the pod at once, without reading it first', async () => {
     const cluster = new Cluster();
     await isolateNow(ctx(cluster));
     expect(cluster.policies).toHaveLength(1);
@@ -64,8 +82,26 @@ describe('isolateNow', () => {
     expect(annotations['casefile.dev/investigation-uid']).toBe(UID);
     expect(Number.isNaN(Date.parse(annotations['casefile.dev/applied-at']!))).toBe(false);
     expect(cluster.policies[0]!.spec!.podSelector).toEqual({ matchLabels: { [KEY]: 'isolated' } });
-    expect(cluster.patches[0]![0]).toEqual({ op: 'test', path: '/metadata/uid', value: 'pod-uid' });
     expect(cluster.pod!.metadata!.labels).toEqual({ app: 'web', [KEY]: 'isolated' });
+    expect(cluster.reads).toBe(0);
+  });
+
+  test('a spec naming the pod UID: the label patch is tested against it', async () => {
+    const cluster = new Cluster();
+    await isolateNow(ctx(cluster, spec({ target: { pod: 'web-1', uid: 'pod-uid' } })));
+    expect(cluster.patches[0]![0]).toEqual({ op: 'test', path: '/metadata/uid', value: 'pod-uid' });
+    expect(cluster.pod!.metadata!.labels![KEY]).toBe('isolated');
+    expect(cluster.reads).toBe(0);
+  });
+
+  test('a pod without labels: read once, then the labels object is made (still tested against its UID)', async () => {
+    const cluster = new Cluster();
+    delete cluster.pod!.metadata!.labels;
+    await isolateNow(ctx(cluster));
+    expect(cluster.reads).toBe(1);
+    expect(cluster.pod!.metadata!.labels).toEqual({ [KEY]: 'isolated' });
+    expect(cluster.patches[1]![0]).toEqual({ op: 'test', path: '/metadata/uid', value: 'pod-uid' });
+    expect(cluster.policies).toHaveLength(1);
   });
 
   test('a policy already there (a repeat, a restart) is left to run() to judge; the label still lands', async () => {
@@ -75,14 +111,7 @@ describe('isolateNow', () => {
     expect(cluster.pod!.metadata!.labels![KEY]).toBe('isolated');
   });
 
-  test('an already labelled pod is not patched again', async () => {
-    const cluster = new Cluster();
-    cluster.pod!.metadata!.labels![KEY] = 'isolated';
-    await isolateNow(ctx(cluster));
-    expect(cluster.patches).toHaveLength(0);
-  });
-
-  test('no pod, a pod with another UID than the spec names, or an unnameable container: nothing is written', async () => {
+  test('no pod, a pod with another UID than the spec names: the policy is taken back and the pod left as it was', async () => {
     const gone = new Cluster();
     gone.pod = undefined;
     await isolateNow(ctx(gone));
@@ -91,24 +120,35 @@ describe('isolateNow', () => {
     const replaced = new Cluster();
     await isolateNow(ctx(replaced, spec({ target: { pod: 'web-1', uid: 'another-uid' } })));
     expect(replaced.policies).toHaveLength(0);
-    expect(replaced.patches).toHaveLength(0);
+    expect(replaced.pod!.metadata!.labels).toEqual({ app: 'web' });
+  });
 
+  test('a pod the case would not accept (a container the target cannot name, terminating): both writes taken back', async () => {
     const wrongContainer = new Cluster();
     await isolateNow(ctx(wrongContainer, spec({ target: { pod: 'web-1', container: 'sidecar' } })));
     expect(wrongContainer.policies).toHaveLength(0);
+    expect(wrongContainer.pod!.metadata!.labels).toEqual({ app: 'web' });
+    // The take-back is pinned: the pod's UID and the label's value are tested before the label goes.
+    expect(wrongContainer.patches[1]!.slice(0, 2)).toEqual([
+      { op: 'test', path: '/metadata/uid', value: 'pod-uid' },
+      { op: 'test', path: `/metadata/labels/${KEY.replace('/', '~1')}`, value: 'isolated' },
+    ]);
+
+    const terminating = new Cluster();
+    terminating.pod!.metadata!.deletionTimestamp = new Date();
+    await isolateNow(ctx(terminating));
+    expect(terminating.policies).toHaveLength(0);
+    expect(terminating.pod!.metadata!.labels![KEY]).toBeUndefined();
   });
 
-  test('a pod replaced between the read and the label: the UID test fails and the error says which step', async () => {
+  test('a failed label write: the error says which step, and the policy does not stay behind', async () => {
     const cluster = new Cluster();
     const kube = cluster.kube();
-    const read = kube.core.readNamespacedPod.bind(kube.core);
-    (kube.core as unknown as { readNamespacedPod: typeof read }).readNamespacedPod = async (p) => {
-      const pod = await read(p);
-      cluster.pod!.metadata!.uid = 'replacement-uid';
-      return pod;
+    (kube.core as unknown as { patchNamespacedPod: () => Promise<never> }).patchNamespacedPod = async () => {
+      throw Object.assign(new Error('etcd timeout'), { code: 500, body: {} });
     };
     await expect(isolateNow({ ...ctx(cluster), kube })).rejects.toThrow(/labelling pod web-1/);
-    expect(cluster.pod!.metadata!.labels![KEY]).toBeUndefined();
+    expect(cluster.policies).toHaveLength(0);
   });
 
   test('containNowTarget: a terminating pod is left alone; otherwise the container TargetResolved will choose', () => {

@@ -1,0 +1,95 @@
+// The containment lane (ContainFirst): the containment phases' first cluster writes (Phase.containNow),
+// before the main reconcile adds the finalizer, opens the case file or writes status; those follow on
+// the main queue and record what was done. It runs on its own queue, so a case waiting for isolation
+// never waits behind others that are capturing, and it reads the object from the informer's cache (or
+// as intake's create returned it) like a controller-runtime client: no API round trip before the writes.
+// A stale copy costs nothing: every write is idempotent, the finalizer patch is guarded by the copy's
+// resourceVersion, and the lane acts only on a case nobody has touched (no finalizer, no condition).
+import { FINALIZER, GROUP, INVESTIGATION_PLURAL, parseSpec, VERSION, type Investigation } from '../api/investigation.js';
+import type { OperatorConfig } from '../config.js';
+import { isConflict, isNotFound, type Kube } from '../kube/client.js';
+import type { Logger } from '../log.js';
+import { phases } from '../phases/index.js';
+import type { Phase } from '../phases/phase.js';
+import { containNowPhases } from './case-status.js';
+
+export interface ContainmentLaneDeps {
+  kube: Kube;
+  config: OperatorConfig;
+  log: Logger;
+  phases?: readonly Phase[];
+  /** The informer's latest copy of a key (none: read from the API server). */
+  cached?: (key: string) => Investigation | undefined;
+}
+
+export class ContainmentLane {
+  /** Keys whose first writes are in flight: the main reconcile waits for them, so a release never overtakes them. */
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+  /** Investigations as intake's create returned them, until the lane has run them (the watch may not have delivered them yet). */
+  private readonly handedOver = new Map<string, Investigation>();
+
+  constructor(private readonly deps: ContainmentLaneDeps) {}
+
+  /** An Investigation just created (by intake): the lane need not wait for the watch to see it. */
+  handOver(inv: Investigation): string {
+    const key = `${inv.metadata.namespace}/${inv.metadata.name}`;
+    this.handedOver.set(key, inv);
+    return key;
+  }
+
+  /** The first writes of `key` if they are in flight (never rejects). */
+  settled(key: string): Promise<unknown> | undefined {
+    return this.inFlight.get(key);
+  }
+
+  /** The queue's handler. */
+  async run(key: string): Promise<void> {
+    const work = this.firstWrites(key);
+    this.inFlight.set(key, work.catch(() => undefined));
+    try {
+      await work;
+    } finally {
+      this.inFlight.delete(key);
+    }
+  }
+
+  private async firstWrites(key: string): Promise<void> {
+    const handed = this.handedOver.get(key);
+    this.handedOver.delete(key);
+    const inv = this.deps.cached?.(key) ?? handed ?? (await this.read(key));
+    if (!inv) return;
+    const parsed = parseSpec(inv.spec);
+    if (!parsed.ok) return; // reconcile() refuses it, with what to fix
+    const todo = containNowPhases(inv, parsed.spec, this.deps.phases ?? phases);
+    if (todo.length === 0) return;
+    const log = this.deps.log.child({ investigation: key });
+    // The finalizer goes out with the first writes, not after them: a case deleted right after must
+    // still be released, label included (the policy alone would go with its ownerReference).
+    const finalizer = this.deps.kube.custom
+      .patchNamespacedCustomObject(
+        {
+          group: GROUP, version: VERSION, namespace: inv.metadata.namespace, plural: INVESTIGATION_PLURAL, name: inv.metadata.name,
+          body: { metadata: { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER], resourceVersion: inv.metadata.resourceVersion } },
+        },
+        this.deps.kube.mergePatch,
+      )
+      .catch((err: unknown) => {
+        if (!isConflict(err)) throw err; // changed meanwhile: reconcile() adds it from the latest object
+      });
+    await Promise.all([...todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log, config: this.deps.config })), finalizer]);
+    if (this.deps.config.exitAfterPhase === 'ContainNow') {
+      log.warn('fault injection: exiting after the first containment writes (CASEFILE_EXIT_AFTER_PHASE=ContainNow)');
+      process.exit(137);
+    }
+  }
+
+  private async read(key: string): Promise<Investigation | undefined> {
+    const [namespace, name] = key.split('/') as [string, string];
+    try {
+      return (await this.deps.kube.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: INVESTIGATION_PLURAL, name })) as Investigation;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+}
