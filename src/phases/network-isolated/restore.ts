@@ -27,9 +27,10 @@ export function appliedIsolation(ctx: ReleaseContext): { policy?: string; labelK
 
 /**
  * What the first writes (contain-now.ts) may have applied before anything recorded it: the policy named
- * for this case and carrying its UID, and the incident label, whose key is this case's alone.
+ * for this case and carrying its UID, and the incident label, whose key is this case's alone. Resolves
+ * with the pods carrying the label (recorded or not), listed once for the release to unlabel.
  */
-async function appliedAhead(ctx: ReleaseContext, applied: ReturnType<typeof appliedIsolation>): Promise<void> {
+async function appliedAhead(ctx: ReleaseContext, applied: ReturnType<typeof appliedIsolation>): Promise<V1Pod[]> {
   const inv = ctx.investigation;
   const { namespace } = inv.metadata;
   if (!applied.policy) {
@@ -41,10 +42,10 @@ async function appliedAhead(ctx: ReleaseContext, applied: ReturnType<typeof appl
       if (!isNotFound(err)) throw during(`reading NetworkPolicy ${name}`, err);
     }
   }
-  if (!applied.labelKey) {
-    const { key } = incidentLabel(inv);
-    if ((await labelledPods(ctx, key)).length > 0) applied.labelKey = key;
-  }
+  const key = applied.labelKey ?? incidentLabel(inv).key;
+  const labelled = await labelledPods(ctx, key);
+  if (labelled.length > 0) applied.labelKey ??= key;
+  return labelled;
 }
 
 /** Pods in the namespace carrying the incident label: found by the label, so a pod the record never named is found too. */
@@ -55,13 +56,13 @@ async function labelledPods(ctx: ReleaseContext, key: string): Promise<V1Pod[]> 
 export async function releaseIsolation(ctx: ReleaseContext): Promise<ReleaseOutcome> {
   const { namespace } = ctx.investigation.metadata;
   const applied = appliedIsolation(ctx);
-  await appliedAhead(ctx, applied);
+  const labelled = await appliedAhead(ctx, applied);
   const saved = await savedOriginals<V1NetworkPolicy>(ctx, 'NetworkPolicy');
   if (!applied.policy && !applied.labelKey && applied.patched.length === 0 && saved.length === 0) return { message: 'nothing was isolated' };
   const differences: string[] = [];
   // Workload labels first (the pod rejoins its owner while still isolated), then the incident label.
   differences.push(...(await reattachToWorkload(ctx)));
-  if (applied.labelKey) await unlabelPods(ctx, applied.labelKey);
+  if (applied.labelKey) await unlabelPods(ctx, applied.labelKey, labelled);
   if (applied.policy) {
     try {
       await ctx.kube.networking.deleteNamespacedNetworkPolicy({ name: applied.policy, namespace });
@@ -125,8 +126,8 @@ async function restorePolicy(ctx: ReleaseContext, name: string, key: string | un
   return { restored: true, differences };
 }
 
-async function unlabelPods(ctx: ReleaseContext, key: string): Promise<void> {
-  for (const pod of await labelledPods(ctx, key)) {
+async function unlabelPods(ctx: ReleaseContext, key: string, labelled: V1Pod[]): Promise<void> {
+  for (const pod of labelled) {
     const value = pod.metadata!.labels![key];
     try {
       await ctx.kube.core.patchNamespacedPod({

@@ -28,6 +28,7 @@ class FakeCluster {
   policies = new Map<string, V1NetworkPolicy>();
   pod: V1Pod = { metadata: { name: 'web-1', namespace: NS, uid: 'pod-uid', labels: { app: 'web', [KEY]: 'isolated' } } };
   /** A policy whose deletion the server accepts but does not carry out (a finalizer, a webhook). */
+  podLists = 0;
   stuck = new Set<string>();
 
   kube(): Kube {
@@ -54,7 +55,10 @@ class FakeCluster {
       },
     };
     const core = {
-      listNamespacedPod: async (p: { labelSelector: string }) => ({ items: this.pod.metadata!.labels![p.labelSelector] !== undefined ? [structuredClone(this.pod)] : [] }),
+      listNamespacedPod: async (p: { labelSelector: string }) => {
+        this.podLists++;
+        return { items: this.pod.metadata!.labels![p.labelSelector] !== undefined ? [structuredClone(this.pod)] : [] };
+      },
       patchNamespacedPod: async (p: { body: { op: string; path: string }[] }) => {
         for (const op of p.body) if (op.op === 'remove') delete this.pod.metadata!.labels![op.path.split('/').pop()!.replace(/~1/g, '/').replace(/~0/g, '~')];
         return structuredClone(this.pod);
@@ -202,6 +206,8 @@ describe('NetworkIsolated release of what the first writes applied before anythi
       expect(cluster.pod.metadata!.labels).toEqual({ app: 'web' });
       expect(out.message).toContain(`incident label ${KEY} gone from the pod`);
       expect(out.message).toContain(`NetworkPolicy ${OURS} gone`);
+      // One list finds the labelled pods (and unlabels them), one re-reads after.
+      expect(cluster.podLists).toBe(2);
       const actions = ctx.caseFile.custodyRecords().map((r) => r.action);
       expect(actions).toEqual(expect.arrayContaining(['pod-unlabelled', 'networkpolicy-deleted']));
     } finally {
