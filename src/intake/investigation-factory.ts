@@ -23,7 +23,7 @@ function capRaw(raw: string): string {
 }
 
 /** `as`: the Investigation's name and namespace, when the case moved off its derived name. */
-export function buildInvestigation(entry: AlertEntry, as: InvestigationRef = entry.investigation): InvestigationBody {
+export function buildInvestigation(entry: Omit<AlertEntry, 'seq'>, as: InvestigationRef = entry.investigation): InvestigationBody {
   const target: Record<string, string> = { pod: entry.pod.name, uid: entry.pod.uid };
   if (entry.pod.container) target.container = entry.pod.container;
   return {

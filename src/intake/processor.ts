@@ -1,9 +1,10 @@
 // What happens to an authenticated, well-formed alert: find its pod, match it against every
 // ResponsePolicy, journal one line per matching (non-dry-run) policy, and only then answer 202. The
-// Investigation itself is created later by the worker; the sender never waits for it.
+// Investigation itself is created by the worker, never waited for by the sender: from the journaled
+// alert, or (ContainFirst) while the alert is being journaled, so containment does not wait for the fsync.
 import type { Logger } from '../log.js';
 import { outputField, type FalcoAlert, type ParsedAlert } from './alert-schema.js';
-import { JournalFullError, type AlertJournal, type JournalEntry, type NewJournalEntry } from './journal.js';
+import { JournalFullError, type AlertEntry, type AlertJournal, type JournalEntry } from './journal.js';
 import { investigationName } from './naming.js';
 import type { ActivePolicy } from './policy-cache.js';
 import type { ResolvedPod } from './pod-resolver.js';
@@ -14,6 +15,8 @@ export interface AlertProcessorDeps {
   resolver: { resolve(alert: FalcoAlert): Promise<ResolvedPod | undefined> };
   policies: { matching(alert: FalcoAlert, namespace: string): ActivePolicy[] };
   journal: () => AlertJournal | undefined;
+  /** Alerts about to be journaled: ContainFirst cases are opened meanwhile (AlertWorker.openAhead). */
+  openAhead?: (entries: Omit<AlertEntry, 'seq'>[]) => void;
   onCommitted: (entries: JournalEntry[]) => void;
   log: Logger;
   now?: () => Date;
@@ -49,7 +52,7 @@ export function alertProcessor(deps: AlertProcessorDeps): (parsed: ParsedAlert, 
     if (live.length === 0) {
       return { outcomes, body: { status: 'dry_run', message: 'only dry-run ResponsePolicies match: recorded in the operator log, nothing opened', policies: dryRun.map((p) => `${p.namespace}/${p.name}`) } };
     }
-    const entries: NewJournalEntry[] = live.map((p) => ({
+    const entries: Omit<AlertEntry, 'seq'>[] = live.map((p) => ({
       type: 'alert',
       receivedAt,
       source: sender,
@@ -62,6 +65,7 @@ export function alertProcessor(deps: AlertProcessorDeps): (parsed: ParsedAlert, 
     }));
     const journal = deps.journal();
     if (!journal) throw new IntakeUnavailableError('the alert journal is not open; retry');
+    deps.openAhead?.(entries);
     let committed: JournalEntry[];
     try {
       committed = await journal.append(entries);

@@ -121,6 +121,7 @@ export class IntakeService {
       resolver,
       policies: new PolicyCache({ namespaced: this.policies, cluster: this.clusterPolicies }, this.log),
       journal: () => this.journal,
+      openAhead: (entries) => this.worker.openAhead(entries),
       onCommitted: (entries) => this.worker.committed(entries),
       log: this.log,
     });

@@ -94,6 +94,8 @@ function isReleased(inv: Investigation): boolean {
 
 export class AlertWorker {
   private readonly cases = new Map<string, CaseState>();
+  /** ContainFirst creates made while their alert was being journaled (openAhead), by case key: taken by create(). */
+  private readonly ahead = new Map<string, Promise<Investigation | undefined>>();
   private readonly queue: WorkQueue;
   private readonly now: () => number;
   private readonly batchMs: number;
@@ -174,6 +176,30 @@ export class AlertWorker {
     for (const [key, s] of this.cases) if (s.lastSeq > s.ackedThrough) this.queue.add(key);
   }
 
+  /**
+   * ContainFirst: creates the Investigation while its alert is still being journaled, not after, so
+   * containment does not also wait for the fsync. Only a case not known to exist, under its derived
+   * name, within the rate limit; anything else (a conflict, a moved name, a limit, a failure) is left to
+   * process(), which creates or attaches from the journaled alert as for any other case. Nothing is lost
+   * if the journal write then fails: the sender is told to retry, and the retry attaches to this case.
+   */
+  openAhead(entries: readonly Omit<AlertEntry, 'seq'>[]): void {
+    for (const entry of entries) {
+      if ((entry.template as { containment?: { order?: unknown } }).containment?.order !== 'ContainFirst') continue;
+      const key = keyOf(entry.investigation);
+      if (this.cases.get(key)?.exists || this.ahead.has(key)) continue;
+      if (this.opts.limiter.take([`namespace:${entry.investigation.namespace}`, `policy:${entry.policy.namespace}/${entry.policy.name}`]) > 0) continue;
+      const made = this.opts.api.create(buildInvestigation(entry)).then(
+        (inv) => {
+          this.opts.onOpened?.(inv);
+          return inv;
+        },
+        () => undefined,
+      );
+      this.ahead.set(key, made);
+    }
+  }
+
   /** After a journal commit: aggregate and schedule. */
   committed(entries: readonly JournalEntry[]): void {
     for (const e of entries) {
@@ -246,6 +272,13 @@ export class AlertWorker {
   private async create(s: CaseState, log: Logger): Promise<number | 'gone' | undefined> {
     const entry = s.creator ?? s.latest;
     if (!entry) throw new Error(`no journaled alert to create ${keyOf(s.ref)} from`);
+    // Made while its alert was being journaled (the rate limit was taken then); a failed one is made here.
+    const ahead = this.ahead.get(keyOf(s.origin));
+    if (ahead) {
+      this.ahead.delete(keyOf(s.origin));
+      const inv = await ahead;
+      if (inv && keyOf(s.ref) === keyOf(s.origin)) return this.opened(s, inv, entry, log);
+    }
     const waitMs = this.opts.limiter.take([`namespace:${s.ref.namespace}`, `policy:${s.policy}`]);
     if (waitMs > 0) {
       if (!s.held) {
@@ -256,12 +289,9 @@ export class AlertWorker {
       return waitMs;
     }
     s.held = false;
+    let inv: Investigation;
     try {
-      const inv = await this.opts.api.create(buildInvestigation(entry, s.ref));
-      s.resourceVersion = inv.metadata.resourceVersion;
-      this.opts.onOpened?.(inv);
-      s.notBefore = this.now() + (this.opts.afterCreateMs ?? 1000);
-      log.info({ pod: entry.pod.name, podUID: entry.pod.uid, rule: entry.alert.rule, seq: entry.seq }, 'Investigation opened from an alert');
+      inv = await this.opts.api.create(buildInvestigation(entry, s.ref));
     } catch (err) {
       if (isNamespaceNotFound(err)) {
         await this.dropGone(s, log);
@@ -270,8 +300,18 @@ export class AlertWorker {
       if (!isConflict(err)) throw err;
       // AlreadyExists: the open case for this pod and policy; the alert attaches to it.
       s.resourceVersion = undefined;
+      s.exists = true;
+      return undefined;
     }
+    this.opts.onOpened?.(inv);
+    return this.opened(s, inv, entry, log);
+  }
+
+  private opened(s: CaseState, inv: Investigation, entry: AlertEntry, log: Logger): undefined {
+    s.resourceVersion = inv.metadata.resourceVersion;
+    s.notBefore = this.now() + (this.opts.afterCreateMs ?? 1000);
     s.exists = true;
+    log.info({ pod: entry.pod.name, podUID: entry.pod.uid, rule: entry.alert.rule, seq: entry.seq }, 'Investigation opened from an alert');
     return undefined;
   }
 

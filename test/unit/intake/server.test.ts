@@ -73,6 +73,8 @@ interface Harness {
   url: string;
   outcomes: IntakeOutcome[];
   committed: JournalEntry[];
+  /** What openAhead was handed, and how many entries were committed at that moment. */
+  ahead: { investigation: string; committedBefore: number }[];
   close(): Promise<void>;
 }
 
@@ -90,6 +92,7 @@ async function start(opts: StartOptions = { token: true }): Promise<Harness> {
   const journal = await AlertJournal.open(path.join(dir, 'journal'), { log: silent, maxBytes: opts.journalMaxBytes }, () => undefined);
   const outcomes: IntakeOutcome[] = [];
   const committed: JournalEntry[] = [];
+  const ahead: Harness['ahead'] = [];
   const server = createIntakeServer({
     tls: opts.tls,
     auth: { tokenFile: opts.token ? new TokenFile(tokenPath, silent) : undefined, mutualTLS: Boolean(opts.tls?.clientCA) },
@@ -103,6 +106,7 @@ async function start(opts: StartOptions = { token: true }): Promise<Harness> {
       }),
       policies: new PolicyCache({ namespaced: { list: () => [] }, cluster: { list: () => POLICIES } }, silent),
       journal: () => journal,
+      openAhead: (entries) => ahead.push(...entries.map((e) => ({ investigation: `${e.investigation.namespace}/${e.investigation.name}`, committedBefore: committed.length }))),
       onCommitted: (entries) => committed.push(...entries),
       log: silent,
     }),
@@ -116,6 +120,7 @@ async function start(opts: StartOptions = { token: true }): Promise<Harness> {
     url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}/`,
     outcomes,
     committed,
+    ahead,
     close: async () => {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
@@ -175,7 +180,8 @@ describe('intake over HTTP with a bearer token', () => {
     expect(broken.body.message).toContain('not valid JSON');
   });
 
-  it('202 only after the alert is in the journal on disk', async () => {
+  it('202 only after the alert is in the journal on disk; the case was handed to openAhead before the commit', async () => {
+    const committedBefore = h.committed.length;
     const r = await request(h.url, fixture('falcosidekick-webhook-drop-and-execute.json'), { ...bearer, 'content-type': 'application/json; charset=utf-8', 'user-agent': 'Falcosidekick' });
     expect(r.status).toBe(202);
     expect(r.body.status).toBe('accepted');
@@ -190,6 +196,7 @@ describe('intake over HTTP with a bearer token', () => {
       template: { containment: { order: 'ContainFirst' } },
       raw: fixture('falcosidekick-webhook-drop-and-execute.json'),
     });
+    expect(h.ahead.at(-1)).toEqual({ investigation: r.body.investigations[0], committedBefore });
   });
 
   it('resolves the pod from container.id when k8s fields are missing', async () => {

@@ -137,6 +137,56 @@ describe('AlertWorker', () => {
     await journal.close();
   });
 
+  describe('openAhead (ContainFirst: the create goes out while the alert is journaled)', () => {
+    const containFirst = (name: string, i: number) => ({ ...(alertEntry(name, i) as AlertEntry), template: { containment: { order: 'ContainFirst' } } });
+
+    it('creates before the journal commit, tells the lane once, and the journaled alert attaches without a second create', async () => {
+      const api = new FakeApi();
+      const { worker, journal, opened } = await setup(api);
+      const entry = containFirst('ahead-1', 0);
+      worker.openAhead([entry]);
+      await until('created ahead', () => api.objects.has('production/ahead-1'));
+      expect(opened).toEqual(['production/ahead-1']);
+      worker.committed(await journal.append([entry]));
+      await until('count 1', () => api.count('ahead-1') === 1);
+      expect(api.creates).toBe(1);
+      expect(opened).toEqual(['production/ahead-1']);
+      // A second alert about the same case while it is known to exist: nothing ahead.
+      worker.openAhead([containFirst('ahead-1', 1)]);
+      expect(api.creates).toBe(1);
+      await worker.stop();
+      await journal.close();
+    });
+
+    it('EvidenceFirst, a create already ahead, or a rate limit that holds: nothing ahead; process() creates from the journal', async () => {
+      const api = new FakeApi();
+      const { worker, journal, post } = await setup(api, { rate: 1, burst: 1 });
+      worker.openAhead([alertEntry('evidence-first', 0) as AlertEntry]);
+      worker.openAhead([containFirst('c1', 0), containFirst('c1', 1)]); // the second: already ahead
+      worker.openAhead([containFirst('c2', 0)]); // the limit's one token went to c1
+      await sleep(20);
+      expect([...api.objects.keys()]).toEqual(['production/c1']);
+      expect(api.creates).toBe(1);
+      await post('c2', 0);
+      await until('c2 created later, from the journal', () => api.count('c2') === 1, 5000);
+      await worker.stop();
+      await journal.close();
+    });
+
+    it('a create ahead that failed (a name taken by a lookalike) is left to process(), which moves the case', async () => {
+      const api = new FakeApi();
+      await api.create({ ...casefileCase('taken'), metadata: { ...casefileCase('taken').metadata, labels: {} } });
+      const { worker, journal, opened } = await setup(api);
+      const entry = containFirst('taken', 0);
+      worker.openAhead([entry]);
+      worker.committed(await journal.append([entry]));
+      await until('opened under a moved name', () => opened.some((k) => k.startsWith('production/taken-')));
+      expect(opened).toHaveLength(1);
+      await worker.stop();
+      await journal.close();
+    });
+  });
+
   describe('a squatted case name', () => {
     const decoys: [string, (b: InvestigationBody) => InvestigationBody][] = [
       ['no casefile label', (b) => ({ ...b, metadata: { ...b.metadata, labels: {} } })],
