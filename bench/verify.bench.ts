@@ -29,6 +29,25 @@ async function verified(seen: Seen, i: number): Promise<{ ms: number; reason: st
   return { ms: settled - inPlace, reason: `${c.status}/${c.reason}` };
 }
 
+/**
+ * Where the time went, from the operator's own log line per verification: until netprobe listened in
+ * the probe container (the container's start, which the lane began with the first writes, and the exec),
+ * and from then to the verdict (the probes and their controls).
+ */
+function breakdown(): { untilListening: number[]; probing: number[] } {
+  const lines = kubectl('-n', 'casefile-system', 'logs', 'deploy/casefile-operator', '-c', 'operator', '--since=30m').split('\n');
+  const untilListening: number[] = [];
+  const probing: number[] = [];
+  for (const line of lines) {
+    if (!line.includes(`"investigation":"${ns}/`) || !line.includes('isolation verified from the suspect')) continue;
+    const l = JSON.parse(line) as { runningMs?: number; totalMs: number };
+    if (l.runningMs === undefined) continue;
+    untilListening.push(l.runningMs);
+    probing.push(l.totalMs - l.runningMs);
+  }
+  return { untilListening, probing };
+}
+
 async function main(): Promise<void> {
   kubectl('create', 'namespace', ns);
   const seen = await Seen.open(ns);
@@ -45,6 +64,8 @@ async function main(): Promise<void> {
     const outcomes = new Map<string, number>();
     for (const r of runs) outcomes.set(r.reason, (outcomes.get(r.reason) ?? 0) + 1);
     const ms = runs.map((r) => r.ms);
+    const parts = breakdown();
+    const p = (xs: number[]) => `${pct(xs, 50).toFixed(0)} / ${pct(xs, 95).toFixed(0)} ms`;
     const report = [
       '',
       `## Isolation verified against its limit (measured ${new Date().toISOString()})`,
@@ -57,6 +78,8 @@ async function main(): Promise<void> {
       ratioRow('policy in place -> enforcement verified', ms, starts, 'p95 < 1.5 s'),
       '',
       `casefile p95 ${(pct(ms, 95) / 1000).toFixed(2)} s; outcomes ${JSON.stringify(Object.fromEntries(outcomes))} (True/Isolated = verified both ways).`,
+      `From the operator's log (${parts.untilListening.length} verifications): from the start of verification until netprobe listened in the probe container p50 / p95 ${p(parts.untilListening)};`,
+      `from then to the verdict (both directions and their controls) ${p(parts.probing)}.`,
       '',
     ].join('\n');
     publish('verify', report);
