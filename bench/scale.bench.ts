@@ -4,7 +4,7 @@
 // the last one settled (Ready not Unknown). The limit of each point is printed beside it: BATCH pod
 // starts at once on the same node, the smallest cost of anything that starts a container per case.
 import {
-  busyboxPod, core, custom, G, kubectl, machine, operatorCPUSeconds, operatorMemory, readyPods, Seen, sleep, publish,
+  busyboxPod, core, custom, G, kubectl, machine, operatorCPUSeconds, operatorMemory, phaseSeconds, readyPods, Seen, sleep, publish,
 } from './support.js';
 
 const BATCH = Number(process.env.BENCH_SCALE_BATCH ?? 8);
@@ -23,7 +23,10 @@ async function settledCount(selector: string): Promise<{ all: number; settled: n
   return { all: list.items.length, settled: list.items.filter((i) => (i.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status !== 'Unknown')).length };
 }
 
-async function batch(point: string): Promise<{ seconds: number; cpuPerCase: number; rss: number; peak: number }> {
+type Point = { seconds: number; cpuPerCase: number; rss: number; peak: number; phases: Map<string, number> };
+
+async function batch(point: string): Promise<Point> {
+  const phases0 = phaseSeconds();
   const cpu0 = operatorCPUSeconds();
   const started = performance.now();
   await Promise.all(pods.map((pod, i) => custom.createNamespacedCustomObject({
@@ -34,7 +37,13 @@ async function batch(point: string): Promise<{ seconds: number; cpuPerCase: numb
   const seconds = (performance.now() - started) / 1000;
   const cpuPerCase = (operatorCPUSeconds() - cpu0) / BATCH;
   const mem = operatorMemory();
-  return { seconds, cpuPerCase, rss: mem.rssMiB, peak: mem.peakRSSMiB };
+  // Mean seconds per run of each phase over this batch: where a point's time went.
+  const phases = new Map<string, number>();
+  for (const [phase, after] of phaseSeconds()) {
+    const before = phases0.get(phase) ?? { sum: 0, count: 0 };
+    if (after.count > before.count) phases.set(phase, (after.sum - before.sum) / (after.count - before.count));
+  }
+  return { seconds, cpuPerCase, rss: mem.rssMiB, peak: mem.peakRSSMiB, phases };
 }
 
 /** The limit beside each point: BATCH pods created at once to Ready. */
@@ -62,11 +71,21 @@ async function fill(total: number, have: number): Promise<void> {
   }
 }
 
+function phaseTable(points: { label: string; phases: Map<string, number> }[]): string[] {
+  const names = [...new Set(points.flatMap((p) => [...p.phases.keys()]))];
+  return [
+    `| point | ${names.join(' | ')} |`,
+    `|---|${names.map(() => '---:').join('|')}|`,
+    ...points.map((p) => `| ${p.label} | ${names.map((n) => (p.phases.has(n) ? p.phases.get(n)!.toFixed(2) : '-')).join(' | ')} |`),
+  ];
+}
+
 async function main(): Promise<void> {
   kubectl('create', 'namespace', ns);
   const seen = await Seen.open(ns);
   const rows: string[] = [];
-  const row = (label: string, r: Awaited<ReturnType<typeof batch>>, limit: number) =>
+  const points: { label: string; phases: Map<string, number> }[] = [];
+  const row = (label: string, r: Point, limit: number) =>
     `| ${label} | ${(BATCH / r.seconds * 60).toFixed(1)} | ${r.seconds.toFixed(1)} s | ${limit.toFixed(1)} s | ${(r.seconds / limit).toFixed(1)} | ${r.cpuPerCase.toFixed(2)} s | ${r.rss.toFixed(0)} / ${r.peak.toFixed(0)} MiB |`;
   try {
     await readyPods(ns, pods);
@@ -74,7 +93,9 @@ async function main(): Promise<void> {
       setWorkers(w);
       await sleep(3000);
       const limit = await podStarts(seen, `w${w}`);
-      rows.push(row(`${w} worker${w > 1 ? 's' : ''}, no other cases`, await batch(`w${w}`), limit));
+      const r = await batch(`w${w}`);
+      rows.push(row(`${w} worker${w > 1 ? 's' : ''}, no other cases`, r, limit));
+      points.push({ label: `${w} worker${w > 1 ? 's' : ''}`, phases: r.phases });
     }
     setWorkers(4);
     let have = 0;
@@ -82,7 +103,9 @@ async function main(): Promise<void> {
       await fill(open, have);
       have = open;
       const limit = await podStarts(seen, `o${open}`);
-      rows.push(row(`4 workers, ${open} settled Investigations in the cluster`, await batch(`o${open}`), limit));
+      const r = await batch(`o${open}`);
+      rows.push(row(`4 workers, ${open} settled Investigations in the cluster`, r, limit));
+      points.push({ label: `4 workers, ${open} settled`, phases: r.phases });
     }
     const report = [
       '',
@@ -96,6 +119,10 @@ async function main(): Promise<void> {
       '| point | cases/min | batch time | limit (pod starts) | ratio | operator CPU per case | operator RSS now / peak |',
       '|---|---:|---:|---:|---:|---:|---:|',
       ...rows,
+      '',
+      'Where the time went: mean seconds per run of each phase over the batch (casefile_phase_duration_seconds, scraped before and after).',
+      '',
+      ...phaseTable(points),
       '',
     ].join('\n');
     publish('scale', report);
