@@ -10,7 +10,7 @@ export const kc = new KubeConfig();
 kc.loadFromDefault();
 // The same keep-alive connections casefile's own client uses: a limit measured with a handshake per
 // request would flatter casefile's ratio.
-new Kube(kc);
+export const kube = new Kube(kc);
 export const core = kc.makeApiClient(CoreV1Api);
 export const custom = kc.makeApiClient(CustomObjectsApi);
 export const networking = kc.makeApiClient(NetworkingV1Api);
