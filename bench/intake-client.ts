@@ -45,7 +45,9 @@ export function alert(namespace: string, pod: string, rule: string, containerId?
 
 /** (Re)deploys the operator with intake on, plus `env`; returns once intake answers. */
 export async function deployWithIntake(env: string[] = []): Promise<void> {
-  execFileSync('bash', ['-c', `kubectl -n casefile-system create secret generic casefile-intake-token --from-literal=token="$1" --dry-run=client -o yaml | kubectl apply -f -`, 'sh', TOKEN]);
+  // On a new cluster the namespace comes first (deploy.sh makes it the same way).
+  execFileSync('bash', ['-c', `{ kubectl get namespace casefile-system >/dev/null 2>&1 || kubectl create namespace casefile-system >/dev/null; } &&
+    kubectl -n casefile-system create secret generic casefile-intake-token --from-literal=token="$1" --dry-run=client -o yaml | kubectl apply -f -`, 'sh', TOKEN]);
   execFileSync('bash', ['scripts/deploy.sh'], { stdio: ['ignore', 'ignore', 'inherit'] });
   kubectl('-n', 'casefile-system', 'set', 'env', 'deployment/casefile-operator', '-c', 'operator', ...INTAKE_ENV, ...env);
   kubectl('-n', 'casefile-system', 'rollout', 'status', 'deployment/casefile-operator', '--timeout=180s');
