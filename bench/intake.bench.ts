@@ -3,7 +3,7 @@
 // is the same storm, same pacing and senders, against a bare endpoint in the cluster that makes each
 // POST durable (write + fdatasync) before answering 202: a slice before casefile's storm and one after.
 // Then: exactly 50 Investigations, every alert counted, and the operator's peak RSS.
-import { agent, alert, deployWithIntake, post, postAlert, responsePolicy } from './intake-client.js';
+import { agent, alert, deployWithIntake, post, postAlert, probe, responsePolicy } from './intake-client.js';
 import { core, custom, G, kubectl, machine, operatorMemory, pct, readyPods, required, sleep, publish } from './support.js';
 
 const PODS = Number(process.env.BENCH_INTAKE_PODS ?? 50);
@@ -32,7 +32,7 @@ async function fsyncEndpoint(): Promise<string> {
   await core.createNamespacedService({ namespace: ns, body: { metadata: { name: 'fsync-endpoint' }, spec: { selector: { app: 'fsync-endpoint' }, ports: [{ port: 8080, targetPort: 8080 as never }] } } });
   const ip = (await core.readNamespacedService({ name: 'fsync-endpoint', namespace: ns })).spec!.clusterIP!;
   for (let i = 0; ; i++) {
-    const r = await post(`http://${ip}:8080/`, '{}').catch(() => ({ status: 0 }));
+    const r = await probe(`http://${ip}:8080/`, '{}');
     if (r.status === 202) return `http://${ip}:8080/`;
     if (i > 120) throw new Error('the fsync endpoint did not answer');
     await sleep(1000);

@@ -68,7 +68,7 @@ export interface IntakeThreadOptions {
  * Requests are short-lived garbage: a small young generation keeps a storm from growing the RSS.
  */
 const THREAD_HEAP_MB = 256;
-const THREAD_YOUNG_MB = 16;
+const THREAD_YOUNG_MB = 8;
 
 function spawnWorker(data: IntakeThreadData): IntakeWorker {
   return new Worker(new URL('./service-thread.js', import.meta.url), {
