@@ -25,7 +25,8 @@ import { Kube } from './kube/client.js';
 import { LeaderElector } from './engine/leader.js';
 import { Metrics } from './engine/metrics.js';
 import { WorkQueue } from './engine/queue.js';
-import { wantsContainmentLane } from './engine/case-status.js';
+import { settledOnResync, wantsContainmentLane } from './engine/case-status.js';
+import { phases } from './phases/index.js';
 import { ContainmentLane } from './engine/containment-lane.js';
 import { InvestigationReconciler } from './engine/reconciler.js';
 import { ensureSigningKey, SigningKeys } from './engine/signing-keys.js';
@@ -75,6 +76,9 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     ...customObjectSource<KubernetesObject>(kube, INVESTIGATION_PLURAL, config.selector || undefined),
     onChange: (key, obj, type) => {
       if (type === 'DELETED') metrics.observeInvestigationPhase(key, undefined);
+      // A settled case's resync would only read it and stop: hundreds of them would hold the queue's
+      // rate limit for the cases that have work.
+      else if (type === 'RESYNC' && settledOnResync(obj as never, phases)) return;
       else if (wantsContainmentLane(obj as never)) containment.add(key);
       queue.add(key);
     },

@@ -1,7 +1,8 @@
 // Pure decisions about a case's status, from its conditions and spec: whether the spec contradicts
 // what containment recorded, whether containment was applied, readiness, and the overall phase.
 import { getCondition, isTrue } from '../api/conditions.js';
-import { FINALIZER, type Condition, type InvestigationPhase, type InvestigationSpec, type InvestigationStatus } from '../api/investigation.js';
+import { FINALIZER, parseSpec, type Condition, type ConditionType, type InvestigationPhase, type InvestigationSpec, type InvestigationStatus } from '../api/investigation.js';
+import { phasesInOrder } from '../phases/index.js';
 import type { Phase, PhaseOutcome } from '../phases/phase.js';
 
 /**
@@ -42,6 +43,27 @@ export function containNowPhases(inv: { metadata: { deletionTimestamp?: unknown;
 export function wantsContainmentLane(obj: { metadata?: { finalizers?: string[] }; spec?: unknown; status?: { conditions?: unknown[] } }): boolean {
   const spec = obj.spec as { containment?: { order?: unknown }; release?: unknown } | undefined;
   return spec?.containment?.order === 'ContainFirst' && !spec.release && !(obj.status?.conditions?.length) && !obj.metadata?.finalizers?.includes(FINALIZER);
+}
+
+/**
+ * Nothing left to do at this generation: every phase the spec asks for has settled (True or False),
+ * so has a release it asks for, and Ready. The reconciler stops there; the informer does not even
+ * queue such a case on resync (a queue of settled keys would hold back the cases that have work).
+ */
+export function isSettled(status: InvestigationStatus | undefined, generation: number, spec: InvestigationSpec, ordered: readonly Phase[]): boolean {
+  const settled = (type: ConditionType) => {
+    const c = getCondition(status?.conditions, type);
+    return c !== undefined && c.status !== 'Unknown';
+  };
+  const releaseSettled = !spec.release || isTrue(status?.conditions, 'Released');
+  return ordered.every((p) => settled(p.condition)) && releaseSettled && settled('Ready') && status?.observedGeneration === generation;
+}
+
+/** isSettled, from an object as the informer holds it (a spec that does not parse is never settled here). */
+export function settledOnResync(obj: { metadata?: { generation?: number; deletionTimestamp?: unknown }; spec?: unknown; status?: InvestigationStatus }, phases: readonly Phase[]): boolean {
+  if (obj.metadata?.deletionTimestamp) return false;
+  const parsed = parseSpec(obj.spec);
+  return parsed.ok && isSettled(obj.status, obj.metadata?.generation ?? 1, parsed.spec, phasesInOrder(parsed.spec, phases));
 }
 
 export function containmentApplied(status: InvestigationStatus | undefined): boolean {

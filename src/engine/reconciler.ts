@@ -22,7 +22,7 @@ import type { Logger } from '../log.js';
 import { phases, phasesInOrder } from '../phases/index.js';
 import { errorMessage, RetryableError } from '../errors.js';
 import type { AlertImporter, AuditTrailSource, Phase, PhaseContext, PhaseOutcome, ReleaseContext } from '../phases/phase.js';
-import { containmentApplied, containmentDrift, overallPhase, readiness } from './case-status.js';
+import { containmentApplied, containmentDrift, isSettled, overallPhase, readiness } from './case-status.js';
 import { EventRecorder } from './events.js';
 import { isConflict, isNotFound, type Kube } from '../kube/client.js';
 import type { Metrics } from './metrics.js';
@@ -121,13 +121,8 @@ export class InvestigationReconciler {
     }
     const spec = parsed.spec;
     const ordered = phasesInOrder(spec, this.deps.phases);
-    const settled = (type: ConditionType) => {
-      const c = getCondition(status.conditions, type);
-      return c !== undefined && c.status !== 'Unknown';
-    };
     // A settled case is not reopened on resync: the evidence directory is touched only to add to it.
-    const releaseSettled = !spec.release || isTrue(status.conditions, 'Released');
-    if (ordered.every((p) => settled(p.condition)) && releaseSettled && settled('Ready') && status.observedGeneration === generation) return;
+    if (isSettled(status, generation, spec, ordered)) return;
 
     // Fallback for a cluster whose CRD lacks the CEL rule that freezes spec.containment: an edit that
     // contradicts what containment recorded is refused here, once, instead of being silently ignored.

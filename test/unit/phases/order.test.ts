@@ -1,5 +1,5 @@
 import { parseSpec, type Condition, type InvestigationSpec } from '../../../src/api/investigation.js';
-import { overallPhase, readiness } from '../../../src/engine/case-status.js';
+import { isSettled, overallPhase, readiness, settledOnResync } from '../../../src/engine/case-status.js';
 import { phases, phasesInOrder } from '../../../src/phases/index.js';
 import type { Phase } from '../../../src/phases/phase.js';
 
@@ -56,5 +56,32 @@ describe('readiness and phase', () => {
     expect(readiness(done, list).status).toBe('True');
     expect(overallPhase([...done, cond('Ready', 'True')], spec({}))).toBe('Completed');
     expect(overallPhase([...done, cond('Ready', 'False')], spec({}))).toBe('Failed');
+  });
+});
+
+describe('settled cases (isSettled, settledOnResync)', () => {
+  const list = [fake('TargetResolved'), fake('LogsCaptured'), fake('EvidenceSealed')];
+  const done = [...list.map((p) => cond(p.condition, 'True')), cond('Ready', 'True')];
+
+  test('settled only with every phase, Ready and a requested release settled, at this generation', () => {
+    expect(isSettled({ conditions: done, observedGeneration: 1 }, 1, spec({}), list)).toBe(true);
+    expect(isSettled({ conditions: done, observedGeneration: 1 }, 2, spec({}), list)).toBe(false); // edited since
+    expect(isSettled({ conditions: [...done.slice(0, 2), cond('EvidenceSealed', 'Unknown'), done[3]!], observedGeneration: 1 }, 1, spec({}), list)).toBe(false);
+    expect(isSettled({ conditions: done.slice(0, 3), observedGeneration: 1 }, 1, spec({}), list)).toBe(false); // no Ready
+    expect(isSettled({ conditions: done, observedGeneration: 1 }, 1, spec({ release: true }), list)).toBe(false);
+    expect(isSettled({ conditions: [...done, cond('Released', 'True')], observedGeneration: 1 }, 1, spec({ release: true }), list)).toBe(true);
+    // A failed phase is settled too: a failed case has nothing left to do either.
+    expect(isSettled({ conditions: [cond('TargetResolved', 'False'), ...done.slice(1)], observedGeneration: 1 }, 1, spec({}), list)).toBe(true);
+    expect(isSettled(undefined, 1, spec({}), list)).toBe(false);
+  });
+
+  test('settledOnResync reads the informer\'s object: never for a deletion, a spec that does not parse, or a phase not settled', () => {
+    const ordered = phasesInOrder(spec({}));
+    const all = [...ordered.map((p) => cond(p.condition, 'True')), cond('Ready', 'True')];
+    const obj = { metadata: { generation: 1 }, spec: { target: { pod: 'p' } }, status: { conditions: all, observedGeneration: 1 } };
+    expect(settledOnResync(obj, phases)).toBe(true);
+    expect(settledOnResync({ ...obj, metadata: { generation: 1, deletionTimestamp: 'now' } }, phases)).toBe(false);
+    expect(settledOnResync({ ...obj, spec: { target: {} } }, phases)).toBe(false);
+    expect(settledOnResync({ ...obj, status: { conditions: all.filter((c) => c.type !== ordered.at(-1)!.condition), observedGeneration: 1 } }, phases)).toBe(false);
   });
 });
