@@ -21,7 +21,7 @@ import type { AuditTrailSource } from './phases/phase.js';
 import { EventRecorder } from './engine/events.js';
 import { startHealthServer } from './engine/http.js';
 import { customObjectSource, Informer } from './engine/informer.js';
-import { Kube } from './kube/client.js';
+import { Kube, restCredentials } from './kube/client.js';
 import { LeaderElector } from './engine/leader.js';
 import { Metrics } from './engine/metrics.js';
 import { WorkQueue } from './engine/queue.js';
@@ -37,6 +37,8 @@ const CONTAINMENT_WORKERS = 2;
 export async function runOperator(config: OperatorConfig): Promise<void> {
   const log = logger.child({ component: 'operator' });
   const kube = Kube.fromEnvironment(config.kubeconfig);
+  // A kubeconfig casefile's own API client cannot use (a proxy) is a start-up error that says so.
+  await restCredentials(kube.kc);
   const metrics = new Metrics();
   const events = new EventRecorder(kube, config.identity, log);
   const signingKeys = new SigningKeys(() => ensureSigningKey(kube, config.signingNamespace, log.child({ component: 'signing' })));
@@ -90,7 +92,13 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const intakePort = config.intake?.port;
   const intake =
     intakePort !== undefined
-      ? new IntakeThread({ ...config.intake, port: intakePort }, { kubeconfig: config.kubeconfig, evidenceDir: config.evidenceDir, observe: metricsObserver(metrics), log, onOpened: (inv) => containment.add(lane.handOver(inv)) })
+      ? new IntakeThread({ ...config.intake, port: intakePort }, {
+          credentials: () => restCredentials(kube.kc),
+          evidenceDir: config.evidenceDir,
+          observe: metricsObserver(metrics),
+          log,
+          onOpened: (inv) => wantsContainmentLane(inv) && containment.add(lane.handOver(inv)),
+        })
       : undefined;
   await intake?.start();
   // The case-file API serves sealed files on every replica, leader or not (it only reads).

@@ -5,7 +5,8 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { GROUP, INVESTIGATION_PLURAL, VERSION } from '../api/investigation.js';
 import { caseRelativeDir, resolveInside, sanitizeSegment } from '../evidence/paths.js';
-import { isNotFound, type Kube } from '../kube/client.js';
+import { type Kube } from '../kube/client.js';
+import { isNotFound } from '../kube/errors.js';
 
 export type CaseLookup =
   | { found: true; dir: string; relativeDir: string }

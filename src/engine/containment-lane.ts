@@ -7,7 +7,8 @@
 // resourceVersion, and the lane acts only on a case nobody has touched (no finalizer, no condition).
 import { FINALIZER, GROUP, INVESTIGATION_PLURAL, parseSpec, VERSION, type Investigation } from '../api/investigation.js';
 import type { OperatorConfig } from '../config.js';
-import { isConflict, isNotFound, type Kube } from '../kube/client.js';
+import { type Kube } from '../kube/client.js';
+import { isConflict, isNotFound } from '../kube/errors.js';
 import type { Logger } from '../log.js';
 import { phases } from '../phases/index.js';
 import type { Phase } from '../phases/phase.js';

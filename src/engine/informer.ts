@@ -2,10 +2,11 @@
 // list's resourceVersion, resume from the last seen resourceVersion after a dropped watch, and relist
 // only when the server says that version is gone (410). Nothing here throws out of its loop: the
 // operator must keep its view of the cluster across API server restarts and network blips.
-import { Watch, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { GROUP, VERSION } from '../api/investigation.js';
-import type { Kube } from '../kube/client.js';
+import type { Query, WatchEventType, WatchFn, WatchHandle } from '../kube/rest.js';
+
+export type { WatchEventType, WatchFn, WatchHandle };
 
 /**
  * What the informer reads of an object. Any KubernetesObject fits, and so do CRD types that (like the
@@ -15,23 +16,8 @@ export interface ObjectWithMeta {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string };
 }
 
-export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 /** RESYNC: a periodic re-delivery of an unchanged cached object (level-based reconcile). */
 export type ChangeType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'RESYNC';
-
-export interface WatchHandle {
-  abort(): void;
-}
-
-/**
- * Starts a watch from `resourceVersion`. `onDone` ends the watch (with an error, or none for a clean
- * close) and may be called before the returned promise settles; a rejection also ends the watch.
- */
-export type WatchFn = (
-  resourceVersion: string,
-  onEvent: (type: WatchEventType, obj: any) => void,
-  onDone: (err?: unknown) => void,
-) => Promise<WatchHandle>;
 
 export interface InformerOptions<T extends ObjectWithMeta> {
   name: string;
@@ -260,48 +246,24 @@ export class Informer<T extends ObjectWithMeta> {
   }
 }
 
-/**
- * Builds a WatchFn on client-node's Watch for an API path such as
- * `/apis/casefile.dev/v1alpha1/investigations`. Bookmarks are requested so an idle watch still
- * advances its resourceVersion; a 5-10 minute server timeout (as client-go) bounds a half-open
- * connection.
- */
-export function kubeWatchAdapter(
-  kc: KubeConfig,
-  path: string,
-  queryParams: Record<string, string | number | boolean | undefined> = {},
-): WatchFn {
-  const watcher = new Watch(kc);
-  return async (resourceVersion, onEvent, onDone) => {
-    const controller = await watcher.watch(
-      path,
-      {
-        timeoutSeconds: Math.floor(300 + Math.random() * 300),
-        ...queryParams,
-        allowWatchBookmarks: true,
-        resourceVersion,
-      },
-      (phase, obj) => onEvent(phase as WatchEventType, obj),
-      (err) => onDone(err ?? undefined),
-    );
-    return { abort: () => controller.abort() };
-  };
+/** What an informer's source needs of an API client: wire JSON reads and watches (Kube, or the intake thread's RestClient). */
+export interface ObjectReader {
+  getJSON(path: string, query?: Query): Promise<Record<string, unknown>>;
+  watch(path: string, query?: Query): WatchFn;
 }
 
 /** list + watch of one casefile.dev custom resource across namespaces, optionally by label selector. */
 export function customObjectSource<T extends ObjectWithMeta>(
-  kube: Kube,
+  api: ObjectReader,
   plural: string,
   labelSelector?: string,
 ): Pick<InformerOptions<T>, 'list' | 'watch'> {
+  const path = `/apis/${GROUP}/${VERSION}/${plural}`;
   return {
     list: async () => {
-      const list = (await kube.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural, labelSelector })) as {
-        items: T[];
-        metadata: { resourceVersion: string };
-      };
+      const list = (await api.getJSON(path, { labelSelector })) as unknown as { items: T[]; metadata: { resourceVersion: string } };
       return { items: list.items, resourceVersion: list.metadata.resourceVersion };
     },
-    watch: kubeWatchAdapter(kube.kc, `/apis/${GROUP}/${VERSION}/${plural}`, { labelSelector }),
+    watch: api.watch(path, { labelSelector }),
   };
 }

@@ -5,7 +5,7 @@
 // - retry: the condition stays Unknown and the queue retries with exponential backoff.
 import { errorMessage, RequeueAfter, RetryableError, rootCause, TerminalError } from '../errors.js';
 import { evidenceErrorReason } from '../evidence/store.js';
-import { errorCode } from '../kube/client.js';
+import { errorCode } from '../kube/errors.js';
 
 export type Verdict =
   | { kind: 'terminal'; reason: string; message: string }

@@ -4,7 +4,8 @@
 import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
 import { errorMessage } from '../errors.js';
 import { generateSigningKeyPem, signingKeyFromPem, type SigningKey } from '../evidence/signing.js';
-import { isConflict, isNotFound, type Kube } from '../kube/client.js';
+import { type Kube } from '../kube/client.js';
+import { isConflict, isNotFound } from '../kube/errors.js';
 import type { Logger } from '../log.js';
 
 export const SIGNING_KEY_SECRET = 'casefile-signing-key';

@@ -2,7 +2,8 @@
 // resourceVersion it was computed from, and always carrying kstatus's pair derived from Ready.
 import { statusChanged, withKstatusConditions } from '../api/conditions.js';
 import { API_VERSION, GROUP, INVESTIGATION_PLURAL, VERSION, type Investigation, type InvestigationStatus } from '../api/investigation.js';
-import { isConflict, type Kube } from '../kube/client.js';
+import { type Kube } from '../kube/client.js';
+import { isConflict } from '../kube/errors.js';
 
 /** Status was changed by someone else since we read it: re-read and try again (not a failure to report). */
 export class StaleObjectError extends Error {}

@@ -4,7 +4,7 @@
 // priority and time are required here (the three an Investigation's spec.alert is built from).
 import { z } from 'zod';
 import { falcoPriorities, type alertSources } from '../api/investigation.js';
-import { errorMessage } from '../evidence/io.js';
+import { errorMessage } from '../errors.js';
 
 type FalcoPriority = (typeof falcoPriorities)[number];
 

@@ -8,7 +8,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { FalcoAlert } from './alert-schema.js';
 import { outputField } from './alert-schema.js';
-import { bareContainerID } from '../kube/client.js';
+import { bareContainerID } from '../kube/container-id.js';
 
 export interface ResolvedPod {
   namespace: string;

@@ -1,11 +1,11 @@
-// The intake thread: IntakeService with its own event loop, Kubernetes client (and so its own
-// connections and watches) and the shared logger. Started by IntakeThread (./thread.ts) with its
+// The intake thread: IntakeService with its own event loop, its own small API client (and so its
+// own connections and watches; no client-node, whose load alone would be most of this thread's memory)
+// and the shared logger. The client's credentials are asked of the main thread, which resolves them
+// from the kubeconfig. Started by IntakeThread (./thread.ts) with its
 // options in workerData; it binds the port when told `listen`, leads when told `lead`, and posts its
 // metrics in batches about once a second.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Investigation } from '../api/investigation.js';
-import { wantsContainmentLane } from '../engine/case-status.js';
-import { Kube } from '../kube/client.js';
+import { RestClient, type RestCredentials } from '../kube/rest.js';
 import { logger } from '../log.js';
 import { MetricsBatch } from './metrics-batch.js';
 import { IntakeService } from './service.js';
@@ -24,11 +24,28 @@ const flush = () => {
 };
 const flushing = setInterval(flush, METRICS_EVERY_MS);
 
-// A ContainFirst case goes to the main thread's containment lane at once, not a watch event later.
-const onOpened = (inv: Investigation) => {
-  if (wantsContainmentLane(inv)) post({ kind: 'opened', investigation: inv });
+// Credentials: one question to the main thread at a time; every caller waiting gets its answer.
+let answer: { resolve: (c: RestCredentials) => void; reject: (err: Error) => void; waiting: Promise<RestCredentials> } | undefined;
+const credentials = (): Promise<RestCredentials> => {
+  if (!answer) {
+    let resolve!: (c: RestCredentials) => void;
+    let reject!: (err: Error) => void;
+    const waiting = new Promise<RestCredentials>((res, rej) => ((resolve = res), (reject = rej)));
+    answer = { resolve, reject, waiting };
+    post({ kind: 'credentials-wanted' });
+  }
+  return answer.waiting;
 };
-const service = new IntakeService(data.config, { kube: Kube.fromEnvironment(data.kubeconfig), observe: metrics, log: logger, evidenceDir: data.evidenceDir, onOpened });
+
+// Each Investigation intake creates goes to the main thread at once (its containment lane takes a
+// ContainFirst one), not a watch event later.
+const service = new IntakeService(data.config, {
+  api: new RestClient(credentials),
+  observe: metrics,
+  log: logger,
+  evidenceDir: data.evidenceDir,
+  onOpened: (investigation) => post({ kind: 'opened', investigation }),
+});
 
 port.on('message', (message: ToIntakeThread) => {
   switch (message.kind) {
@@ -43,6 +60,13 @@ port.on('message', (message: ToIntakeThread) => {
     case 'audit-alert':
       void service.acceptAuditAlert(message.alert);
       return;
+    case 'credentials': {
+      const waiting = answer;
+      answer = undefined;
+      if ('error' in message) waiting?.reject(new Error(`cannot resolve the API server credentials: ${message.error}`));
+      else waiting?.resolve(message.credentials);
+      return;
+    }
     case 'stop':
       void service.stop().finally(() => {
         clearInterval(flushing);

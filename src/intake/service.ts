@@ -11,7 +11,8 @@ import { API_VERSION, GROUP, INVESTIGATION_PLURAL, RESPONSE_POLICY_PLURAL, VERSI
 import { CLUSTER_RESPONSE_POLICY_PLURAL, type ResponsePolicy } from '../api/response-policy.js';
 import type { IntakeConfig } from '../config.js';
 import { customObjectSource, Informer } from '../engine/informer.js';
-import { isNotFound, type Kube } from '../kube/client.js';
+import type { RestClient } from '../kube/rest.js';
+import { isNotFound } from '../kube/errors.js';
 import type { Logger } from '../log.js';
 import type { AuditAlert } from '../audit/alert.js';
 import { errorMessage } from '../errors.js';
@@ -30,7 +31,8 @@ import { AlertWorker, type InvestigationApi } from './worker.js';
 const RETRY_MS = 5000;
 
 export interface IntakeServiceDeps {
-  kube: Kube;
+  /** The thread's own small API client (no client-node: ../kube/rest.ts). */
+  api: RestClient;
   observe: IntakeObserver;
   log: Logger;
   evidenceDir: string;
@@ -38,23 +40,27 @@ export interface IntakeServiceDeps {
   onOpened?: (inv: Investigation) => void;
 }
 
-function investigationApi(kube: Kube): InvestigationApi {
-  const base = { group: GROUP, version: VERSION, plural: INVESTIGATION_PLURAL };
+const investigations = (namespace: string) => `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(namespace)}/${INVESTIGATION_PLURAL}`;
+
+/** undefined for a 404 (the object is not there); any other error throws. */
+async function unlessNotFound<T>(read: Promise<T>): Promise<T | undefined> {
+  try {
+    return await read;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+function investigationApi(api: RestClient): InvestigationApi {
   return {
-    create: async (body) => (await kube.custom.createNamespacedCustomObject({ ...base, namespace: body.metadata.namespace, body })) as Investigation,
-    get: async (ref) => {
-      try {
-        return (await kube.custom.getNamespacedCustomObject({ ...base, ...ref })) as Investigation;
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }
-    },
-    patchAlerts: async (ref, resourceVersion, alerts) =>
-      (await kube.custom.patchNamespacedCustomObjectStatus(
-        { ...base, ...ref, body: { apiVersion: API_VERSION, kind: 'Investigation', metadata: { resourceVersion }, status: { alerts } } },
-        kube.mergePatch,
-      )) as Investigation,
+    create: (body) => api.json<Investigation>('POST', investigations(body.metadata.namespace), { body }),
+    get: (ref) => unlessNotFound(api.getJSON<Investigation>(`${investigations(ref.namespace)}/${encodeURIComponent(ref.name)}`)),
+    patchAlerts: (ref, resourceVersion, alerts) =>
+      api.json<Investigation>('PATCH', `${investigations(ref.namespace)}/${encodeURIComponent(ref.name)}/status`, {
+        body: { apiVersion: API_VERSION, kind: 'Investigation', metadata: { resourceVersion }, status: { alerts } },
+        contentType: 'application/merge-patch+json',
+      }),
   };
 }
 
@@ -73,18 +79,18 @@ export class IntakeService {
     private readonly config: IntakeConfig & { port: number },
     private readonly deps: IntakeServiceDeps,
   ) {
-    const { kube, observe } = deps;
+    const { api, observe } = deps;
     this.log = deps.log.child({ component: 'intake' });
     this.policies = new Informer<ResponsePolicy>({
       name: 'responsepolicies',
-      ...customObjectSource<ResponsePolicy>(kube, RESPONSE_POLICY_PLURAL),
+      ...customObjectSource<ResponsePolicy>(api, RESPONSE_POLICY_PLURAL),
       onChange: () => undefined, // matched on demand against the cache
       resyncMs: 0,
       log: this.log,
     });
     this.clusterPolicies = new Informer<ResponsePolicy>({
       name: CLUSTER_RESPONSE_POLICY_PLURAL,
-      ...customObjectSource<ResponsePolicy>(kube, CLUSTER_RESPONSE_POLICY_PLURAL),
+      ...customObjectSource<ResponsePolicy>(api, CLUSTER_RESPONSE_POLICY_PLURAL),
       onChange: () => undefined,
       resyncMs: 0,
       log: this.log,
@@ -93,7 +99,7 @@ export class IntakeService {
       key.startsWith('namespace:') ? { rate: config.namespaceRate, burst: config.namespaceBurst } : { rate: config.policyRate, burst: config.policyBurst },
     );
     this.worker = new AlertWorker({
-      api: investigationApi(kube),
+      api: investigationApi(api),
       journal: () => this.journal,
       limiter,
       log: this.log,
@@ -103,15 +109,8 @@ export class IntakeService {
       onNamespaceGone: () => observe.outcome('namespace_gone'),
     });
     const resolver = new PodResolver({
-      get: async (namespace, name) => {
-        try {
-          return await kube.core.readNamespacedPod({ namespace, name });
-        } catch (err) {
-          if (isNotFound(err)) return undefined;
-          throw err;
-        }
-      },
-      list: async (): Promise<V1Pod[]> => (await kube.core.listPodForAllNamespaces()).items,
+      get: (namespace, name) => unlessNotFound(api.getJSON<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`)),
+      list: async (): Promise<V1Pod[]> => (await api.getJSON<{ items: V1Pod[] }>('/api/v1/pods')).items,
     });
     // Read now: a missing certificate is a start-up error naming the file, not a failing handshake later.
     const tls = config.tlsCert && config.tlsKey

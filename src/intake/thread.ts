@@ -12,6 +12,7 @@ import type { Investigation } from '../api/investigation.js';
 import type { AuditAlert } from '../audit/alert.js';
 import type { IntakeConfig } from '../config.js';
 import { errorMessage } from '../errors.js';
+import type { RestCredentials } from '../kube/rest.js';
 import type { Logger } from '../log.js';
 import { replayBatch, type IntakeMetricsBatch, type IntakeObserver } from './metrics-batch.js';
 import { standbyServer, type Standby } from './standby.js';
@@ -20,12 +21,17 @@ export type IntakeThreadConfig = IntakeConfig & { port: number };
 
 export interface IntakeThreadData {
   config: IntakeThreadConfig;
-  kubeconfig?: string;
   evidenceDir: string;
 }
 
 /** Main thread → intake thread. */
-export type ToIntakeThread = { kind: 'listen' } | { kind: 'lead' } | { kind: 'audit-alert'; alert: AuditAlert } | { kind: 'stop' };
+export type ToIntakeThread =
+  | { kind: 'listen' }
+  | { kind: 'lead' }
+  | { kind: 'audit-alert'; alert: AuditAlert }
+  | { kind: 'credentials'; credentials: RestCredentials }
+  | { kind: 'credentials'; error: string }
+  | { kind: 'stop' };
 
 /** Intake thread → main thread. `loaded`: built, waiting for the port; `stopped`: journal closed. */
 export type FromIntakeThread =
@@ -33,6 +39,7 @@ export type FromIntakeThread =
   | { kind: 'listening'; port: number }
   | { kind: 'metrics'; batch: IntakeMetricsBatch }
   | { kind: 'opened'; investigation: Investigation }
+  | { kind: 'credentials-wanted' }
   | { kind: 'stopped' };
 
 /** The part of a Worker this bridge uses (tests pass a fake). */
@@ -45,7 +52,8 @@ export interface IntakeWorker {
 }
 
 export interface IntakeThreadOptions {
-  kubeconfig?: string;
+  /** The API server and this operator's identity, resolved afresh on each call (the thread asks after a minute, or a 401). */
+  credentials: () => Promise<RestCredentials>;
   evidenceDir: string;
   observe: IntakeObserver;
   log: Logger;
@@ -57,7 +65,7 @@ export interface IntakeThreadOptions {
   stableMs?: number;
   /** After `stop`, the thread is terminated if it has not exited within this. Default 10 s. */
   stopTimeoutMs?: number;
-  /** A ContainFirst Investigation the thread created, as the API server returned it: for the containment lane. */
+  /** An Investigation the thread created, as the API server returned it: for the containment lane. */
   onOpened?: (inv: Investigation) => void;
 }
 
@@ -143,7 +151,7 @@ export class IntakeThread {
   }
 
   private spawn(): void {
-    const worker = (this.opts.spawn ?? spawnWorker)({ config: { ...this.config, port: this.port }, kubeconfig: this.opts.kubeconfig, evidenceDir: this.opts.evidenceDir });
+    const worker = (this.opts.spawn ?? spawnWorker)({ config: { ...this.config, port: this.port }, evidenceDir: this.opts.evidenceDir });
     this.worker = worker;
     this.spawnedAt = performance.now();
     worker.on('message', (message) => this.onMessage(worker, message));
@@ -176,6 +184,15 @@ export class IntakeThread {
         return replayBatch(message.batch, this.opts.observe);
       case 'opened':
         return this.opts.onOpened?.(message.investigation);
+      case 'credentials-wanted':
+        void this.opts.credentials().then(
+          (credentials) => worker.postMessage({ kind: 'credentials', credentials }),
+          (err: unknown) => {
+            this.log.error({ err: errorMessage(err) }, 'cannot resolve API server credentials for the intake thread');
+            worker.postMessage({ kind: 'credentials', error: errorMessage(err) });
+          },
+        );
+        return;
       case 'stopped':
         void worker.terminate();
         return;

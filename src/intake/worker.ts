@@ -16,7 +16,7 @@
 // are acknowledged in the journal, so neither this worker nor a replay retries them forever.
 import { randomBytes } from 'node:crypto';
 import type { Investigation } from '../api/investigation.js';
-import { isConflict, isNamespaceNotFound, isNotFound } from '../kube/client.js';
+import { isConflict, isNamespaceNotFound, isNotFound } from '../kube/errors.js';
 import { WorkQueue } from '../engine/queue.js';
 import type { Logger } from '../log.js';
 import { buildInvestigation, isCasefileCase, type InvestigationBody } from './investigation-factory.js';

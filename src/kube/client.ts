@@ -1,11 +1,10 @@
-// One place that knows how to talk to the API server: typed clients, merge-patch options,
-// a streaming GET for logs, and error helpers that keep the server's own message.
+// One place that knows how to talk to the API server with client-node: typed clients, merge-patch
+// options, and the raw reads, streams and watches that go through ./rest.ts.
 import { createHash } from 'node:crypto';
 import https from 'node:https';
 import http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import {
-  ApiException,
   AdmissionregistrationV1Api,
   AppsV1Api,
   AuthorizationV1Api,
@@ -19,9 +18,7 @@ import {
   RbacAuthorizationV1Api,
   setHeaderOptions,
 } from '@kubernetes/client-node';
-import { statusMessage } from '../errors.js';
-
-const STREAM_IDLE_MS = 60_000;
+import { RestClient, type Query, type RestCredentials, type WatchFn } from './rest.js';
 
 /**
  * client-node 1.x gives every request a new https.Agent, so every API call pays a TCP and TLS handshake:
@@ -61,6 +58,8 @@ export class Kube {
   readonly authz: AuthorizationV1Api;
   readonly coordination: CoordinationV1Api;
   readonly custom: CustomObjectsApi;
+  /** Raw reads and watches: wire JSON, streams, one keep-alive pool. */
+  readonly rest: RestClient;
   /** Pass as the last argument of a patch call to send a JSON merge patch. */
   readonly mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
@@ -75,6 +74,7 @@ export class Kube {
     this.authz = kc.makeApiClient(AuthorizationV1Api);
     this.coordination = kc.makeApiClient(CoordinationV1Api);
     this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.rest = new RestClient(() => restCredentials(kc));
   }
 
   static fromEnvironment(kubeconfigPath?: string): Kube {
@@ -88,76 +88,42 @@ export class Kube {
    * An object exactly as the API server serves it (wire field names, timestamps as sent): what the case
    * file keeps. The typed clients rename fields (e.g. `from` -> `_from`) and turn timestamps into Dates.
    */
-  async getJSON(path: string, query: Record<string, string | number | boolean | undefined> = {}): Promise<Record<string, unknown>> {
-    const response = await this.streamGet(path, query);
-    const chunks: Buffer[] = [];
-    for await (const chunk of response) chunks.push(chunk as Buffer);
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+  getJSON(path: string, query: Query = {}): Promise<Record<string, unknown>> {
+    return this.rest.getJSON(path, query);
   }
 
   /**
-   * GET a path and hand back the response stream once the server answered 200.
-   * Unlike client-node's Log helper this keeps the server's error message
-   * (e.g. "previous terminated container not found"), which the case file records.
+   * GET a path and hand back the response stream once the server answered 200. Unlike client-node's
+   * Log helper this keeps the server's error message (e.g. "previous terminated container not found"),
+   * which the case file records.
    */
-  async streamGet(path: string, query: Record<string, string | number | boolean | undefined>): Promise<IncomingMessage> {
-    const cluster = this.kc.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
-    const url = new URL(cluster.server + path);
-    for (const [key, value] of Object.entries(query)) {
-      if (value !== undefined) url.searchParams.set(key, String(value));
-    }
-    const options: https.RequestOptions = { method: 'GET', headers: {} };
-    await this.kc.applyToHTTPSOptions(options);
-    const transport = url.protocol === 'http:' ? http : https;
-    return new Promise((resolve, reject) => {
-      const request = transport.request(url, options, (response) => {
-        if (response.statusCode === 200) return resolve(response);
-        let body = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => {
-          if (body.length < 4096) body += chunk;
-        });
-        response.on('end', () => reject(new ApiException(response.statusCode ?? 0, statusMessage(body), body, {})));
-        response.on('error', reject);
-      });
-      // A stream that goes silent (a stalled proxy, a half-open connection) must not hold a worker
-      // forever: the phase fails over to a retry, and what was received is kept as interrupted.
-      request.setTimeout(STREAM_IDLE_MS, () => request.destroy(new Error(`no data from the API server for ${STREAM_IDLE_MS / 1000}s on ${path}`)));
-      request.on('error', reject);
-      request.end();
-    });
+  streamGet(path: string, query: Query): Promise<IncomingMessage> {
+    return this.rest.stream(path, query);
+  }
+
+  /** A watch of a collection such as `/apis/casefile.dev/v1alpha1/investigations` (see RestClient.watch). */
+  watch(path: string, query: Query = {}): WatchFn {
+    return this.rest.watch(path, query);
   }
 }
 
-/** `containerd://3f2a…` -> `3f2a…`: the ID as cgroups, Falco and the runtime spell it. */
-export function bareContainerID(id: string | undefined): string {
-  const s = id ?? '';
-  const i = s.indexOf('://');
-  return i === -1 ? s : s.slice(i + 3);
-}
-
-export function errorCode(err: unknown): number | undefined {
-  if (err instanceof ApiException) return err.code;
-  const code = (err as { code?: unknown; statusCode?: unknown } | null)?.statusCode ?? (err as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
-export const isNotFound = (err: unknown): boolean => errorCode(err) === 404;
-export const isConflict = (err: unknown): boolean => errorCode(err) === 409;
-export const isForbidden = (err: unknown): boolean => errorCode(err) === 403;
-
-/** A 404 because the object's namespace does not exist (the Status names kind `namespaces`), not a missing object or resource type. */
-export function isNamespaceNotFound(err: unknown): boolean {
-  if (!isNotFound(err)) return false;
-  let status = (err as { body?: unknown }).body;
-  if (typeof status === 'string') {
-    try {
-      status = JSON.parse(status);
-    } catch {
-      return false;
-    }
-  }
-  return (status as { details?: { kind?: unknown } } | undefined)?.details?.kind === 'namespaces';
+/**
+ * What ./rest.ts needs to reach the API server as this kubeconfig's identity, as plain data: client-node
+ * resolves it (CA and certificate files, an in-cluster token file, an exec plugin), so every form a
+ * kubeconfig can take works, and the intake thread needs no client-node of its own.
+ */
+export async function restCredentials(kc: KubeConfig): Promise<RestCredentials> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('kubeconfig has no current cluster');
+  if (cluster.proxyUrl) throw new Error(`kubeconfig cluster ${cluster.name} goes through a proxy (${cluster.proxyUrl}), which casefile's API client does not support`);
+  const options: https.RequestOptions = { headers: {} };
+  await kc.applyToHTTPSOptions(options);
+  const text = (v: unknown) => (v === undefined || v === null ? undefined : Buffer.isBuffer(v) ? v.toString('utf8') : typeof v === 'string' ? v : undefined);
+  const authorization = (options.headers as Record<string, unknown>).Authorization;
+  return {
+    server: cluster.server,
+    tls: { ca: text(options.ca), cert: text(options.cert), key: text(options.key), rejectUnauthorized: options.rejectUnauthorized !== false, servername: options.servername ?? undefined },
+    ...(typeof authorization === 'string' ? { authorization } : {}),
+  };
 }
 

@@ -3,7 +3,7 @@
 // own container. Kubernetes cannot remove an ephemeral container, so it stays in the pod spec for
 // the pod's life: the observer effect the report records. Its idle process exits on its own.
 import { PatchStrategy, setHeaderOptions, type V1ContainerStatus, type V1EphemeralContainer, type V1Pod } from '@kubernetes/client-node';
-import { errorCode, isForbidden } from '../kube/client.js';
+import { errorCode, isForbidden } from '../kube/errors.js';
 import { errorMessage } from '../errors.js';
 import { DEBUG_CAPABILITIES, collectorSecurityContext, debugImage, describeState, NO_IMAGE_MESSAGE, idleSeconds, waitForContainer, type ContainerStart } from './casefile-containers.js';
 import type { Phase, PhaseContext, PhaseOutcome } from './phase.js';

@@ -4,7 +4,7 @@
 // is only read, through /proc of the shared process namespace.
 import type { V1Pod } from '@kubernetes/client-node';
 import { getCondition } from '../api/conditions.js';
-import { bareContainerID } from '../kube/client.js';
+import { bareContainerID } from '../kube/container-id.js';
 import { idleSeconds } from './casefile-containers.js';
 import { clusterRanges } from './cluster-ranges.js';
 import { COLLECTOR_ENTRY, runCollector, walkSeconds } from './collector-run.js';

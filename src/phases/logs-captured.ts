@@ -2,7 +2,7 @@
 // from the API server straight into the case file with limitBytes/sinceSeconds. A log that cannot
 // exist (the container never restarted, never started) is written down as a negative finding.
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
-import { errorCode } from '../kube/client.js';
+import { errorCode } from '../kube/errors.js';
 import { errorMessage, RetryableError } from '../errors.js';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { podGone } from './manifest-captured.js';

@@ -2,7 +2,7 @@
 // ServiceAccount, the node, and every NetworkPolicy that selects it (what governs its traffic now).
 import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import { isNotFound } from '../kube/client.js';
+import { isNotFound } from '../kube/errors.js';
 import { errorMessage, RetryableError } from '../errors.js';
 import { selectorMatches } from '../kube/selectors.js';
 import { sanitizeSegment } from '../evidence/paths.js';

@@ -4,7 +4,8 @@
 // host's /proc and the runtime's directories read-only, runs in the operator's collector namespace
 // (the suspect's namespace may forbid it), and is removed after its run; both go into custody.
 import type { V1Pod } from '@kubernetes/client-node';
-import { bareContainerID, isForbidden, isNotFound } from '../kube/client.js';
+import { isForbidden, isNotFound } from '../kube/errors.js';
+import { bareContainerID } from '../kube/container-id.js';
 import { errorMessage } from '../errors.js';
 import { COLLECTOR_ENTRY, runCollector, walkSeconds } from './collector-run.js';
 import { collectorSecurityContext, DEBUG_CAPABILITIES, debugImage, idleSeconds, NO_IMAGE_MESSAGE, waitForContainer } from './casefile-containers.js';

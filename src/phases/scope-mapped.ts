@@ -2,7 +2,7 @@
 // the ServiceAccount or the controller; every binding that grants the ServiceAccount something, with
 // its resolved rules; and the API server's own answer (SubjectAccessReview) for the verbs that matter.
 import type { RbacV1Subject, V1PolicyRule, V1Pod } from '@kubernetes/client-node';
-import { isNotFound } from '../kube/client.js';
+import { isNotFound } from '../kube/errors.js';
 import { errorMessage, RetryableError } from '../errors.js';
 import { evidenceErrorReason } from '../evidence/store.js';
 import { podGone } from './manifest-captured.js';

@@ -3,7 +3,9 @@
 // field the alert lacks; derive it and say from where).
 import type { V1ContainerStatus, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
 import type { OwnerRef, TargetStatus } from '../api/investigation.js';
-import { bareContainerID, isNotFound, type Kube } from '../kube/client.js';
+import { type Kube } from '../kube/client.js';
+import { isNotFound } from '../kube/errors.js';
+import { bareContainerID } from '../kube/container-id.js';
 import { errorMessage, RetryableError } from '../errors.js';
 import { type Phase, type PhaseOutcome } from './phase.js';
 

@@ -7,7 +7,7 @@
 // and the label already (contain-now.ts): they are found here and recorded with the time they were applied.
 import type { V1Pod } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import { isConflict } from '../../kube/client.js';
+import { isConflict } from '../../kube/errors.js';
 import { during, TerminalError } from '../../errors.js';
 import { podGone } from '../manifest-captured.js';
 import type { PhaseContext, PhaseOutcome } from '../phase.js';

@@ -7,7 +7,7 @@
 // control that is cut off too (e.g. a namespace default-deny) makes the answer inconclusive, never a pass.
 import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { isNotFound } from '../../kube/client.js';
+import { isNotFound } from '../../kube/errors.js';
 import { errorMessage } from '../../errors.js';
 import { debugImage, NO_IMAGE_MESSAGE } from '../casefile-containers.js';
 import type { PhaseContext } from '../phase.js';

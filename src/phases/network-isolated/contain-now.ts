@@ -9,7 +9,7 @@
 // run() never did.
 import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
 import { during, errorMessage } from '../../errors.js';
-import { errorCode, isConflict, isNotFound } from '../../kube/client.js';
+import { errorCode, isConflict, isNotFound } from '../../kube/errors.js';
 import type { InvestigationSpec } from '../../api/investigation.js';
 import type { ContainNowContext } from '../phase.js';
 import { jsonPointer } from '../shared/json-pointer.js';

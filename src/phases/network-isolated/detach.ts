@@ -3,7 +3,7 @@
 // ReplicaSet lets go of it and starts a clean replacement, and Services stop sending it traffic, while
 // the suspect itself lives on, isolated, for the investigation. Release puts back exactly those labels.
 import type { V1LabelSelector, V1Pod } from '@kubernetes/client-node';
-import { isNotFound } from '../../kube/client.js';
+import { isNotFound } from '../../kube/errors.js';
 import { errorMessage, RetryableError } from '../../errors.js';
 import { selectorMatches } from '../../kube/selectors.js';
 import { jsonPointer } from '../shared/json-pointer.js';

@@ -5,7 +5,7 @@
 import { PatchStrategy, setHeaderOptions, type V1EphemeralContainer, type V1Pod } from '@kubernetes/client-node';
 import { uidPrefix } from '../../evidence/paths.js';
 import { errorMessage } from '../../errors.js';
-import { isForbidden } from '../../kube/client.js';
+import { isForbidden } from '../../kube/errors.js';
 import { DEBUG_CAPABILITIES } from '../casefile-containers.js';
 import { debugContainerSpec } from '../debug-container-launched.js';
 import type { PhaseContext } from '../phase.js';

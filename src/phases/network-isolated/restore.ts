@@ -1,7 +1,7 @@
 // NetworkIsolated, releasing: undo what the record says was applied (status.containment and the
 // custody log), never what the spec says now, then re-read everything and claim only what was found.
 import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
-import { isNotFound } from '../../kube/client.js';
+import { isNotFound } from '../../kube/errors.js';
 import { during, RequeueAfter, RetryableError } from '../../errors.js';
 import type { ReleaseContext, ReleaseOutcome } from '../phase.js';
 import { jsonPointer } from '../shared/json-pointer.js';

@@ -9,7 +9,7 @@
 // node was schedulable before casefile touched it.
 import type { V1Node } from '@kubernetes/client-node';
 import { GROUP, INVESTIGATION_PLURAL, VERSION, type ContainmentStatus } from '../../api/investigation.js';
-import { isForbidden, isNotFound } from '../../kube/client.js';
+import { isForbidden, isNotFound } from '../../kube/errors.js';
 import { errorMessage, during } from '../../errors.js';
 import type { Phase, PhaseContext, PhaseOutcome, ReleaseContext, ReleaseOutcome } from '../phase.js';
 import { nodeActionRefusal } from '../shared/node-actions.js';

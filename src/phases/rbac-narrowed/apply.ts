@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1RoleBinding, V1PolicyRule } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import type { ContainmentStatus } from '../../api/investigation.js';
-import { isConflict, isNotFound } from '../../kube/client.js';
+import { isConflict, isNotFound } from '../../kube/errors.js';
 import { RetryableError } from '../../errors.js';
 import type { PhaseContext, PhaseOutcome, ReleaseContext } from '../phase.js';
 import { originalArtifact, savedOriginals } from '../shared/originals.js';

@@ -1,6 +1,6 @@
 // RBACNarrowed, the API calls: bindings are listed, read and updated, never created or deleted.
 import type { V1RoleBinding } from '@kubernetes/client-node';
-import { isForbidden, isNotFound } from '../../kube/client.js';
+import { isForbidden, isNotFound } from '../../kube/errors.js';
 import type { ReleaseContext } from '../phase.js';
 import { RBAC_API_VERSION, type BindingItem, type BindingRef } from './plan.js';
 

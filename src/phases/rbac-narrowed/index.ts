@@ -4,7 +4,7 @@
 // account, other pods running as the same ServiceAccount lose the same permissions, and the mounted
 // token stays valid: only future API requests are denied, running processes are not stopped.
 import { during, TerminalError } from '../../errors.js';
-import { isForbidden } from '../../kube/client.js';
+import { isForbidden } from '../../kube/errors.js';
 import { nodeActionRefusal } from '../shared/node-actions.js';
 import { podGone } from '../manifest-captured.js';
 import type { Phase, PhaseOutcome, ReleaseOutcome } from '../phase.js';

@@ -3,7 +3,7 @@
 // now. A RoleBinding whose namespace is terminating or gone went with it: that is recorded, not retried.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1RoleBinding } from '@kubernetes/client-node';
-import { isConflict, isNotFound } from '../../kube/client.js';
+import { isConflict, isNotFound } from '../../kube/errors.js';
 import { RetryableError } from '../../errors.js';
 import type { ReleaseContext, ReleaseOutcome } from '../phase.js';
 import { savedOriginals, type SavedObject } from '../shared/originals.js';

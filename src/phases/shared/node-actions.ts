@@ -6,7 +6,7 @@
 // A refusal is a terminal condition: nothing retries it until the installation changes.
 import type { V1ValidatingAdmissionPolicy, V1ValidatingAdmissionPolicyBinding } from '@kubernetes/client-node';
 import { NODE_ACTIONS_GROUP, NODE_ACTIONS_RESOURCE, NODE_ACTIONS_VERB, nodeActionFields, type NodeAction } from '../../api/node-actions.js';
-import { isNotFound } from '../../kube/client.js';
+import { isNotFound } from '../../kube/errors.js';
 import { errorMessage } from '../../errors.js';
 import type { PhaseContext, PhaseOutcome } from '../phase.js';
 

@@ -1,10 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { ApiException, KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { ApiException, type KubernetesObject } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import type { Investigation } from '../../../src/api/investigation.js';
-import { Informer, kubeWatchAdapter, type WatchEventType, type WatchFn } from '../../../src/engine/informer.js';
+import { Informer, type WatchEventType, type WatchFn } from '../../../src/engine/informer.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -271,58 +269,6 @@ describe('Informer', () => {
     await jest.advanceTimersByTimeAsync(1000);
     expect(s.api.listCalls).toBe(1);
     expect(s.informer.hasSynced()).toBe(false);
-  });
-});
-
-describe('kubeWatchAdapter', () => {
-  it('streams events from client-node Watch with bookmarks and the resourceVersion, and reports HTTP errors', async () => {
-    const urls: URL[] = [];
-    const server = http.createServer((req, res) => {
-      const url = new URL(req.url!, 'http://localhost');
-      urls.push(url);
-      if (url.searchParams.get('resourceVersion') === 'old') {
-        res.writeHead(410).end();
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.write(JSON.stringify({ type: 'ADDED', object: obj('a', '7') }) + '\n');
-      res.end(JSON.stringify({ type: 'BOOKMARK', object: { metadata: { resourceVersion: '8' } } }) + '\n');
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    try {
-      const kc = new KubeConfig();
-      kc.loadFromOptions({
-        clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-        users: [{ name: 'u' }],
-        contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-        currentContext: 'x',
-      });
-      const watch = kubeWatchAdapter(kc, '/apis/casefile.dev/v1alpha1/investigations', { labelSelector: 'a=b' });
-
-      const events: Array<[string, unknown]> = [];
-      const done = new Promise<unknown>((resolve) => {
-        void watch('5', (type, o) => events.push([type, o.metadata.resourceVersion]), resolve);
-      });
-      expect(await done).toBeFalsy();
-      expect(events).toEqual([
-        ['ADDED', '7'],
-        ['BOOKMARK', '8'],
-      ]);
-      const q = urls[0]!.searchParams;
-      expect(urls[0]!.pathname).toBe('/apis/casefile.dev/v1alpha1/investigations');
-      expect([q.get('watch'), q.get('allowWatchBookmarks'), q.get('resourceVersion'), q.get('labelSelector')]).toEqual([
-        'true',
-        'true',
-        '5',
-        'a=b',
-      ]);
-      expect(Number(q.get('timeoutSeconds'))).toBeGreaterThanOrEqual(300);
-
-      const gone = await new Promise<unknown>((resolve) => void watch('old', () => undefined, resolve));
-      expect((gone as { statusCode: number }).statusCode).toBe(410);
-    } finally {
-      await new Promise((r) => server.close(r));
-    }
   });
 });
 

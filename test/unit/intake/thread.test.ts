@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from '@jest/globals';
 import type { Investigation } from '../../../src/api/investigation.js';
 import type { AuditAlert } from '../../../src/audit/alert.js';
+import type { RestCredentials } from '../../../src/kube/rest.js';
 import { MetricsBatch, replayBatch, type IntakeObserver } from '../../../src/intake/metrics-batch.js';
 import type { Standby } from '../../../src/intake/standby.js';
 import { IntakeThread, type FromIntakeThread, type IntakeThreadConfig, type IntakeWorker, type ToIntakeThread } from '../../../src/intake/thread.js';
@@ -61,12 +62,15 @@ function recorder(): IntakeObserver & { calls: string[] } {
   return { calls, outcome: (o, n = 1) => calls.push(`${o} ${n}`), request: (s, c) => calls.push(`request ${c} ${s}`), fsync: (s) => calls.push(`fsync ${s}`) };
 }
 
-function setup(opts: { backoffMs?: (n: number) => number; stopTimeoutMs?: number } = {}) {
+const credentials: RestCredentials = { server: 'https://10.0.0.1:443', tls: { ca: 'CA', rejectUnauthorized: true }, authorization: 'Bearer t-1' };
+
+function setup(opts: { backoffMs?: (n: number) => number; stopTimeoutMs?: number; credentials?: () => Promise<RestCredentials> } = {}) {
   const workers: FakeWorker[] = [];
   const opened: Investigation[] = [];
   const standby = new FakeStandby();
   const observe = recorder();
   const thread = new IntakeThread(config, {
+    credentials: opts.credentials ?? (async () => credentials),
     evidenceDir: '/evidence',
     observe,
     log: silent,
@@ -117,7 +121,27 @@ describe('IntakeThread', () => {
     expect(workers).toHaveLength(1);
   });
 
-  it('hands each ContainFirst Investigation the thread opened to the main thread (the containment lane)', async () => {
+  it('answers the thread\'s question for credentials with what the main thread resolves now, or the error that stopped it', async () => {
+    let calls = 0;
+    const { thread, workers, bringUp } = setup({
+      credentials: async () => {
+        calls++;
+        if (calls === 2) throw new Error('exec plugin failed');
+        return { ...credentials, authorization: `Bearer t-${calls}` };
+      },
+    });
+    const started = thread.start();
+    await bringUp(workers[0]!);
+    await started;
+    workers[0]!.send({ kind: 'credentials-wanted' });
+    await until('an answer', () => workers[0]!.kinds().includes('credentials'));
+    expect(workers[0]!.posted.find((m) => m.kind === 'credentials')).toEqual({ kind: 'credentials', credentials: { ...credentials, authorization: 'Bearer t-1' } });
+    workers[0]!.send({ kind: 'credentials-wanted' });
+    await until('a second answer', () => workers[0]!.kinds().filter((k) => k === 'credentials').length === 2);
+    expect(workers[0]!.posted.filter((m) => m.kind === 'credentials')[1]).toEqual({ kind: 'credentials', error: 'exec plugin failed' });
+  });
+
+  it('hands each Investigation the thread opened to the main thread (the containment lane)', async () => {
     const { thread, workers, bringUp, opened } = setup();
     const started = thread.start();
     await bringUp(workers[0]!);

@@ -4,7 +4,7 @@ import { describe, expect, test } from '@jest/globals';
 import type { Finding } from '../../../src/api/investigation.js';
 import { DEBUG_CAPABILITIES } from '../../../src/phases/casefile-containers.js';
 import { debugContainerSpec } from '../../../src/phases/debug-container-launched.js';
-import { bareContainerID } from '../../../src/kube/client.js';
+import { bareContainerID } from '../../../src/kube/container-id.js';
 import { mergeFindings, MAX_STATUS_FINDINGS } from '../../../src/phases/collector-run.js';
 import { collectorCommand, declaredPorts } from '../../../src/phases/live-state-captured.js';
 import { nodeCollectorPod } from '../../../src/phases/node-state-captured.js';
