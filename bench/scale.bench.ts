@@ -4,7 +4,7 @@
 // the last one settled (Ready not Unknown). The limit of each point is printed beside it: BATCH pod
 // starts at once on the same node, the smallest cost of anything that starts a container per case.
 import {
-  busyboxPod, core, custom, G, kubectl, machine, operatorCPUSeconds, operatorMemory, phaseSeconds, readyPods, Seen, sleep, publish,
+  busyboxPod, core, custom, G, kubectl, machine, operatorCPUSeconds, operatorMemory, operatorSeconds, readyPods, Seen, sleep, publish,
 } from './support.js';
 
 const BATCH = Number(process.env.BENCH_SCALE_BATCH ?? 8);
@@ -23,10 +23,10 @@ async function settledCount(selector: string): Promise<{ all: number; settled: n
   return { all: list.items.length, settled: list.items.filter((i) => (i.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status !== 'Unknown')).length };
 }
 
-type Point = { seconds: number; cpuPerCase: number; rss: number; peak: number; phases: Map<string, number> };
+type Point = { seconds: number; cpuPerCase: number; rss: number; peak: number; phases: Map<string, number>; reconcilePerCase: number; busy: number };
 
-async function batch(point: string): Promise<Point> {
-  const phases0 = phaseSeconds();
+async function batch(point: string, workers: number): Promise<Point> {
+  const phases0 = operatorSeconds();
   const cpu0 = operatorCPUSeconds();
   const started = performance.now();
   await Promise.all(pods.map((pod, i) => custom.createNamespacedCustomObject({
@@ -39,11 +39,15 @@ async function batch(point: string): Promise<Point> {
   const mem = operatorMemory();
   // Mean seconds per run of each phase over this batch: where a point's time went.
   const phases = new Map<string, number>();
-  for (const [phase, after] of phaseSeconds()) {
-    const before = phases0.get(phase) ?? { sum: 0, count: 0 };
-    if (after.count > before.count) phases.set(phase, (after.sum - before.sum) / (after.count - before.count));
+  let reconcileSum = 0;
+  for (const [key, after] of operatorSeconds()) {
+    const before = phases0.get(key) ?? { sum: 0, count: 0 };
+    if (key === 'reconcile/investigations') reconcileSum = after.sum - before.sum;
+    else if (key.startsWith('phase/') && after.count > before.count) phases.set(key.slice('phase/'.length), (after.sum - before.sum) / (after.count - before.count));
   }
-  return { seconds, cpuPerCase, rss: mem.rssMiB, peak: mem.peakRSSMiB, phases };
+  // Workers' busy share: reconcile seconds over the batch against workers x wall time. Low means the
+  // cases waited outside any reconcile (the queue's backoff, a watch event still to come).
+  return { seconds, cpuPerCase, rss: mem.rssMiB, peak: mem.peakRSSMiB, phases, reconcilePerCase: reconcileSum / BATCH, busy: reconcileSum / (workers * seconds) };
 }
 
 /** The limit beside each point: BATCH pods created at once to Ready. */
@@ -86,14 +90,14 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   const points: { label: string; phases: Map<string, number> }[] = [];
   const row = (label: string, r: Point, limit: number) =>
-    `| ${label} | ${(BATCH / r.seconds * 60).toFixed(1)} | ${r.seconds.toFixed(1)} s | ${limit.toFixed(1)} s | ${(r.seconds / limit).toFixed(1)} | ${r.cpuPerCase.toFixed(2)} s | ${r.rss.toFixed(0)} / ${r.peak.toFixed(0)} MiB |`;
+    `| ${label} | ${(BATCH / r.seconds * 60).toFixed(1)} | ${r.seconds.toFixed(1)} s | ${limit.toFixed(1)} s | ${(r.seconds / limit).toFixed(1)} | ${r.cpuPerCase.toFixed(2)} s | ${r.rss.toFixed(0)} / ${r.peak.toFixed(0)} MiB | ${r.reconcilePerCase.toFixed(1)} s | ${(r.busy * 100).toFixed(0)}% |`;
   try {
     await readyPods(ns, pods);
     for (const w of WORKERS) {
       setWorkers(w);
       await sleep(3000);
       const limit = await podStarts(seen, `w${w}`);
-      const r = await batch(`w${w}`);
+      const r = await batch(`w${w}`, w);
       rows.push(row(`${w} worker${w > 1 ? 's' : ''}, no other cases`, r, limit));
       points.push({ label: `${w} worker${w > 1 ? 's' : ''}`, phases: r.phases });
     }
@@ -103,7 +107,7 @@ async function main(): Promise<void> {
       await fill(open, have);
       have = open;
       const limit = await podStarts(seen, `o${open}`);
-      const r = await batch(`o${open}`);
+      const r = await batch(`o${open}`, 4);
       rows.push(row(`4 workers, ${open} settled Investigations in the cluster`, r, limit));
       points.push({ label: `4 workers, ${open} settled`, phases: r.phases });
     }
@@ -115,9 +119,11 @@ async function main(): Promise<void> {
       `(EvidenceFirst, live capture on) on ${BATCH} running pods, created at once, timed to the last one settled; the limit beside it is`,
       `${BATCH} pods created at once to Ready on the same node (every case starts a debug container). CPU = the operator process's`,
       'utime + stime over the batch, per case; RSS now / peak (VmHWM, since the operator started: each worker point restarts it).',
+      'Reconcile time per case: the investigations queue\'s reconcile seconds over the batch (every run of every key, phases and',
+      'bookkeeping), per case; workers busy: those seconds against workers x batch time (low: cases waited outside any reconcile).',
       '',
-      '| point | cases/min | batch time | limit (pod starts) | ratio | operator CPU per case | operator RSS now / peak |',
-      '|---|---:|---:|---:|---:|---:|---:|',
+      '| point | cases/min | batch time | limit (pod starts) | ratio | operator CPU per case | operator RSS now / peak | reconcile time per case | workers busy |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...rows,
       '',
       'Where the time went: mean seconds per run of each phase over the batch (casefile_phase_duration_seconds, scraped before and after).',

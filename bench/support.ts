@@ -34,15 +34,19 @@ export function operatorMemory(): { peakRSSMiB: number; rssMiB: number } {
   return { peakRSSMiB: kib('VmHWM') / 1024, rssMiB: kib('VmRSS') / 1024 };
 }
 
-/** Seconds spent in each phase so far (sum and count of casefile_phase_duration_seconds), from the operator's /metrics. */
-export function phaseSeconds(): Map<string, { sum: number; count: number }> {
+/**
+ * The operator's time histograms, scraped from its /metrics: `phase/<Phase>` (casefile_phase_duration_seconds)
+ * and `reconcile/<queue>` (casefile_reconcile_duration_seconds), each summed over labels.
+ */
+export function operatorSeconds(): Map<string, { sum: number; count: number }> {
   const text = kubectl('-n', 'casefile-system', 'exec', 'deploy/casefile-operator', '-c', 'operator', '--', '/usr/bin/node', '-e',
     "fetch('http://127.0.0.1:8080/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))");
   const out = new Map<string, { sum: number; count: number }>();
-  for (const m of text.matchAll(/^casefile_phase_duration_seconds_(sum|count)\{phase="([^"]+)",status="[^"]+"\} ([0-9.e+-]+)$/gm)) {
-    const cur = out.get(m[2]!) ?? { sum: 0, count: 0 };
-    cur[m[1] as 'sum' | 'count'] += Number(m[3]);
-    out.set(m[2]!, cur);
+  for (const m of text.matchAll(/^casefile_(phase|reconcile)_duration_seconds_(sum|count)\{(?:phase|queue)="([^"]+)",(?:status|outcome)="[^"]+"\} ([0-9.e+-]+)$/gm)) {
+    const key = `${m[1]}/${m[3]}`;
+    const cur = out.get(key) ?? { sum: 0, count: 0 };
+    cur[m[2] as 'sum' | 'count'] += Number(m[4]);
+    out.set(key, cur);
   }
   return out;
 }

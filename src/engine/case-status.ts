@@ -59,9 +59,13 @@ export function isSettled(status: InvestigationStatus | undefined, generation: n
   return ordered.every((p) => settled(p.condition)) && releaseSettled && settled('Ready') && status?.observedGeneration === generation;
 }
 
-/** isSettled, from an object as the informer holds it (a spec that does not parse is never settled here). */
-export function settledOnResync(obj: { metadata?: { generation?: number; deletionTimestamp?: unknown }; spec?: unknown; status?: InvestigationStatus }, phases: readonly Phase[]): boolean {
-  if (obj.metadata?.deletionTimestamp) return false;
+/**
+ * Nothing for a reconcile to do with an object as the informer delivered it: settled at its generation,
+ * not being deleted, and still carrying casefile's finalizer (a reconcile puts back one someone removed,
+ * so release still runs on deletion). A spec that does not parse is never settled here.
+ */
+export function settledAsDelivered(obj: { metadata?: { generation?: number; deletionTimestamp?: unknown; finalizers?: string[] }; spec?: unknown; status?: InvestigationStatus }, phases: readonly Phase[]): boolean {
+  if (obj.metadata?.deletionTimestamp || !obj.metadata?.finalizers?.includes(FINALIZER)) return false;
   const parsed = parseSpec(obj.spec);
   return parsed.ok && isSettled(obj.status, obj.metadata?.generation ?? 1, parsed.spec, phasesInOrder(parsed.spec, phases));
 }

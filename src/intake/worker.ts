@@ -3,7 +3,8 @@
 // to { count, first, last } computed from the journal. The values are absolute, so replaying the
 // journal after a restart and writing them again is idempotent. Writes are merge patches of only
 // status.alerts, guarded by resourceVersion (the reconciler writes status too) and batched to at most
-// one per Investigation every batchMs. When status caught up, an `ack` line in the journal says so:
+// one per Investigation every batchMs, and to a budget across all of them (a storm over many pods must
+// not turn into a hundred status writes a second, each one a watch event and a reconcile). When status caught up, an `ack` line in the journal says so:
 // on replay, a case whose alerts are all acknowledged needs nothing (and is not re-created if someone
 // deleted it since).
 //
@@ -21,7 +22,7 @@ import { WorkQueue } from '../engine/queue.js';
 import type { Logger } from '../log.js';
 import { buildInvestigation, isCasefileCase, type InvestigationBody } from './investigation-factory.js';
 import type { AlertEntry, AlertJournal, InvestigationRef, JournalEntry } from './journal.js';
-import type { KeyedRateLimiter } from './rate-limit.js';
+import { KeyedRateLimiter } from './rate-limit.js';
 
 export interface AlertsStatus {
   count: number;
@@ -44,6 +45,8 @@ export interface AlertWorkerOptions {
   log: Logger;
   /** Minimum time between two status.alerts writes of one Investigation. Default 500 ms. */
   batchMs?: number;
+  /** status.alerts writes (and the reads before them) across all Investigations. Default 10/s, burst 20. */
+  statusWrites?: { rate: number; burst: number };
   /** Delay of the first status.alerts write after creating an Investigation, so its first reconcile is not made to retry. Default 1000 ms. */
   afterCreateMs?: number;
   workers?: number;
@@ -99,10 +102,13 @@ export class AlertWorker {
   private readonly queue: WorkQueue;
   private readonly now: () => number;
   private readonly batchMs: number;
+  private readonly statusWrites: KeyedRateLimiter;
 
   constructor(private readonly opts: AlertWorkerOptions) {
     this.now = opts.now ?? (() => performance.now());
     this.batchMs = opts.batchMs ?? 500;
+    const budget = opts.statusWrites ?? { rate: 10, burst: 20 };
+    this.statusWrites = new KeyedRateLimiter(() => budget, this.now);
     this.queue = new WorkQueue((key) => this.process(key), {
       name: 'intake',
       workers: opts.workers ?? 4,
@@ -229,6 +235,8 @@ export class AlertWorker {
     }
     const wait = s.notBefore - this.now();
     if (wait > 0) return { requeueAfterMs: wait };
+    const held = this.statusWrites.take(['status']);
+    if (held > 0) return { requeueAfterMs: held };
 
     const alerts: AlertsStatus = { count: s.count, first: s.first, last: s.last };
     const through = s.lastSeq;

@@ -6,7 +6,7 @@ import type { Investigation } from '../../../src/api/investigation.js';
 import type { InvestigationBody } from '../../../src/intake/investigation-factory.js';
 import { AlertJournal, type AlertEntry, type InvestigationRef } from '../../../src/intake/journal.js';
 import { KeyedRateLimiter } from '../../../src/intake/rate-limit.js';
-import { AlertWorker, type AlertsStatus, type InvestigationApi } from '../../../src/intake/worker.js';
+import { AlertWorker, type AlertsStatus, type AlertWorkerOptions, type InvestigationApi } from '../../../src/intake/worker.js';
 import { alertEntry, silent } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -67,7 +67,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function setup(api: FakeApi, limits = { rate: 1000, burst: 1000 }) {
+async function setup(api: FakeApi, limits = { rate: 1000, burst: 1000 }, extra: Partial<AlertWorkerOptions> = {}) {
   let journal: AlertJournal | undefined;
   const held: number[] = [];
   const gone: number[] = [];
@@ -82,6 +82,7 @@ async function setup(api: FakeApi, limits = { rate: 1000, burst: 1000 }) {
     onRateLimited: () => held.push(1),
     onNamespaceGone: () => gone.push(1),
     onOpened: (inv) => opened.push(`${inv.metadata.namespace}/${inv.metadata.name}`),
+    ...extra,
   });
   journal = await AlertJournal.open(dir, { log: silent }, (e) => worker.observe(e));
   worker.start();
@@ -106,6 +107,23 @@ async function until(what: string, check: () => boolean, ms = 5000): Promise<voi
 }
 
 describe('AlertWorker', () => {
+  it('keeps status writes across all cases within its budget during a storm over many pods, and still counts every alert', async () => {
+    const api = new FakeApi();
+    const { post } = await setup(api, undefined, { batchMs: 1, statusWrites: { rate: 40, burst: 4 } });
+    const cases = Array.from({ length: 20 }, (_, i) => `case-${i}`);
+    const started = Date.now();
+    for (let round = 0; round < 10; round++) {
+      await Promise.all(cases.map((c) => post(c, round)));
+      await sleep(50);
+    }
+    await until('every count', () => cases.every((c) => api.count(c) === 10), 10_000);
+    const seconds = (Date.now() - started) / 1000;
+    // Without the budget each case would be written about every round (200 writes); with it, at most
+    // the burst and 40 a second (the first write of each case after create is a patch too).
+    expect(api.patches).toBeLessThanOrEqual(4 + Math.ceil(40 * seconds) + 1);
+    expect(api.patches).toBeLessThan(200);
+  });
+
   it('opens one Investigation for many alerts and counts them all', async () => {
     const api = new FakeApi();
     const { worker, journal, post, opened } = await setup(api);

@@ -1,5 +1,5 @@
-import { parseSpec, type Condition, type InvestigationSpec } from '../../../src/api/investigation.js';
-import { isSettled, overallPhase, readiness, settledOnResync } from '../../../src/engine/case-status.js';
+import { FINALIZER, parseSpec, type Condition, type InvestigationSpec } from '../../../src/api/investigation.js';
+import { isSettled, overallPhase, readiness, settledAsDelivered } from '../../../src/engine/case-status.js';
 import { phases, phasesInOrder } from '../../../src/phases/index.js';
 import type { Phase } from '../../../src/phases/phase.js';
 
@@ -59,7 +59,7 @@ describe('readiness and phase', () => {
   });
 });
 
-describe('settled cases (isSettled, settledOnResync)', () => {
+describe('settled cases (isSettled, settledAsDelivered)', () => {
   const list = [fake('TargetResolved'), fake('LogsCaptured'), fake('EvidenceSealed')];
   const done = [...list.map((p) => cond(p.condition, 'True')), cond('Ready', 'True')];
 
@@ -75,13 +75,16 @@ describe('settled cases (isSettled, settledOnResync)', () => {
     expect(isSettled(undefined, 1, spec({}), list)).toBe(false);
   });
 
-  test('settledOnResync reads the informer\'s object: never for a deletion, a spec that does not parse, or a phase not settled', () => {
+  test('settledAsDelivered reads the informer\'s object: never for a deletion, a missing finalizer, a spec that does not parse, or a phase not settled', () => {
     const ordered = phasesInOrder(spec({}));
     const all = [...ordered.map((p) => cond(p.condition, 'True')), cond('Ready', 'True')];
-    const obj = { metadata: { generation: 1 }, spec: { target: { pod: 'p' } }, status: { conditions: all, observedGeneration: 1 } };
-    expect(settledOnResync(obj, phases)).toBe(true);
-    expect(settledOnResync({ ...obj, metadata: { generation: 1, deletionTimestamp: 'now' } }, phases)).toBe(false);
-    expect(settledOnResync({ ...obj, spec: { target: {} } }, phases)).toBe(false);
-    expect(settledOnResync({ ...obj, status: { conditions: all.filter((c) => c.type !== ordered.at(-1)!.condition), observedGeneration: 1 } }, phases)).toBe(false);
+    const obj = { metadata: { generation: 1, finalizers: [FINALIZER] }, spec: { target: { pod: 'p' } }, status: { conditions: all, observedGeneration: 1 } };
+    expect(settledAsDelivered(obj, phases)).toBe(true);
+    expect(settledAsDelivered({ ...obj, metadata: { generation: 1, finalizers: [FINALIZER], deletionTimestamp: 'now' } }, phases)).toBe(false);
+    // Someone took the finalizer away: a reconcile puts it back, so release still runs on deletion.
+    expect(settledAsDelivered({ ...obj, metadata: { generation: 1, finalizers: [] } }, phases)).toBe(false);
+    expect(settledAsDelivered({ ...obj, metadata: { generation: 2, finalizers: [FINALIZER] } }, phases)).toBe(false);
+    expect(settledAsDelivered({ ...obj, spec: { target: {} } }, phases)).toBe(false);
+    expect(settledAsDelivered({ ...obj, status: { conditions: all.filter((c) => c.type !== ordered.at(-1)!.condition), observedGeneration: 1 } }, phases)).toBe(false);
   });
 });
