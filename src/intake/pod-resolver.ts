@@ -3,9 +3,13 @@
 // container ID (Falco's 12-character short form, or the full one) looked up in the pods'
 // status.containerStatuses. When an alert carries both, the container ID must be one of the named
 // pod's: a delayed alert about a replaced pod (same name, new UID) resolves to no pod, never to the
-// clean replacement. Both lookups are cached briefly: an alert storm is many alerts about a
-// few pods, and the API server should see a handful of requests, not one per alert.
+// clean replacement. Lookups are answered from a watched index of every pod (slim: names, UIDs,
+// container IDs) once it has synced, so an alert storm makes no API read per alert; a pod or a
+// container the index has not seen yet (the watch is a moment behind) is read from the API server,
+// cached briefly, so a storm about a pod the index lacks makes a handful of requests, not one per alert.
 import type { V1Pod } from '@kubernetes/client-node';
+import type { InformerOptions } from '../engine/informer.js';
+import type { RestClient } from '../kube/rest.js';
 import type { FalcoAlert } from './alert-schema.js';
 import { outputField } from './alert-schema.js';
 import { bareContainerID } from '../kube/container-id.js';
@@ -37,8 +41,47 @@ const INDEX_TTL_MS = 5000;
 /** An unknown container ID relists at most this often (a storm about a host or a gone pod must not hammer the API server). */
 const RELIST_MIN_MS = 1000;
 
+/** The watched index of pods (an Informer of slimPod objects). */
+export interface PodIndex {
+  hasSynced(): boolean;
+  /** By `namespace/name`. */
+  get(key: string): V1Pod | undefined;
+  list(): V1Pod[];
+}
+
 export interface PodResolverOptions {
   now?: () => number;
+  index?: PodIndex;
+}
+
+/** What the resolver reads of a pod, and all the index keeps of one: a cluster's pods fit in the intake thread. */
+export function slimPod(pod: V1Pod): V1Pod {
+  const names = (cs: { name: string }[] | undefined) => cs?.map((c) => ({ name: c.name }));
+  const statuses = (ss: NonNullable<V1Pod['status']>['containerStatuses']) =>
+    ss?.map((st) => ({ name: st.name, containerID: st.containerID, lastState: { terminated: { containerID: st.lastState?.terminated?.containerID } } })) as never;
+  const m = pod.metadata ?? {};
+  return {
+    metadata: { namespace: m.namespace, name: m.name, uid: m.uid, resourceVersion: m.resourceVersion },
+    spec: { containers: names(pod.spec?.containers) ?? [], initContainers: names(pod.spec?.initContainers) as never, ephemeralContainers: names(pod.spec?.ephemeralContainers) as never },
+    status: {
+      containerStatuses: statuses(pod.status?.containerStatuses),
+      initContainerStatuses: statuses(pod.status?.initContainerStatuses),
+      ephemeralContainerStatuses: statuses(pod.status?.ephemeralContainerStatuses),
+    },
+  };
+}
+
+/** list + watch of every pod, slimmed before the index keeps it. */
+export function podIndexSource(api: RestClient): Pick<InformerOptions<V1Pod>, 'list' | 'watch'> {
+  const watch = api.watch('/api/v1/pods');
+  return {
+    list: async () => {
+      const list = await api.getJSON<{ items: V1Pod[]; metadata: { resourceVersion: string } }>('/api/v1/pods');
+      return { items: list.items.map(slimPod), resourceVersion: list.metadata.resourceVersion };
+    },
+    watch: (resourceVersion, onEvent, onDone) =>
+      watch(resourceVersion, (type, obj) => onEvent(type, type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED' ? slimPod(obj as V1Pod) : obj), onDone),
+  };
 }
 
 function containers(pod: V1Pod): { name: string; id?: string }[] {
@@ -87,12 +130,14 @@ export class PodResolver {
   private listing: Promise<void> | undefined;
   private listedAt = -Infinity;
   private readonly now: () => number;
+  private readonly watched: PodIndex | undefined;
 
   constructor(
     private readonly source: PodSource,
     opts: PodResolverOptions = {},
   ) {
     this.now = opts.now ?? (() => performance.now());
+    this.watched = opts.index;
   }
 
   /** The pod the alert is about, or undefined for a host event or a pod that does not exist. */
@@ -111,6 +156,10 @@ export class PodResolver {
 
   private async podByName(namespace: string, name: string, containerId: string | undefined): Promise<V1Pod | undefined> {
     const key = `${namespace}/${name}`;
+    if (this.watched?.hasSynced()) {
+      const pod = this.watched.get(key);
+      if (pod && (!containerId || holds(pod, containerId))) return pod;
+    }
     const cached = this.byName.get(key);
     const age = cached ? this.now() - cached.at : Infinity;
     if (cached && containerId && age < CONFIRMED_TTL_MS && holds(cached.pod, containerId)) return cached.pod;
@@ -142,7 +191,8 @@ export class PodResolver {
   private relist(): Promise<void> {
     this.listing ??= (async () => {
       try {
-        const pods = await this.source.list();
+        // The watched index is the whole cluster already; the API server is asked only until it has synced.
+        const pods = this.watched?.hasSynced() ? this.watched.list() : await this.source.list();
         const ids = new Map<string, V1Pod>();
         for (const pod of pods) {
           for (const c of containers(pod)) {

@@ -1,6 +1,7 @@
 // Alert intake, wired: the HTTP(S) server (bound at start, so the port is there from the first
-// moment), and, once this replica leads, the journal replay, the ResponsePolicy informer and the
-// creation worker. Until all three are up, and on any replica that does not lead, intake answers 503:
+// moment), and, once this replica leads, the journal replay, the ResponsePolicy informers and the
+// creation worker (the pod index syncs beside them). Until those are up, and on any replica that does
+// not lead, intake answers 503:
 // the Service's endpoints are the ready replicas, and only the leader becomes ready (its Investigation
 // informer syncs), so senders reach the leader. It runs in its own thread (./service-thread.ts, started
 // by ./thread.ts), with its own Kubernetes client, so alerts never wait behind reconciles.
@@ -22,7 +23,7 @@ import { TokenFile } from './auth.js';
 import { sealedImports } from './case-file-import.js';
 import { AlertJournal, journalDir } from './journal.js';
 import { PolicyCache } from './policy-cache.js';
-import { PodResolver } from './pod-resolver.js';
+import { podIndexSource, PodResolver } from './pod-resolver.js';
 import { alertProcessor } from './processor.js';
 import { KeyedRateLimiter } from './rate-limit.js';
 import { createIntakeServer, type AcceptResult } from './server.js';
@@ -69,6 +70,7 @@ export class IntakeService {
   private readonly server: http.Server;
   private readonly policies: Informer<ResponsePolicy>;
   private readonly clusterPolicies: Informer<ResponsePolicy>;
+  private readonly pods: Informer<V1Pod>;
   private readonly worker: AlertWorker;
   private ready = false;
   private readonly accept: (alert: ParsedAlert, raw: string) => Promise<AcceptResult>;
@@ -108,10 +110,17 @@ export class IntakeService {
       onOpened: deps.onOpened,
       onNamespaceGone: () => observe.outcome('namespace_gone'),
     });
+    this.pods = new Informer<V1Pod>({
+      name: 'pods',
+      ...podIndexSource(api),
+      onChange: () => undefined, // looked up on demand
+      resyncMs: 0,
+      log: this.log,
+    });
     const resolver = new PodResolver({
       get: (namespace, name) => unlessNotFound(api.getJSON<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`)),
       list: async (): Promise<V1Pod[]> => (await api.getJSON<{ items: V1Pod[] }>('/api/v1/pods')).items,
-    });
+    }, { index: this.pods });
     // Read now: a missing certificate is a start-up error naming the file, not a failing handshake later.
     const tls = config.tlsCert && config.tlsKey
       ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), ...(config.clientCA ? { clientCA: readFileSync(config.clientCA) } : {}) }
@@ -163,6 +172,8 @@ export class IntakeService {
       }
     }
     if (this.stopped) return;
+    // The pod index syncs in the background: until it has, alerts resolve their pods by API reads.
+    void this.pods.start();
     await Promise.all([this.policies.start(), this.clusterPolicies.start()]);
     if (this.stopped) return;
     this.worker.start();
@@ -195,6 +206,7 @@ export class IntakeService {
     this.server.close();
     this.policies.stop();
     this.clusterPolicies.stop();
+    this.pods.stop();
     await this.worker.stop();
     await this.journal?.close();
   }
