@@ -22,31 +22,33 @@ async function podStart(seen: Seen, i: number): Promise<number> {
 
 const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
 
-/** A busybox ephemeral container added to the running pod `bystander`, until `true` runs in it (exec tried every 100 ms, as casefile does). */
+/** A busybox ephemeral container added to the running pod `bystander-<i>`, until `true` runs in it (exec tried every 50 ms, as casefile does). */
 async function ephemeralStart(i: number): Promise<number> {
   const name = `limit-${i}`;
+  const pod = `bystander-${i}`;
   const started = performance.now();
   await core.patchNamespacedPodEphemeralcontainers(
-    { name: 'bystander', namespace: ns, body: { spec: { ephemeralContainers: [{ name, image: required('CASEFILE_BUSYBOX_IMAGE'), imagePullPolicy: 'Never', command: ['sleep', '60'] }] } } },
+    { name: pod, namespace: ns, body: { spec: { ephemeralContainers: [{ name, image: required('CASEFILE_BUSYBOX_IMAGE'), imagePullPolicy: 'Never', command: ['sleep', '60'] }] } } },
     strategicMerge,
   );
   for (;;) {
     try {
-      const exec = await execStream(kube, { namespace: ns, pod: 'bystander', container: name }, ['true'], 10_000);
+      const exec = await execStream(kube, { namespace: ns, pod, container: name }, ['true'], 10_000);
       for await (const _ of exec.stdout) void _;
       if ((await exec.result).exitCode === 0) return performance.now() - started;
     } catch {
       // not running yet
     }
-    await sleep(100);
+    await sleep(50);
   }
 }
 
 async function verified(seen: Seen, i: number): Promise<{ ms: number; reason: string }> {
   const name = `verify-${i}`;
   const started = performance.now();
-  const uid8 = await createInvestigation(ns, name, { target: { pod: 'suspect' }, containment: { order: 'ContainFirst', network: { isolate: true, verify: true } } });
-  const inPlace = await seen.isolated(started, 'suspect', `casefile-${uid8}`, `casefile.dev/incident-${uid8}`);
+  const suspect = `suspect-${i}`;
+  const uid8 = await createInvestigation(ns, name, { target: { pod: suspect }, containment: { order: 'ContainFirst', network: { isolate: true, verify: true } } });
+  const inPlace = await seen.isolated(started, suspect, `casefile-${uid8}`, `casefile.dev/incident-${uid8}`);
   const settled = await seen.until('investigation', started, (o) => o.metadata.name === name && (o.status?.conditions ?? []).some((c: any) => c.type === 'NetworkIsolated' && c.status !== 'Unknown'), 180_000);
   const inv = (await custom.getNamespacedCustomObject({ ...G, namespace: ns, plural: 'investigations', name })) as { status: { conditions: { type: string; status: string; reason: string }[] } };
   const c = inv.status.conditions.find((x) => x.type === 'NetworkIsolated')!;
@@ -77,9 +79,11 @@ async function main(): Promise<void> {
   kubectl('create', 'namespace', ns);
   const seen = await Seen.open(ns);
   try {
-    await readyPods(ns, ['suspect', 'bystander']);
+    // A pod of its own for each round, as a case meets its suspect: one that has no casefile containers yet.
+    const rounds = Array.from({ length: ROUNDS + 1 }, (_, i) => i);
+    await readyPods(ns, rounds.flatMap((i) => [`suspect-${i}`, `bystander-${i}`]));
     await podStart(seen, 999);
-    await ephemeralStart(999);
+    await ephemeralStart(ROUNDS);
     const starts: number[] = [];
     const ephemeral: number[] = [];
     const runs: { ms: number; reason: string }[] = [];
@@ -99,9 +103,10 @@ async function main(): Promise<void> {
       `## Isolation verified against its limit (measured ${new Date().toISOString()})`,
       '',
       `${machine()}; the local cluster (one node, kube-router enforcing NetworkPolicy). Reproduce: \`npm run bench -- verify\`.`,
-      'casefile = from isolation in place (policy ADDED and pod labelled, seen on a watch) to NetworkIsolated settled;',
-      'limits, interleaved round by round: one busybox pod created to Ready on the same node; and bare, the step casefile\'s probe takes:',
-      'an ephemeral container added to a running pod until an exec of `true` in it succeeds (tried every 100 ms).',
+      'casefile = from isolation in place (policy ADDED and pod labelled, seen on a watch) to NetworkIsolated settled, each round on a',
+      'suspect pod of its own (running, no casefile container yet); limits, interleaved round by round: one busybox pod created to Ready',
+      'on the same node; and bare, the step casefile\'s probe takes: an ephemeral container added to a running pod of its own until an',
+      'exec of `true` in it succeeds (tried every 50 ms).',
       '',
       ...RATIO_HEADER,
       ratioRow('policy in place -> enforcement verified (limit: a pod start)', ms, starts, 'p95 < 1.5 s'),
