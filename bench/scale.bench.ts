@@ -23,7 +23,7 @@ async function settledCount(selector: string): Promise<{ all: number; settled: n
   return { all: list.items.length, settled: list.items.filter((i) => (i.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status !== 'Unknown')).length };
 }
 
-type Point = { seconds: number; cpuPerCase: number; rss: number; peak: number; phases: Map<string, number>; reconcilePerCase: number; busy: number };
+type Point = { seconds: number; cpuPerCase: number; rss: number; peak: number; phases: Map<string, number>; reconcilePerCase: number; busy: number; queuedPerCase: number; runsPerCase: number; waitsPerCase: number };
 
 async function batch(point: string, workers: number): Promise<Point> {
   const phases0 = operatorSeconds();
@@ -40,14 +40,21 @@ async function batch(point: string, workers: number): Promise<Point> {
   // Mean seconds per run of each phase over this batch: where a point's time went.
   const phases = new Map<string, number>();
   let reconcileSum = 0;
+  let runs = 0;
+  let waits = 0;
+  let queued = 0;
   for (const [key, after] of operatorSeconds()) {
     const before = phases0.get(key) ?? { sum: 0, count: 0 };
-    if (key === 'reconcile/investigations') reconcileSum = after.sum - before.sum;
+    if (key === 'reconcile/investigations') {
+      reconcileSum = after.sum - before.sum;
+      runs = after.count - before.count;
+    } else if (key === 'requeue/investigations') waits = after.count - before.count;
+    else if (key === 'queue/investigations') queued = after.sum - before.sum;
     else if (key.startsWith('phase/') && after.count > before.count) phases.set(key.slice('phase/'.length), (after.sum - before.sum) / (after.count - before.count));
   }
   // Workers' busy share: reconcile seconds over the batch against workers x wall time. Low means the
   // cases waited outside any reconcile (the queue's backoff, a watch event still to come).
-  return { seconds, cpuPerCase, rss: mem.rssMiB, peak: mem.peakRSSMiB, phases, reconcilePerCase: reconcileSum / BATCH, busy: reconcileSum / (workers * seconds) };
+  return { seconds, cpuPerCase, rss: mem.rssMiB, peak: mem.peakRSSMiB, phases, reconcilePerCase: reconcileSum / BATCH, busy: reconcileSum / (workers * seconds), queuedPerCase: queued / BATCH, runsPerCase: runs / BATCH, waitsPerCase: waits / BATCH };
 }
 
 /** The limit beside each point: BATCH pods created at once to Ready. */
@@ -90,7 +97,7 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   const points: { label: string; phases: Map<string, number> }[] = [];
   const row = (label: string, r: Point, limit: number) =>
-    `| ${label} | ${(BATCH / r.seconds * 60).toFixed(1)} | ${r.seconds.toFixed(1)} s | ${limit.toFixed(1)} s | ${(r.seconds / limit).toFixed(1)} | ${r.cpuPerCase.toFixed(2)} s | ${r.rss.toFixed(0)} / ${r.peak.toFixed(0)} MiB | ${r.reconcilePerCase.toFixed(1)} s | ${(r.busy * 100).toFixed(0)}% |`;
+    `| ${label} | ${(BATCH / r.seconds * 60).toFixed(1)} | ${r.seconds.toFixed(1)} s | ${limit.toFixed(1)} s | ${(r.seconds / limit).toFixed(1)} | ${r.cpuPerCase.toFixed(2)} s | ${r.rss.toFixed(0)} / ${r.peak.toFixed(0)} MiB | ${r.reconcilePerCase.toFixed(1)} s | ${(r.busy * 100).toFixed(0)}% | ${r.queuedPerCase.toFixed(2)} s | ${r.runsPerCase.toFixed(1)} / ${r.waitsPerCase.toFixed(1)} |`;
   try {
     await readyPods(ns, pods);
     for (const w of WORKERS) {
@@ -121,9 +128,11 @@ async function main(): Promise<void> {
       'utime + stime over the batch, per case; RSS now / peak (VmHWM, since the operator started: each worker point restarts it).',
       'Reconcile time per case: the investigations queue\'s reconcile seconds over the batch (every run of every key, phases and',
       'bookkeeping), per case; workers busy: those seconds against workers x batch time (low: cases waited outside any reconcile).',
+      'Queue wait: seconds keys waited ready in the queue (rate limit, busy workers: casefile_workqueue_queue_duration_seconds); runs / waits:',
+      'reconciles per case, and how many of them ended in a RequeueAfter wait (time spent waiting for a container, not in the queue).',
       '',
-      '| point | cases/min | batch time | limit (pod starts) | ratio | operator CPU per case | operator RSS now / peak | reconcile time per case | workers busy |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+      '| point | cases/min | batch time | limit (pod starts) | ratio | operator CPU per case | operator RSS now / peak | reconcile time per case | workers busy | queue wait per case | runs / waits per case |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...rows,
       '',
       'Where the time went: mean seconds per run of each phase over the batch (casefile_phase_duration_seconds, scraped before and after).',

@@ -35,19 +35,24 @@ export function operatorMemory(): { peakRSSMiB: number; rssMiB: number } {
 }
 
 /**
- * The operator's time histograms, scraped from its /metrics: `phase/<Phase>` (casefile_phase_duration_seconds)
- * and `reconcile/<queue>` (casefile_reconcile_duration_seconds), each summed over labels.
+ * The operator's time histograms, scraped from its /metrics: `phase/<Phase>` (casefile_phase_duration_seconds),
+ * `reconcile/<queue>` (casefile_reconcile_duration_seconds, and `requeue/<queue>` for its runs that ended
+ * in a wait) and `queue/<queue>` (casefile_workqueue_queue_duration_seconds), each summed over labels.
  */
 export function operatorSeconds(): Map<string, { sum: number; count: number }> {
   const text = kubectl('-n', 'casefile-system', 'exec', 'deploy/casefile-operator', '-c', 'operator', '--', '/usr/bin/node', '-e',
     "fetch('http://127.0.0.1:8080/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))");
   const out = new Map<string, { sum: number; count: number }>();
-  for (const m of text.matchAll(/^casefile_(phase|reconcile)_duration_seconds_(sum|count)\{(?:phase|queue)="([^"]+)",(?:status|outcome)="[^"]+"\} ([0-9.e+-]+)$/gm)) {
-    const key = `${m[1]}/${m[3]}`;
+  const add = (key: string, field: 'sum' | 'count', value: number) => {
     const cur = out.get(key) ?? { sum: 0, count: 0 };
-    cur[m[2] as 'sum' | 'count'] += Number(m[4]);
+    cur[field] += value;
     out.set(key, cur);
+  };
+  for (const m of text.matchAll(/^casefile_(phase|reconcile)_duration_seconds_(sum|count)\{(?:phase|queue)="([^"]+)",(?:status|outcome)="([^"]+)"\} ([0-9.e+-]+)$/gm)) {
+    add(`${m[1]}/${m[3]}`, m[2] as 'sum' | 'count', Number(m[5]));
+    if (m[1] === 'reconcile' && m[4] === 'requeue') add(`requeue/${m[3]}`, m[2] as 'sum' | 'count', Number(m[5]));
   }
+  for (const m of text.matchAll(/^casefile_workqueue_queue_duration_seconds_(sum|count)\{queue="([^"]+)"\} ([0-9.e+-]+)$/gm)) add(`queue/${m[2]}`, m[1] as 'sum' | 'count', Number(m[3]));
   return out;
 }
 

@@ -22,6 +22,13 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly queueDepth = new Gauge({ name: 'casefile_workqueue_depth', help: 'Keys waiting in a work queue, by queue.', labelNames: ['queue'], registers: [this.registry] });
+  readonly queueDuration = new Histogram({
+    name: 'casefile_workqueue_queue_duration_seconds',
+    help: 'Time a key waited in a work queue, ready, before a worker took it (the rate limit and busy workers), by queue.',
+    labelNames: ['queue'],
+    buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [this.registry],
+  });
   readonly retries = new Counter({ name: 'casefile_workqueue_retries_total', help: 'Keys requeued after a failed run, by queue.', labelNames: ['queue'], registers: [this.registry] });
   readonly evidenceBytes = new Counter({ name: 'casefile_evidence_bytes_written_total', help: 'Bytes of evidence written to case files.', registers: [this.registry] });
   readonly intakeAlerts = new Counter({
@@ -91,6 +98,7 @@ export class Metrics {
   queueHooks(queue: string): WorkQueueMetrics {
     return {
       depth: (n) => this.queueDepth.set({ queue }, n),
+      queueLatency: (seconds) => this.queueDuration.observe({ queue }, seconds),
       reconciled: (seconds, outcome) => this.reconcileDuration.observe({ queue, outcome }, seconds),
       retry: () => this.retries.inc({ queue }),
     };
