@@ -25,7 +25,7 @@ import { Kube, restCredentials } from './kube/client.js';
 import { LeaderElector } from './engine/leader.js';
 import { Metrics } from './engine/metrics.js';
 import { WorkQueue } from './engine/queue.js';
-import { settledAsDelivered, wantsContainmentLane } from './engine/case-status.js';
+import { changedForReconcile, settledAsDelivered, wantsContainmentLane } from './engine/case-status.js';
 import { phases } from './phases/index.js';
 import { ContainmentLane } from './engine/containment-lane.js';
 import { InvestigationReconciler } from './engine/reconciler.js';
@@ -76,12 +76,13 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const informer = new Informer<KubernetesObject>({
     name: 'investigations',
     ...customObjectSource<KubernetesObject>(kube, INVESTIGATION_PLURAL, config.selector || undefined),
-    onChange: (key, obj, type) => {
+    onChange: (key, obj, type, previous) => {
       if (type === 'DELETED') metrics.observeInvestigationPhase(key, undefined);
-      // A settled case's resync, or an update that leaves it settled (intake's alert counts), would only
-      // read it and stop: hundreds of them would hold the queue's rate limit for the cases that have work.
-      else if ((type === 'RESYNC' || type === 'MODIFIED') && settledAsDelivered(obj as never, phases)) return;
+      // A settled case's resync would only read it and stop: hundreds of them would hold the queue's
+      // rate limit for the cases that have work. So would every status-only update (changedForReconcile).
+      else if (type === 'RESYNC' && settledAsDelivered(obj as never, phases)) return;
       else if (wantsContainmentLane(obj as never)) containment.add(key);
+      if (type === 'MODIFIED' && !changedForReconcile(previous, obj as never)) return;
       queue.add(key);
     },
     resyncMs: 60_000,

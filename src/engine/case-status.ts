@@ -70,6 +70,22 @@ export function settledAsDelivered(obj: { metadata?: { generation?: number; dele
   return parsed.ok && isSettled(obj.status, obj.metadata?.generation ?? 1, parsed.spec, phasesInOrder(parsed.spec, phases));
 }
 
+/**
+ * An update a reconcile has to see: the spec (generation), a deletion or the finalizers changed. Status,
+ * labels and annotations alone are not (casefile's own status writes, intake's alert counts): each would
+ * otherwise queue the case again behind the queue's rate limit, and a burst of new cases would rerun
+ * every one of them (controller-runtime's GenerationChangedPredicate, plus what release on deletion needs).
+ */
+export function changedForReconcile(
+  previous: { metadata?: { generation?: number; deletionTimestamp?: unknown; finalizers?: string[] } } | undefined,
+  obj: { metadata?: { generation?: number; deletionTimestamp?: unknown; finalizers?: string[] } },
+): boolean {
+  if (!previous) return true;
+  const a = previous.metadata ?? {};
+  const b = obj.metadata ?? {};
+  return a.generation !== b.generation || Boolean(a.deletionTimestamp) !== Boolean(b.deletionTimestamp) || (a.finalizers ?? []).join('\n') !== (b.finalizers ?? []).join('\n');
+}
+
 export function containmentApplied(status: InvestigationStatus | undefined): boolean {
   const c = status?.containment;
   return Boolean(c?.label || c?.rbac?.length || c?.cordoned);

@@ -23,8 +23,8 @@ export interface InformerOptions<T extends ObjectWithMeta> {
   name: string;
   list: () => Promise<{ items: T[]; resourceVersion: string }>;
   watch: WatchFn;
-  /** For DELETED, `obj` is the last state seen. */
-  onChange: (key: string, obj: T | undefined, type: ChangeType) => void;
+  /** For DELETED, `obj` is the last state seen; for MODIFIED, `previous` is the state it replaced. */
+  onChange: (key: string, obj: T | undefined, type: ChangeType, previous?: T) => void;
   /** Interval of RESYNC deliveries; 0 disables. Default 5 minutes. */
   resyncMs?: number;
   /** Delay before a relist or re-watch after a failure, doubling up to max. Default 800ms to 30s (client-go). */
@@ -152,7 +152,7 @@ export class Informer<T extends ObjectWithMeta> {
       const old = previous.get(key);
       previous.delete(key);
       if (!old) this.emit(key, obj, 'ADDED');
-      else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit(key, obj, 'MODIFIED');
+      else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit(key, obj, 'MODIFIED', old);
     }
     for (const [key, old] of previous) this.emit(key, old, 'DELETED');
     this.resourceVersion = result.resourceVersion;
@@ -209,10 +209,11 @@ export class Informer<T extends ObjectWithMeta> {
       this.log.warn({ type }, 'ignoring unexpected watch event');
       return;
     }
+    const previous = this.cache.get(key);
     if (type === 'DELETED') this.cache.delete(key);
     else this.cache.set(key, obj as T);
     if (typeof rv === 'string' && rv) this.resourceVersion = rv;
-    this.emit(key, obj as T, type);
+    this.emit(key, obj as T, type, type === 'MODIFIED' ? previous : undefined);
   }
 
   private resync(): void {
@@ -220,9 +221,9 @@ export class Informer<T extends ObjectWithMeta> {
     for (const [key, obj] of this.cache) this.emit(key, obj, 'RESYNC');
   }
 
-  private emit(key: string, obj: T | undefined, type: ChangeType): void {
+  private emit(key: string, obj: T | undefined, type: ChangeType, previous?: T): void {
     try {
-      this.opts.onChange(key, obj, type);
+      this.opts.onChange(key, obj, type, previous);
     } catch (err) {
       this.log.error({ err, key, type }, 'onChange handler threw');
     }

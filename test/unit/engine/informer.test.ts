@@ -51,7 +51,7 @@ class FakeApi {
   }
 }
 
-type Change = [string, string, string | undefined];
+type Change = [string, string, string | undefined] | [string, string, string | undefined, string | undefined];
 
 function setup(opts: { resyncMs?: number } = {}): { api: FakeApi; changes: Change[]; informer: Informer<KubernetesObject> } {
   const api = new FakeApi();
@@ -60,7 +60,7 @@ function setup(opts: { resyncMs?: number } = {}): { api: FakeApi; changes: Chang
     name: 'test',
     list: api.list,
     watch: api.watch,
-    onChange: (key, o, type) => changes.push([type, key, o?.metadata?.resourceVersion]),
+    onChange: (key, o, type, previous) => changes.push(previous ? [type, key, o?.metadata?.resourceVersion, previous.metadata?.resourceVersion] : [type, key, o?.metadata?.resourceVersion]),
     resyncMs: opts.resyncMs ?? 0,
     backoffMs: { initial: 10, max: 40 },
     log: silent,
@@ -131,7 +131,7 @@ describe('Informer', () => {
     w.emit('BOOKMARK', { metadata: { resourceVersion: '20' } });
     expect(s.changes).toEqual([
       ['ADDED', 'default/b', '11'],
-      ['MODIFIED', 'default/a', '12'],
+      ['MODIFIED', 'default/a', '12', '5'], // with the state it replaced
       ['DELETED', 'default/b', '13'],
     ]);
     expect(s.informer.list().map((o) => o.metadata?.resourceVersion)).toEqual(['12']);
@@ -186,7 +186,7 @@ describe('Informer', () => {
     await jest.advanceTimersByTimeAsync(10);
     expect(s.api.listCalls).toBe(2);
     expect(s.changes).toEqual([
-      ['MODIFIED', 'default/change', '8'],
+      ['MODIFIED', 'default/change', '8', '2'], // a relist says what it replaced too
       ['ADDED', 'default/new', '9'],
       ['DELETED', 'default/vanish', '3'],
     ]);

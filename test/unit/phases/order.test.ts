@@ -1,5 +1,5 @@
 import { FINALIZER, parseSpec, type Condition, type InvestigationSpec } from '../../../src/api/investigation.js';
-import { isSettled, overallPhase, readiness, settledAsDelivered } from '../../../src/engine/case-status.js';
+import { changedForReconcile, isSettled, overallPhase, readiness, settledAsDelivered } from '../../../src/engine/case-status.js';
 import { phases, phasesInOrder } from '../../../src/phases/index.js';
 import type { Phase } from '../../../src/phases/phase.js';
 
@@ -86,5 +86,18 @@ describe('settled cases (isSettled, settledAsDelivered)', () => {
     expect(settledAsDelivered({ ...obj, metadata: { generation: 2, finalizers: [FINALIZER] } }, phases)).toBe(false);
     expect(settledAsDelivered({ ...obj, spec: { target: {} } }, phases)).toBe(false);
     expect(settledAsDelivered({ ...obj, status: { conditions: all.filter((c) => c.type !== ordered.at(-1)!.condition), observedGeneration: 1 } }, phases)).toBe(false);
+  });
+});
+
+describe('changedForReconcile (which updates queue a case)', () => {
+  const base = { metadata: { generation: 3, finalizers: [FINALIZER] } };
+  test('a spec change, a deletion or a finalizer change does; status, labels and annotations alone do not', () => {
+    expect(changedForReconcile(undefined, base)).toBe(true);
+    expect(changedForReconcile(base, { metadata: { ...base.metadata } })).toBe(false);
+    expect(changedForReconcile(base, { metadata: { ...base.metadata, labels: { a: 'b' }, annotations: { c: 'd' } } as never })).toBe(false);
+    expect(changedForReconcile(base, { metadata: { ...base.metadata, generation: 4 } })).toBe(true);
+    expect(changedForReconcile(base, { metadata: { ...base.metadata, deletionTimestamp: '2026-12-04T00:00:00Z' } })).toBe(true);
+    expect(changedForReconcile(base, { metadata: { generation: 3, finalizers: [] } })).toBe(true);
+    expect(changedForReconcile(base, { metadata: { generation: 3, finalizers: [FINALIZER, 'other'] } })).toBe(true);
   });
 });
