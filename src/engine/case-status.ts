@@ -71,10 +71,11 @@ export function settledAsDelivered(obj: { metadata?: { generation?: number; dele
 }
 
 /**
- * An update a reconcile has to see: the spec (generation), a deletion or the finalizers changed. Status,
- * labels and annotations alone are not (casefile's own status writes, intake's alert counts): each would
- * otherwise queue the case again behind the queue's rate limit, and a burst of new cases would rerun
- * every one of them (controller-runtime's GenerationChangedPredicate, plus what release on deletion needs).
+ * An update a reconcile has to see: the spec (generation), a deletion, or casefile's finalizer taken away
+ * (a reconcile puts it back, so release still runs on deletion). Status, labels, annotations and the
+ * finalizer casefile itself just added are not (its own writes, intake's alert counts): each would
+ * otherwise queue the case again behind the queue's rate limit, and a burst of new cases would run every
+ * one of them twice (controller-runtime's GenerationChangedPredicate, plus what release needs).
  */
 export function changedForReconcile(
   previous: { metadata?: { generation?: number; deletionTimestamp?: unknown; finalizers?: string[] } } | undefined,
@@ -83,7 +84,8 @@ export function changedForReconcile(
   if (!previous) return true;
   const a = previous.metadata ?? {};
   const b = obj.metadata ?? {};
-  return a.generation !== b.generation || Boolean(a.deletionTimestamp) !== Boolean(b.deletionTimestamp) || (a.finalizers ?? []).join('\n') !== (b.finalizers ?? []).join('\n');
+  const finalizerTaken = (a.finalizers ?? []).includes(FINALIZER) && !(b.finalizers ?? []).includes(FINALIZER);
+  return a.generation !== b.generation || Boolean(a.deletionTimestamp) !== Boolean(b.deletionTimestamp) || finalizerTaken;
 }
 
 export function containmentApplied(status: InvestigationStatus | undefined): boolean {

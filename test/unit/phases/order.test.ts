@@ -91,13 +91,15 @@ describe('settled cases (isSettled, settledAsDelivered)', () => {
 
 describe('changedForReconcile (which updates queue a case)', () => {
   const base = { metadata: { generation: 3, finalizers: [FINALIZER] } };
-  test('a spec change, a deletion or a finalizer change does; status, labels and annotations alone do not', () => {
+  test('a spec change, a deletion or casefile\'s finalizer taken away does; status, labels, annotations and its own finalizer added do not', () => {
     expect(changedForReconcile(undefined, base)).toBe(true);
     expect(changedForReconcile(base, { metadata: { ...base.metadata } })).toBe(false);
     expect(changedForReconcile(base, { metadata: { ...base.metadata, labels: { a: 'b' }, annotations: { c: 'd' } } as never })).toBe(false);
     expect(changedForReconcile(base, { metadata: { ...base.metadata, generation: 4 } })).toBe(true);
     expect(changedForReconcile(base, { metadata: { ...base.metadata, deletionTimestamp: '2026-12-04T00:00:00Z' } })).toBe(true);
     expect(changedForReconcile(base, { metadata: { generation: 3, finalizers: [] } })).toBe(true);
-    expect(changedForReconcile(base, { metadata: { generation: 3, finalizers: [FINALIZER, 'other'] } })).toBe(true);
+    // The reconcile that added it goes on: the event of its own patch is no reason to run again.
+    expect(changedForReconcile({ metadata: { generation: 3 } }, base)).toBe(false);
+    expect(changedForReconcile(base, { metadata: { generation: 3, finalizers: [FINALIZER, 'other'] } })).toBe(false);
   });
 });
