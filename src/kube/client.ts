@@ -1,6 +1,5 @@
 // One place that knows how to talk to the API server with client-node: typed clients, merge-patch
 // options, and the raw reads, streams and watches that go through ./rest.ts.
-import { createHash } from 'node:crypto';
 import https from 'node:https';
 import http from 'node:http';
 import type { IncomingMessage } from 'node:http';
@@ -18,33 +17,20 @@ import {
   RbacAuthorizationV1Api,
   setHeaderOptions,
 } from '@kubernetes/client-node';
-import { RestClient, type Query, type RestCredentials, type WatchFn } from './rest.js';
+import { keepAliveAgent, RestClient, type Query, type RestCredentials, type WatchFn } from './rest.js';
 
 /**
  * client-node 1.x gives every request a new https.Agent, so every API call pays a TCP and TLS handshake:
- * milliseconds each on a small node, on the path that contains a suspect. One keep-alive agent per TLS
- * identity instead (the CA, client certificate and key as the request would have used them; a bearer
- * token travels in a header, so a rotated token needs no new agent). Proxy agents are left as made.
+ * milliseconds each on a small node, on the path that contains a suspect. Each request gets the shared
+ * keep-alive agent of its TLS identity instead (./rest.ts). Proxy agents are left as made.
  */
 function reuseConnections(kc: KubeConfig): void {
-  const agents = new Map<string, https.Agent | http.Agent>();
   const apply = kc.applySecurityAuthentication.bind(kc);
   kc.applySecurityAuthentication = async (context) => {
     await apply(context);
     const made = context.getAgent();
     if (made?.constructor !== https.Agent && made?.constructor !== http.Agent) return;
-    const o = (made as https.Agent).options;
-    const hash = createHash('sha256');
-    for (const part of [made.constructor.name, o.ca, o.cert, o.key, o.pfx, o.passphrase, String(o.rejectUnauthorized), o.servername]) {
-      hash.update(part === undefined ? '-' : typeof part === 'string' || Buffer.isBuffer(part) ? part : JSON.stringify(part)).update('\0');
-    }
-    const key = hash.digest('hex');
-    let agent = agents.get(key);
-    if (!agent) {
-      agent = made instanceof https.Agent ? new https.Agent({ ...o, keepAlive: true }) : new http.Agent({ ...(made as unknown as { options: http.AgentOptions }).options, keepAlive: true });
-      agents.set(key, agent);
-    }
-    context.setAgent(agent);
+    context.setAgent(keepAliveAgent(made instanceof https.Agent, (made as https.Agent).options));
   };
 }
 

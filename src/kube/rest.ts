@@ -4,6 +4,7 @@
 // and watches through it. Credentials come from a function (the main thread resolves them with
 // client-node's KubeConfig, so every kubeconfig form works) and are fetched again after a minute or
 // after a 401, so a rotated token is picked up.
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
@@ -53,6 +54,27 @@ const IDLE_MS = 60_000;
 /** A watch asks the server to close it after 5-10 minutes (as client-go); silence past that is a dead connection. */
 const WATCH_IDLE_MS = 660_000;
 
+const agents = new Map<string, http.Agent>();
+
+/**
+ * One keep-alive pool per TLS identity (the CA, client certificate and key, verification and server
+ * name), for every client in this thread: client-node's typed clients (./client.ts) and RestClient. A
+ * bearer token travels in a header, so a rotated token keeps its connections; a new certificate gets new ones.
+ */
+export function keepAliveAgent(secure: boolean, tls: https.AgentOptions): http.Agent {
+  const hash = createHash('sha256');
+  for (const part of [String(secure), tls.ca, tls.cert, tls.key, tls.pfx, tls.passphrase, String(tls.rejectUnauthorized !== false), tls.servername]) {
+    hash.update(part === undefined ? '-' : typeof part === 'string' || Buffer.isBuffer(part) ? part : JSON.stringify(part)).update('\0');
+  }
+  const key = hash.digest('hex');
+  let agent = agents.get(key);
+  if (!agent) {
+    agent = secure ? new https.Agent({ ...tls, keepAlive: true }) : new http.Agent({ keepAlive: true });
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
 interface Resolved {
   credentials: RestCredentials;
   agent: http.Agent;
@@ -71,7 +93,6 @@ interface Call {
 export class RestClient {
   private resolved: Resolved | undefined;
   private resolving: Promise<Resolved> | undefined;
-  private readonly agents = new Map<string, http.Agent>();
 
   constructor(
     private readonly credentials: () => Promise<RestCredentials>,
@@ -188,20 +209,8 @@ export class RestClient {
   private resolve(): Promise<Resolved> {
     if (this.resolved && this.now() - this.resolved.at < CREDENTIALS_MAX_AGE_MS) return Promise.resolve(this.resolved);
     this.resolving ??= this.credentials()
-      .then((credentials) => (this.resolved = { credentials, agent: this.agentFor(credentials), at: this.now() }))
+      .then((credentials) => (this.resolved = { credentials, agent: keepAliveAgent(!credentials.server.startsWith('http:'), credentials.tls), at: this.now() }))
       .finally(() => (this.resolving = undefined));
     return this.resolving;
-  }
-
-  /** One keep-alive pool per TLS identity: a refreshed bearer token keeps its connections, a new certificate gets new ones. */
-  private agentFor(credentials: RestCredentials): http.Agent {
-    const plain = credentials.server.startsWith('http:');
-    const key = JSON.stringify([plain, credentials.tls]);
-    let agent = this.agents.get(key);
-    if (!agent) {
-      agent = plain ? new http.Agent({ keepAlive: true }) : new https.Agent({ keepAlive: true, ...credentials.tls });
-      this.agents.set(key, agent);
-    }
-    return agent;
   }
 }
