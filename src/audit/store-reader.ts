@@ -3,12 +3,14 @@
 // reported, not fatal: the open handle keeps its bytes readable anyway on Linux.
 import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
+import { bufferLines, needles, OVERSIZED } from '../evidence/lines.js';
 import type { AuditRecord } from './record.js';
 import { auditStoreDir, listSegments, PARTITIONS, type Partition } from './store.js';
 
 /** Lines longer than this are not records the writer wrote (it bounds every field): skipped unparsed. */
 const MAX_LINE = 64 * 1024;
+/** How far the API server's clock may be ahead of the operator's for a scan from `since` to miss nothing. */
+export const CLOCK_SLACK_MS = 5 * 60_000;
 
 export interface ScanStats {
   lines: number;
@@ -16,8 +18,10 @@ export interface ScanStats {
   malformed: number;
   /** Segments listed but gone before they could be opened (pruned meanwhile). */
   vanished: number;
-  /** The time of the first record read in each partition: the store holds nothing older. */
+  /** The time of the first record in each partition: the store holds nothing older. */
   oldest: Partial<Record<Partition, string>>;
+  /** Segments not read: last written before the window opened. */
+  skippedSegments: number;
 }
 
 export class AuditStoreReader {
@@ -28,16 +32,23 @@ export class AuditStoreReader {
   }
 
   /**
-   * Records of `partitions` in store order for which `prefilter(line)` holds (a cheap substring test
-   * before JSON.parse: the store can hold hundreds of megabytes of other pods' requests).
+   * Records of `partitions` in store order whose line contains one of `terms` (a byte search before
+   * JSON.parse: the store can hold hundreds of megabytes of other pods' requests; none: every record).
+   * With `since`, a segment last written more than CLOCK_SLACK_MS before it is not read: every record
+   * in it happened before it was written, so before `since` (the API server's clock within the slack
+   * of the operator's).
    */
-  async *scan(partitions: readonly Partition[], prefilter: (line: string) => boolean, stats: ScanStats): AsyncGenerator<AuditRecord> {
+  async *scan(partitions: readonly Partition[], terms: readonly string[] | undefined, stats: ScanStats, since?: string): AsyncGenerator<AuditRecord> {
+    const only = terms && needles(terms);
+    const notBefore = since === undefined ? -Infinity : Date.parse(since) - CLOCK_SLACK_MS;
     for (const partition of partitions) {
       const dir = path.join(this.root, partition);
-      for (const { name } of await listSegments(dir)) {
-        let stream;
+      const segments = await listSegments(dir);
+      if (segments[0]) stats.oldest[partition] ??= await firstTimeOf(path.join(dir, segments[0].name));
+      for (const { name } of segments) {
+        let handle;
         try {
-          stream = (await open(path.join(dir, name), 'r')).createReadStream();
+          handle = await open(path.join(dir, name), 'r');
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
             stats.vanished++;
@@ -45,12 +56,15 @@ export class AuditStoreReader {
           }
           throw err;
         }
-        for await (const line of createInterface({ input: stream, crlfDelay: Infinity })) {
-          stats.lines++;
-          if (stats.oldest[partition] === undefined) stats.oldest[partition] = firstTime(line);
-          if (line.length > MAX_LINE || !prefilter(line)) continue;
+        if ((await handle.stat()).mtimeMs < notBefore) {
+          stats.skippedSegments++;
+          await handle.close();
+          continue;
+        }
+        for await (const line of bufferLines(handle.createReadStream(), { maxLine: MAX_LINE, only, counts: stats })) {
+          if (line === OVERSIZED) continue;
           try {
-            yield JSON.parse(line) as AuditRecord;
+            yield JSON.parse(line.toString('utf8')) as AuditRecord;
             stats.parsed++;
           } catch {
             stats.malformed++; // a line cut by a crash mid-write
@@ -78,12 +92,30 @@ export class AuditStoreReader {
 }
 
 export function emptyScanStats(): ScanStats {
-  return { lines: 0, parsed: 0, malformed: 0, vanished: 0, oldest: {} };
+  return { lines: 0, parsed: 0, malformed: 0, vanished: 0, oldest: {}, skippedSegments: 0 };
 }
 
 function firstTime(line: string): string | undefined {
   const m = /^\{"time":"([^"]{1,40})"/.exec(line);
   return m?.[1];
+}
+
+/** The time of a segment's first record (reads only its head). */
+async function firstTimeOf(file: string): Promise<string | undefined> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const buf = Buffer.alloc(128);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    return firstTime(buf.subarray(0, bytesRead).toString('utf8'));
+  } finally {
+    await handle.close();
+  }
 }
 
 /** The time of the last complete record of a segment (reads only its tail). */

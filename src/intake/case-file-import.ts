@@ -36,22 +36,26 @@ export function mayHoldJournaledAlerts(inv: { metadata: { annotations?: Record<s
 export async function importJournaledAlerts(caseFile: CaseFile, evidenceDir: string, namespace: string, name: string): Promise<ArtifactRecord | undefined> {
   const dir = journalDir(evidenceDir);
   const through = importedThrough(caseFile);
-  // The journal names cases by their derived name; where each one moved, if it did.
+  // The journal names cases by their derived name; where each one moved, if it did. Each pass parses
+  // only the lines that can concern this case (a storm's journal holds every other case's alerts too).
   const movedTo = new Map<string, string>();
-  for await (const e of readJournal(dir)) if (e.type === 'moved' && e.investigation.namespace === namespace) movedTo.set(e.investigation.name, e.to);
+  for await (const e of readJournal(dir, { only: ['"type":"moved"'] })) if (e.type === 'moved' && e.investigation.namespace === namespace) movedTo.set(e.investigation.name, e.to);
+  const journaledAs = [...(movedTo.has(name) ? [] : [name]), ...[...movedTo].filter(([, to]) => to === name).map(([from]) => from)];
+  if (journaledAs.length === 0) return undefined; // its derived name moved elsewhere: the holder takes none
+  const only = journaledAs.map((n) => `"name":${JSON.stringify(n)}`);
   const wanted = (e: { type: string; seq: number; investigation: { namespace: string; name: string } }): boolean =>
     e.type === 'alert' && e.seq > through && e.investigation.namespace === namespace && (movedTo.get(e.investigation.name) ?? e.investigation.name) === name;
   // Two more passes: the artifact's name needs the range, and nothing is held in memory.
   let first = 0;
   let last = 0;
-  for await (const e of readJournal(dir)) {
+  for await (const e of readJournal(dir, { only })) {
     if (!wanted(e)) continue;
     first ||= e.seq;
     last = Math.max(last, e.seq);
   }
   if (last === 0) return undefined;
   async function* lines(): AsyncGenerator<string> {
-    for await (const e of readJournal(dir)) {
+    for await (const e of readJournal(dir, { only })) {
       if (wanted(e) && e.seq <= last) yield `${JSON.stringify(e as AlertEntry)}\n`;
     }
   }

@@ -15,8 +15,8 @@
 import { createReadStream } from 'node:fs';
 import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { errnoCode, fileStamp, fsyncDir, mkdirDurable, writeFully } from '../evidence/io.js';
+import { bufferLines, containsAny, needles } from '../evidence/lines.js';
 import type { Logger } from '../log.js';
 import type { ParsedAlert } from './alert-schema.js';
 
@@ -57,15 +57,20 @@ export interface AlertEntry {
 class RawResolver {
   private last: { seq: number; raw: string } | undefined;
 
+  has(seq: number): boolean {
+    return this.last?.seq === seq;
+  }
+
   resolve<T extends JournalEntry>(e: T): T {
     if (e.type !== 'alert') return e;
     if (e.raw !== undefined) {
       this.last = { seq: e.seq, raw: e.raw };
       return e;
     }
-    if (e.rawSeq === undefined || this.last?.seq !== e.rawSeq) return e;
+    const last = this.last;
+    if (e.rawSeq === undefined || last?.seq !== e.rawSeq) return e;
     const { rawSeq: _, ...rest } = e;
-    return { ...rest, raw: this.last.raw } as T;
+    return { ...rest, raw: last.raw } as T;
   }
 }
 
@@ -170,7 +175,7 @@ export class AlertJournal {
   static async open(dir: string, opts: JournalOptions, onEntry: (entry: JournalEntry) => void): Promise<AlertJournal> {
     await mkdirDurable(dir);
     let lastSeq = 0;
-    for await (const entry of readJournal(dir, opts.log)) {
+    for await (const entry of readJournal(dir, { log: opts.log })) {
       lastSeq = Math.max(lastSeq, entry.seq);
       onEntry(entry);
     }
@@ -390,19 +395,34 @@ export async function compactJournal(dir: string, through: number, isImported: I
 /**
  * Every committed entry, in sequence order, streamed, each alert with its `raw`. A line that does not
  * parse (the torn tail of a segment whose writer crashed mid-write, never acknowledged) is skipped
- * with a warning.
+ * with a warning. With `only`, just the lines that contain one of those strings are parsed (a case
+ * importing its alerts must not parse every other case's): a prefilter, so callers still check what
+ * they get. An alert kept whose `raw` is on a line the filter skipped gets it all the same.
  */
-export async function* readJournal(dir: string, log?: Logger): AsyncGenerator<JournalEntry> {
+export async function* readJournal(dir: string, opts: { log?: Logger; only?: readonly string[] } = {}): AsyncGenerator<JournalEntry> {
   const raws = new RawResolver();
+  const wanted = opts.only && needles(opts.only);
+  const carriesRaw = Buffer.from('"raw":"');
   for (const file of await journalSegments(dir)) {
-    const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
     let n = 0;
-    for await (const line of lines) {
+    let skippedCarrier: Buffer | undefined; // the last line skipped that carries a raw body, parsed only if a kept sibling needs it
+    for await (const line of bufferLines(createReadStream(file))) {
       n++;
-      if (!line) continue;
-      const entry = parseEntry(line);
-      if (entry) yield raws.resolve(entry);
-      else log?.warn({ file, line: n }, 'skipping an unreadable alert journal line (torn by a crash?)');
+      if (!line?.length) continue;
+      if (wanted && !containsAny(line, wanted)) {
+        if (line.indexOf(carriesRaw) !== -1) skippedCarrier = line;
+        continue;
+      }
+      const entry = parseEntry(line.toString('utf8'));
+      if (!entry) {
+        opts.log?.warn({ file, line: n }, 'skipping an unreadable alert journal line (torn by a crash?)');
+        continue;
+      }
+      if (skippedCarrier && entry.type === 'alert' && entry.rawSeq !== undefined && !raws.has(entry.rawSeq)) {
+        const carrier = parseEntry(skippedCarrier.toString('utf8'));
+        if (carrier) raws.resolve(carrier);
+      }
+      yield raws.resolve(entry);
     }
   }
 }

@@ -1,11 +1,11 @@
 // Copying a case's records out of the rolling store (streamed: a token's flood can be hundreds of
 // megabytes), then deriving findings from what was copied.
 import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { inWindow, isPodRequest, podRequestFindings, prefilterTerms, tokenMatch, TokenActivity, type SuspectIdentity } from '../../audit/correlate.js';
 import type { AuditRecord } from '../../audit/record.js';
 import { emptyScanStats, type AuditStoreReader, type ScanStats } from '../../audit/store-reader.js';
 import type { Finding } from '../../api/investigation.js';
+import { bufferLines } from '../../evidence/lines.js';
 import { resolveInside } from '../../evidence/paths.js';
 import type { PhaseContext } from '../phase.js';
 
@@ -39,7 +39,7 @@ export async function copyRecords(ctx: PhaseContext, reader: AuditStoreReader, i
   async function* lines(): AsyncGenerator<string> {
     const recent = new RecentIds();
     const partitions = kind === 'pod' ? (['pods'] as const) : (['pods', 'requests'] as const);
-    for await (const record of reader.scan(partitions, (line) => terms.some((t) => line.includes(t)), stats)) {
+    for await (const record of reader.scan(partitions, terms, stats, id.from)) {
       if (!inWindow(record, id)) continue;
       if (kind === 'pod' && !isPodRequest(record, id)) continue;
       if (kind === 'token') {
@@ -65,8 +65,7 @@ export async function copyRecords(ctx: PhaseContext, reader: AuditStoreReader, i
 }
 
 async function* caseRecords(ctx: PhaseContext, artifact: string): AsyncGenerator<AuditRecord> {
-  const input = createReadStream(resolveInside(ctx.caseFile.dir, artifact));
-  for await (const line of createInterface({ input, crlfDelay: Infinity })) if (line) yield JSON.parse(line) as AuditRecord;
+  for await (const line of bufferLines(createReadStream(resolveInside(ctx.caseFile.dir, artifact)))) if (line?.length) yield JSON.parse(line.toString('utf8')) as AuditRecord;
 }
 
 export interface DerivedAudit {

@@ -26,7 +26,7 @@ async function partitionBytes(partition: string): Promise<number> {
 
 async function readAll(partitions: ('pods' | 'requests')[] = ['pods', 'requests']): Promise<AuditRecord[]> {
   const out: AuditRecord[] = [];
-  for await (const r of new AuditStoreReader(dir).scan(partitions, () => true, emptyScanStats())) out.push(r);
+  for await (const r of new AuditStoreReader(dir).scan(partitions, undefined, emptyScanStats())) out.push(r);
   return out;
 }
 
@@ -92,7 +92,7 @@ describe('AuditStoreReader', () => {
     await appendFile(seg, '{"time":"2026-12-03T11:00:00.000Z","audit');
     const stats = emptyScanStats();
     const out: AuditRecord[] = [];
-    for await (const r of new AuditStoreReader(dir).scan(['requests'], () => true, stats)) out.push(r);
+    for await (const r of new AuditStoreReader(dir).scan(['requests'], undefined, stats)) out.push(r);
     expect(out).toHaveLength(1);
     expect(stats).toMatchObject({ lines: 2, parsed: 1, malformed: 1, oldest: { requests: '2026-12-03T10:00:00.000Z' } });
   });
@@ -102,8 +102,35 @@ describe('AuditStoreReader', () => {
     await store.append([record({ resource: 'pods', name: 'web-1' }), record({ resource: 'pods', name: 'db-0' })]);
     const stats = emptyScanStats();
     const out: AuditRecord[] = [];
-    for await (const r of new AuditStoreReader(dir).scan(['pods'], (line) => line.includes('"name":"db-0"'), stats)) out.push(r);
+    for await (const r of new AuditStoreReader(dir).scan(['pods'], ['"name":"db-0"'], stats)) out.push(r);
     expect(out.map((r) => r.name)).toEqual(['db-0']);
     expect(stats).toMatchObject({ lines: 2, parsed: 1 });
+  });
+
+  test('a scan from a time does not read segments last written well before it, and still reports the oldest record', async () => {
+    const store = await AuditStoreWriter.open(dir, { maxBytes: 256 * 1024, maxAgeMs: 3600_000 });
+    await store.append([record({ resource: 'pods', name: 'old' })]);
+    await store.append(Array.from({ length: 40 }, () => record({ resource: 'pods', name: 'filler', requestURI: `/api/v1/${'f'.repeat(400)}` })));
+    await store.append([record({ resource: 'pods', name: 'new' })]);
+    const podsDir = path.join(auditStoreDir(dir), 'pods');
+    const segments = (await readdir(podsDir)).sort();
+    expect(segments.length).toBeGreaterThan(1);
+    // The first segment was last written an hour ago; the scan is from ten minutes ago.
+    const { utimes } = await import('node:fs/promises');
+    const hourAgo = new Date(Date.now() - 3600_000);
+    await utimes(path.join(podsDir, segments[0]!), hourAgo, hourAgo);
+    const since = new Date(Date.now() - 600_000).toISOString();
+    const stats = emptyScanStats();
+    const out: AuditRecord[] = [];
+    for await (const r of new AuditStoreReader(dir).scan(['pods'], ['"name":"old"', '"name":"new"'], stats, since)) out.push(r);
+    expect(out.map((r) => r.name)).toEqual(['new']);
+    expect(stats.skippedSegments).toBe(1);
+    expect(stats.oldest.pods).toBe(record({}).time);
+    // Within the clock slack it is read.
+    const near = emptyScanStats();
+    const all: AuditRecord[] = [];
+    for await (const r of new AuditStoreReader(dir).scan(['pods'], ['"name":"old"', '"name":"new"'], near, new Date(hourAgo.getTime() + 60_000).toISOString())) all.push(r);
+    expect(all.map((r) => r.name)).toEqual(['old', 'new']);
+    expect(near.skippedSegments).toBe(0);
   });
 });
