@@ -171,7 +171,9 @@ export class InvestigationReconciler {
         if (!outcome) continue;
         if (this.deps.config.exitAfterPhase === phase.condition) {
           // A crash, not a shutdown: no drain, no lease release. (Not a self-SIGKILL: as PID 1 in its
-          // container the operator would not receive it.)
+          // container the operator would not receive it.) After the phase's result is written, as the
+          // next phase's start would have written it.
+          await writer.write(status);
           log.warn({ phase: phase.condition }, 'fault injection: exiting after phase (CASEFILE_EXIT_AFTER_PHASE)');
           process.exit(137);
         }
@@ -203,7 +205,6 @@ export class InvestigationReconciler {
     const type = phase.condition;
     if (phase.enabled && !phase.enabled(spec)) {
       set(type, { status: 'True', reason: 'Disabled', message: 'turned off by the spec' });
-      await writer.write(status);
       return undefined;
     }
     if (phase.needsTarget && !isTrue(status.conditions, 'TargetResolved')) {
@@ -214,7 +215,6 @@ export class InvestigationReconciler {
         message: `not run: TargetResolved is ${target?.status ?? 'missing'} (${target?.reason ?? 'not run'})`,
       });
       await ctx.caseFile.record('negative-finding', { finding: `${type} not run: the target pod could not be resolved (${target?.reason})` }, type);
-      await writer.write(status);
       return undefined;
     }
     // A phase already Unknown (waiting, retrying) is not flipped back to InProgress: each flip is a status
@@ -222,8 +222,10 @@ export class InvestigationReconciler {
     if (getCondition(status.conditions, type)?.status !== 'Unknown') {
       set(type, { status: 'Unknown', reason: 'InProgress', message: 'running' });
       status.phase = phase.containment ? 'Containing' : 'Capturing';
-      await writer.write(status);
     }
+    // One write per phase, before it runs: it carries this phase's start and what the phases before it
+    // ended with (their results are not written on their own: that was twice the writes, back to back).
+    await writer.write(status);
 
     const started = performance.now();
     let outcome: PhaseOutcome;
@@ -245,7 +247,6 @@ export class InvestigationReconciler {
     await ctx.caseFile
       .record('phase-finished', { condition: type, status: outcome.status, reason: outcome.reason, message: outcome.message }, type)
       .catch((err) => ctx.log.error({ err: errorMessage(err) }, 'custody record failed'));
-    await writer.write(status);
     this.deps.events.emit(inv, outcome.status === 'True' ? 'Normal' : 'Warning', outcome.reason, `${type}: ${outcome.message}`);
     ctx.log.info({ phase: type, status: outcome.status, reason: outcome.reason }, outcome.message);
     return outcome;

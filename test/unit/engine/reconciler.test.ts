@@ -115,6 +115,42 @@ describe('reconciler with fake phases', () => {
     expect(ok.runs).toBe(1);
   });
 
+  test('one status write per phase run, before it runs, carrying the results before it; disabled phases ride along; one final write', async () => {
+    const api = new FakeApi({ target: { pod: 'web-1' } });
+    const seen: { type: string; status: string; reason: string }[][] = [];
+    const kube = api.kube();
+    const write = kube.custom.patchNamespacedCustomObjectStatus.bind(kube.custom);
+    (kube.custom as { patchNamespacedCustomObjectStatus: unknown }).patchNamespacedCustomObjectStatus = async (p: { body: { status: Investigation['status'] } }) => {
+      seen.push((p.body.status?.conditions ?? []).filter((c) => !['Ready', 'Reconciling', 'Stalled'].includes(c.type)).map(({ type, status, reason }) => ({ type, status, reason })));
+      return write(p as never);
+    };
+    const phases = [fakePhase('TargetResolved'), fakePhase('ManifestCaptured', () => undefined, { enabled: () => false }), fakePhase('EventsCaptured'), fakePhase('LogsCaptured')];
+    const config = { evidenceDir: root, identity: 'test' } as OperatorConfig;
+    const r = new InvestigationReconciler({ kube, config, log: lineCounter().log, metrics: new Metrics(), events: { emit: () => undefined } as unknown as EventRecorder, phases });
+    await r.reconcile(KEY);
+    expect(seen).toEqual([
+      [{ type: 'TargetResolved', status: 'Unknown', reason: 'InProgress' }],
+      [
+        { type: 'TargetResolved', status: 'True', reason: 'Done' },
+        { type: 'ManifestCaptured', status: 'True', reason: 'Disabled' },
+        { type: 'EventsCaptured', status: 'Unknown', reason: 'InProgress' },
+      ],
+      [
+        { type: 'TargetResolved', status: 'True', reason: 'Done' },
+        { type: 'ManifestCaptured', status: 'True', reason: 'Disabled' },
+        { type: 'EventsCaptured', status: 'True', reason: 'Done' },
+        { type: 'LogsCaptured', status: 'Unknown', reason: 'InProgress' },
+      ],
+      [
+        { type: 'TargetResolved', status: 'True', reason: 'Done' },
+        { type: 'ManifestCaptured', status: 'True', reason: 'Disabled' },
+        { type: 'EventsCaptured', status: 'True', reason: 'Done' },
+        { type: 'LogsCaptured', status: 'True', reason: 'Done' },
+      ],
+    ]);
+    expect(cond(api, 'Ready')).toMatchObject({ status: 'True' });
+  });
+
   test('a case file that cannot take its opening record: Ready says why on the case, and no phase runs', async () => {
     const api = new FakeApi({ target: { pod: 'web-1' } });
     // alert.json's path is taken by a directory: the opening write fails, as on a full volume.
