@@ -13,6 +13,7 @@ import type { OperatorConfig } from './config.js';
 import { writeBundle } from './evidence/bundle.js';
 import { errorMessage } from './errors.js';
 import { importJournaledAlerts, mayHoldJournaledAlerts } from './intake/case-file-import.js';
+import { capturedPodCreation } from './phases/manifest-captured.js';
 import { metricsObserver } from './intake/metrics-batch.js';
 import { IntakeThread } from './intake/thread.js';
 import { logger, type Logger } from './log.js';
@@ -51,7 +52,7 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
     events,
     // The journal stays on the evidence volume whether intake runs now or ran before.
     importAlerts: async (caseFile, inv) =>
-      mayHoldJournaledAlerts(inv) ? importJournaledAlerts(caseFile, config.evidenceDir, inv.metadata.namespace, inv.metadata.name) : undefined,
+      mayHoldJournaledAlerts(inv) ? importJournaledAlerts(caseFile, config.evidenceDir, inv.metadata.namespace, inv.metadata.name, await capturedPodCreation(caseFile)) : undefined,
     signingKey: () => signingKeys.current(),
     audit: audit?.trail,
   });

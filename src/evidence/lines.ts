@@ -4,23 +4,34 @@
 // in an alert storm, and it grew with every case. Here lines are split with Buffer.indexOf, and a
 // caller decodes only the lines that contain what it looks for (`containsAny`).
 
-/** A line longer than the reader's limit: skipped without being held whole (a torn or hostile file). */
+/** A line longer than the reader's limit: skipped without being held whole (a torn or hostile file). With `only`, such lines are only counted. */
 export const OVERSIZED = null;
 
 export interface LineOptions {
   /** Longer lines come out as OVERSIZED; memory stays bounded by this plus a chunk. */
   maxLine?: number;
-  /** Only lines containing one of these (containsAny) come out; the others are only counted. */
+  /**
+   * Only lines containing one of these come out. The search runs over whole chunks, so a chunk
+   * without any costs one native search per needle and no work per line (a case reading a journal
+   * of every other case's alerts).
+   */
   only?: readonly Buffer[];
-  /** Every line read, whether it came out or not. */
+  /** Every line read, whether it came out or not (counting costs a native search per line). */
   counts?: { lines: number };
 }
 
 /** The lines of `input` without their newline (a last line without one too), as Buffers. */
 export async function* bufferLines(input: AsyncIterable<Buffer | string>, opts: LineOptions = {}): AsyncGenerator<Buffer | typeof OVERSIZED> {
+  const { only, counts } = opts;
   const maxLine = opts.maxLine ?? Infinity;
-  const counts = opts.counts ?? { lines: 0 };
-  const only = opts.only;
+  const firstMatch = (buf: Buffer, from: number): number => {
+    let first = -1;
+    for (const needle of only ?? []) {
+      const at = buf.indexOf(needle, from);
+      if (at !== -1 && (first === -1 || at < first)) first = at;
+    }
+    return first;
+  };
   let rest: Buffer | undefined;
   let skipping = false; // inside an oversized line, until its newline
   for await (const piece of input) {
@@ -28,30 +39,38 @@ export async function* bufferLines(input: AsyncIterable<Buffer | string>, opts: 
     const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
     rest = undefined;
     let start = 0;
+    let match = only ? firstMatch(buf, 0) : 0;
     for (let nl = buf.indexOf(10); nl !== -1; nl = buf.indexOf(10, start)) {
       if (skipping) {
         skipping = false;
       } else {
-        counts.lines++;
-        if (nl - start > maxLine) yield OVERSIZED;
-        else {
-          const line = buf.subarray(start, nl);
-          if (!only || containsAny(line, only)) yield line;
+        if (counts) counts.lines++;
+        if (nl - start > maxLine) {
+          if (!only) yield OVERSIZED;
+        } else if (!only || (match !== -1 && match < nl)) {
+          yield buf.subarray(start, nl);
         }
       }
       start = nl + 1;
+      if (only && match !== -1 && match < start) match = firstMatch(buf, start);
+      if (match === -1 && !counts) {
+        // Nothing more to give in this chunk: straight to its last line, unsplit.
+        const last = buf.lastIndexOf(10);
+        if (last >= start) start = last + 1;
+        break;
+      }
     }
     if (start >= buf.length || skipping) continue;
     if (buf.length - start > maxLine) {
-      counts.lines++;
-      yield OVERSIZED;
+      if (counts) counts.lines++;
+      if (!only) yield OVERSIZED;
       skipping = true;
     } else {
       rest = buf.subarray(start);
     }
   }
   if (rest?.length) {
-    counts.lines++;
+    if (counts) counts.lines++;
     if (!only || containsAny(rest, only)) yield rest;
   }
 }

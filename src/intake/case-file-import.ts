@@ -32,14 +32,15 @@ export function mayHoldJournaledAlerts(inv: { metadata: { annotations?: Record<s
   return inv.metadata.annotations?.[POLICY_ANNOTATION] !== undefined;
 }
 
-/** Copies the not-yet-imported alerts of namespace/name; returns the new artifact, or undefined if there were none. */
-export async function importJournaledAlerts(caseFile: CaseFile, evidenceDir: string, namespace: string, name: string): Promise<ArtifactRecord | undefined> {
+/** Copies the not-yet-imported alerts of namespace/name (from journal files written since `writtenSince`, when given); returns the new artifact, or undefined if there were none. */
+export async function importJournaledAlerts(caseFile: CaseFile, evidenceDir: string, namespace: string, name: string, writtenSince?: string): Promise<ArtifactRecord | undefined> {
   const dir = journalDir(evidenceDir);
   const through = importedThrough(caseFile);
   // The journal names cases by their derived name; where each one moved, if it did. Each pass parses
   // only the lines that can concern this case (a storm's journal holds every other case's alerts too).
+  // Nor the files last written before `writtenSince` (the pod's creation: no alert about it can be older).
   const movedTo = new Map<string, string>();
-  for await (const e of readJournal(dir, { only: ['"type":"moved"'] })) if (e.type === 'moved' && e.investigation.namespace === namespace) movedTo.set(e.investigation.name, e.to);
+  for await (const e of readJournal(dir, { only: ['"type":"moved"'], writtenSince })) if (e.type === 'moved' && e.investigation.namespace === namespace) movedTo.set(e.investigation.name, e.to);
   const journaledAs = [...(movedTo.has(name) ? [] : [name]), ...[...movedTo].filter(([, to]) => to === name).map(([from]) => from)];
   if (journaledAs.length === 0) return undefined; // its derived name moved elsewhere: the holder takes none
   const only = journaledAs.map((n) => `"name":${JSON.stringify(n)}`);
@@ -48,14 +49,14 @@ export async function importJournaledAlerts(caseFile: CaseFile, evidenceDir: str
   // Two more passes: the artifact's name needs the range, and nothing is held in memory.
   let first = 0;
   let last = 0;
-  for await (const e of readJournal(dir, { only })) {
+  for await (const e of readJournal(dir, { only, writtenSince })) {
     if (!wanted(e)) continue;
     first ||= e.seq;
     last = Math.max(last, e.seq);
   }
   if (last === 0) return undefined;
   async function* lines(): AsyncGenerator<string> {
-    for await (const e of readJournal(dir, { only })) {
+    for await (const e of readJournal(dir, { only, writtenSince })) {
       if (wanted(e) && e.seq <= last) yield `${JSON.stringify(e as AlertEntry)}\n`;
     }
   }

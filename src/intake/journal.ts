@@ -15,8 +15,8 @@
 import { createReadStream } from 'node:fs';
 import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { errnoCode, fileStamp, fsyncDir, mkdirDurable, writeFully } from '../evidence/io.js';
-import { bufferLines, containsAny, needles } from '../evidence/lines.js';
+import { CLOCK_SLACK_MS, errnoCode, fileStamp, fsyncDir, mkdirDurable, writeFully } from '../evidence/io.js';
+import { bufferLines, needles } from '../evidence/lines.js';
 import type { Logger } from '../log.js';
 import type { ParsedAlert } from './alert-schema.js';
 
@@ -395,36 +395,53 @@ export async function compactJournal(dir: string, through: number, isImported: I
 /**
  * Every committed entry, in sequence order, streamed, each alert with its `raw`. A line that does not
  * parse (the torn tail of a segment whose writer crashed mid-write, never acknowledged) is skipped
- * with a warning. With `only`, just the lines that contain one of those strings are parsed (a case
+ * with a warning. With `only`, just the lines that contain one of those strings are read (a case
  * importing its alerts must not parse every other case's): a prefilter, so callers still check what
- * they get. An alert kept whose `raw` is on a line the filter skipped gets it all the same.
+ * they get. An alert kept whose `raw` is on a line the filter skipped gets it all the same. With
+ * `writtenSince`, a file last written before it (less CLOCK_SLACK_MS) is not read: the caller wants
+ * nothing older (a case's alerts come after its pod was created).
  */
-export async function* readJournal(dir: string, opts: { log?: Logger; only?: readonly string[] } = {}): AsyncGenerator<JournalEntry> {
+export async function* readJournal(dir: string, opts: { log?: Logger; only?: readonly string[]; writtenSince?: string } = {}): AsyncGenerator<JournalEntry> {
   const raws = new RawResolver();
-  const wanted = opts.only && needles(opts.only);
-  const carriesRaw = Buffer.from('"raw":"');
+  const only = opts.only && needles(opts.only);
+  const notBefore = opts.writtenSince === undefined ? -Infinity : Date.parse(opts.writtenSince) - CLOCK_SLACK_MS;
   for (const file of await journalSegments(dir)) {
-    let n = 0;
-    let skippedCarrier: Buffer | undefined; // the last line skipped that carries a raw body, parsed only if a kept sibling needs it
-    for await (const line of bufferLines(createReadStream(file))) {
-      n++;
+    if (notBefore > -Infinity && (await lastWritten(file)) < notBefore) continue;
+    const counts = { lines: 0 };
+    for await (const line of bufferLines(createReadStream(file), { only, counts: only ? undefined : counts })) {
       if (!line?.length) continue;
-      if (wanted && !containsAny(line, wanted)) {
-        if (line.indexOf(carriesRaw) !== -1) skippedCarrier = line;
-        continue;
-      }
       const entry = parseEntry(line.toString('utf8'));
       if (!entry) {
-        opts.log?.warn({ file, line: n }, 'skipping an unreadable alert journal line (torn by a crash?)');
+        opts.log?.warn({ file, line: only ? undefined : counts.lines }, 'skipping an unreadable alert journal line (torn by a crash?)');
         continue;
       }
-      if (skippedCarrier && entry.type === 'alert' && entry.rawSeq !== undefined && !raws.has(entry.rawSeq)) {
-        const carrier = parseEntry(skippedCarrier.toString('utf8'));
+      if (only && entry.type === 'alert' && entry.rawSeq !== undefined && !raws.has(entry.rawSeq)) {
+        // Its body is on the line of the alert it came with (another policy's case): read for it.
+        const carrier = await entryAt(file, entry.rawSeq);
         if (carrier) raws.resolve(carrier);
       }
       yield raws.resolve(entry);
     }
   }
+}
+
+/** When a journal file was last written (a file gone meanwhile: never, so it is skipped). */
+async function lastWritten(file: string): Promise<number> {
+  try {
+    return (await stat(file)).mtimeMs;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return -Infinity;
+    throw err;
+  }
+}
+
+/** The entry numbered `seq` in one segment, if it is there. */
+async function entryAt(file: string, seq: number): Promise<JournalEntry | undefined> {
+  for await (const line of bufferLines(createReadStream(file), { only: needles([`"seq":${seq},`, `"seq":${seq}}`]) })) {
+    const entry = line && parseEntry(line.toString('utf8'));
+    if (entry?.seq === seq) return entry;
+  }
+  return undefined;
 }
 
 function parseEntry(line: string): JournalEntry | undefined {

@@ -36,4 +36,24 @@ describe('bufferLines', () => {
     expect(await lines(text, 5, { only, counts })).toEqual(['{"name":"web-0"}', '{"user":"system:serviceaccount:shop:web"}']);
     expect(counts.lines).toBe(4);
   });
+
+  it('with only, the same lines whatever the chunk size, with or without counting, a needle cut between chunks included', async () => {
+    const text = Array.from({ length: 40 }, (_, i) => (i % 7 === 3 ? `{"seq":${i},"name":"web-0","pad":"${'p'.repeat(i)}"}` : `{"seq":${i},"name":"db-${i}"}`)).join('\n') + '\n{"name":"web-0"}';
+    const expected = text.split('\n').filter((l) => l.includes('"name":"web-0"'));
+    for (const size of [1, 5, 13, 64, 4096]) {
+      expect(await lines(text, size, { only: needles(['"name":"web-0"']) })).toEqual(expected);
+      const counts = { lines: 0 };
+      expect(await lines(text, size, { only: needles(['"name":"web-0"']), counts })).toEqual(expected);
+      expect(counts.lines).toBe(41);
+    }
+  });
+
+  it('with only, a line longer than maxLine is counted, never given, even when it holds a needle', async () => {
+    const text = `{"name":"web-0","x":"${'x'.repeat(100)}"}\n{"name":"web-0"}\n`;
+    for (const size of [8, 1000]) {
+      const counts = { lines: 0 };
+      expect(await lines(text, size, { only: needles(['"name":"web-0"']), maxLine: 50, counts })).toEqual(['{"name":"web-0"}']);
+      expect(counts.lines).toBe(2);
+    }
+  });
 });

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, test } from '@jest/globals';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, utimes } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { CaseFile } from '../../../src/evidence/store.js';
@@ -49,6 +49,25 @@ describe('importJournaledAlerts', () => {
     await moved.close();
     await decoy.close();
     await journal.close();
+  });
+  it('with writtenSince (the pod\'s creation), skips journal files last written well before it', async () => {
+    const before = await AlertJournal.open(journalDir(root), { log: silent, groupCommitMs: 0 }, () => undefined);
+    await before.append([alertEntry('case-t', 1)]);
+    await before.close();
+    const [old] = await readdir(journalDir(root));
+    const hourAgo = new Date(Date.now() - 3600_000);
+    await utimes(path.join(journalDir(root), old!), hourAgo, hourAgo);
+    const after = await AlertJournal.open(journalDir(root), { log: silent, groupCommitMs: 0 }, () => undefined);
+    await after.append([alertEntry('case-t', 2)]);
+    const since = new Date(Date.now() - 600_000).toISOString();
+    const cf = await CaseFile.open({ root, namespace: 'production', name: 'case-t', uid: 'f1b2c3d4-0000', actor: 'test' });
+    expect((await importJournaledAlerts(cf, root, 'production', 'case-t', since))?.artifact).toBe('alerts/2-2.jsonl');
+    // Within the clock slack of the old file's last write, it is read.
+    const all = await CaseFile.open({ root, namespace: 'production', name: 'case-t', uid: 'f2b2c3d4-0000', actor: 'test' });
+    expect((await importJournaledAlerts(all, root, 'production', 'case-t', new Date(hourAgo.getTime() + 60_000).toISOString()))?.artifact).toBe('alerts/1-2.jsonl');
+    await cf.close();
+    await all.close();
+    await after.close();
   });
 });
 
