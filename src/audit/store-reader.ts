@@ -4,7 +4,7 @@
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { CLOCK_SLACK_MS } from '../evidence/io.js';
-import { bufferLines, needles, OVERSIZED } from '../evidence/lines.js';
+import { bufferLines, needles, OVERSIZED, SCAN_CHUNK } from '../evidence/lines.js';
 import type { AuditRecord } from './record.js';
 import { auditStoreDir, listSegments, PARTITIONS, type Partition } from './store.js';
 
@@ -60,7 +60,7 @@ export class AuditStoreReader {
           await handle.close();
           continue;
         }
-        for await (const line of bufferLines(handle.createReadStream(), { maxLine: MAX_LINE, only, counts: stats })) {
+        for await (const line of bufferLines(handle.createReadStream({ highWaterMark: SCAN_CHUNK }), { maxLine: MAX_LINE, only, counts: stats })) {
           if (line === OVERSIZED) continue;
           try {
             yield JSON.parse(line.toString('utf8')) as AuditRecord;

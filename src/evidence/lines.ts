@@ -4,6 +4,9 @@
 // in an alert storm, and it grew with every case. Here lines are split with Buffer.indexOf, and a
 // caller decodes only the lines that contain what it looks for (`containsAny`).
 
+/** The read size for a whole-file scan (a stream's default, 64 KiB, made it mostly syscalls). */
+export const SCAN_CHUNK = 1 << 20;
+
 /** A line longer than the reader's limit: skipped without being held whole (a torn or hostile file). With `only`, such lines are only counted. */
 export const OVERSIZED = null;
 

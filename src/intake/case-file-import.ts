@@ -36,28 +36,33 @@ export function mayHoldJournaledAlerts(inv: { metadata: { annotations?: Record<s
 export async function importJournaledAlerts(caseFile: CaseFile, evidenceDir: string, namespace: string, name: string, writtenSince?: string): Promise<ArtifactRecord | undefined> {
   const dir = journalDir(evidenceDir);
   const through = importedThrough(caseFile);
-  // The journal names cases by their derived name; where each one moved, if it did. Each pass parses
-  // only the lines that can concern this case (a storm's journal holds every other case's alerts too).
-  // Nor the files last written before `writtenSince` (the pod's creation: no alert about it can be older).
+  // The journal names cases by their derived name; where each one moved, if it did. Two passes, each
+  // parsing only the lines that can concern this case (a storm's journal holds every other case's
+  // alerts too), over the files written since `writtenSince` (the pod's creation: no alert about it is
+  // older). The first finds the moves and the range (the artifact's name), the second copies: nothing
+  // is held in memory. A moved name is its derived name's first characters and 9 more (movedName), so
+  // the derived name starts with `stem`.
+  const stem = name.replace(/-[0-9a-f]{8}$/, '');
   const movedTo = new Map<string, string>();
-  for await (const e of readJournal(dir, { only: ['"type":"moved"'], writtenSince })) if (e.type === 'moved' && e.investigation.namespace === namespace) movedTo.set(e.investigation.name, e.to);
+  const ranges = new Map<string, [number, number]>();
+  for await (const e of readJournal(dir, { only: ['"type":"moved"', `"name":${JSON.stringify(stem).slice(0, -1)}`], writtenSince })) {
+    if (e.investigation.namespace !== namespace) continue;
+    if (e.type === 'moved') movedTo.set(e.investigation.name, e.to);
+    if (e.type !== 'alert' || e.seq <= through) continue;
+    const range = ranges.get(e.investigation.name);
+    ranges.set(e.investigation.name, range ? [Math.min(range[0], e.seq), Math.max(range[1], e.seq)] : [e.seq, e.seq]);
+  }
   const journaledAs = [...(movedTo.has(name) ? [] : [name]), ...[...movedTo].filter(([, to]) => to === name).map(([from]) => from)];
-  if (journaledAs.length === 0) return undefined; // its derived name moved elsewhere: the holder takes none
+  const found = journaledAs.map((n) => ranges.get(n)).filter((r): r is [number, number] => r !== undefined);
+  if (found.length === 0) return undefined; // none, or its derived name moved elsewhere: the holder takes none
+  const first = Math.min(...found.map(([a]) => a));
+  const last = Math.max(...found.map(([, b]) => b));
   const only = journaledAs.map((n) => `"name":${JSON.stringify(n)}`);
   const wanted = (e: { type: string; seq: number; investigation: { namespace: string; name: string } }): boolean =>
-    e.type === 'alert' && e.seq > through && e.investigation.namespace === namespace && (movedTo.get(e.investigation.name) ?? e.investigation.name) === name;
-  // Two more passes: the artifact's name needs the range, and nothing is held in memory.
-  let first = 0;
-  let last = 0;
-  for await (const e of readJournal(dir, { only, writtenSince })) {
-    if (!wanted(e)) continue;
-    first ||= e.seq;
-    last = Math.max(last, e.seq);
-  }
-  if (last === 0) return undefined;
+    e.type === 'alert' && e.seq > through && e.seq <= last && e.investigation.namespace === namespace && (movedTo.get(e.investigation.name) ?? e.investigation.name) === name;
   async function* lines(): AsyncGenerator<string> {
     for await (const e of readJournal(dir, { only, writtenSince })) {
-      if (wanted(e) && e.seq <= last) yield `${JSON.stringify(e as AlertEntry)}\n`;
+      if (wanted(e)) yield `${JSON.stringify(e as AlertEntry)}\n`;
     }
   }
   return caseFile.captureOnce(`alerts/${first}-${last}.jsonl`, () => lines(), { phase: 'EvidenceSealed', detail: { firstSeq: first, lastSeq: last, source: 'alert journal' } });

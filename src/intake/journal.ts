@@ -16,7 +16,7 @@ import { createReadStream } from 'node:fs';
 import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { CLOCK_SLACK_MS, errnoCode, fileStamp, fsyncDir, mkdirDurable, writeFully } from '../evidence/io.js';
-import { bufferLines, needles } from '../evidence/lines.js';
+import { bufferLines, needles, SCAN_CHUNK } from '../evidence/lines.js';
 import type { Logger } from '../log.js';
 import type { ParsedAlert } from './alert-schema.js';
 
@@ -408,7 +408,7 @@ export async function* readJournal(dir: string, opts: { log?: Logger; only?: rea
   for (const file of await journalSegments(dir)) {
     if (notBefore > -Infinity && (await lastWritten(file)) < notBefore) continue;
     const counts = { lines: 0 };
-    for await (const line of bufferLines(createReadStream(file), { only, counts: only ? undefined : counts })) {
+    for await (const line of bufferLines(createReadStream(file, { highWaterMark: SCAN_CHUNK }), { only, counts: only ? undefined : counts })) {
       if (!line?.length) continue;
       const entry = parseEntry(line.toString('utf8'));
       if (!entry) {
@@ -437,7 +437,7 @@ async function lastWritten(file: string): Promise<number> {
 
 /** The entry numbered `seq` in one segment, if it is there. */
 async function entryAt(file: string, seq: number): Promise<JournalEntry | undefined> {
-  for await (const line of bufferLines(createReadStream(file), { only: needles([`"seq":${seq},`, `"seq":${seq}}`]) })) {
+  for await (const line of bufferLines(createReadStream(file, { highWaterMark: SCAN_CHUNK }), { only: needles([`"seq":${seq},`, `"seq":${seq}}`]) })) {
     const entry = line && parseEntry(line.toString('utf8'));
     if (entry?.seq === seq) return entry;
   }
