@@ -13,7 +13,8 @@ import type { OperatorConfig } from './config.js';
 import { writeBundle } from './evidence/bundle.js';
 import { errorMessage } from './errors.js';
 import { importJournaledAlerts, mayHoldJournaledAlerts } from './intake/case-file-import.js';
-import { capturedPodCreation } from './phases/manifest-captured.js';
+import { JournalIndex } from './intake/journal-index.js';
+import { journalDir } from './intake/journal.js';
 import { metricsObserver } from './intake/metrics-batch.js';
 import { IntakeThread } from './intake/thread.js';
 import { logger, type Logger } from './log.js';
@@ -44,15 +45,16 @@ export async function runOperator(config: OperatorConfig): Promise<void> {
   const events = new EventRecorder(kube, config.identity, log);
   const signingKeys = new SigningKeys(() => ensureSigningKey(kube, config.signingNamespace, log.child({ component: 'signing' })));
   const audit = auditTrail(config, kube, log);
+  // The journal stays on the evidence volume whether intake runs now or ran before.
+  const journalIndex = new JournalIndex(journalDir(config.evidenceDir));
   const reconciler = new InvestigationReconciler({
     kube,
     config,
     log,
     metrics,
     events,
-    // The journal stays on the evidence volume whether intake runs now or ran before.
     importAlerts: async (caseFile, inv) =>
-      mayHoldJournaledAlerts(inv) ? importJournaledAlerts(caseFile, config.evidenceDir, inv.metadata.namespace, inv.metadata.name, await capturedPodCreation(caseFile)) : undefined,
+      mayHoldJournaledAlerts(inv) ? importJournaledAlerts(caseFile, journalIndex, inv.metadata.namespace, inv.metadata.name) : undefined,
     signingKey: () => signingKeys.current(),
     audit: audit?.trail,
   });

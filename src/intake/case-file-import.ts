@@ -9,7 +9,8 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { POLICY_ANNOTATION } from './investigation-factory.js';
-import { journalDir, readJournal, type AlertEntry, type ImportedCheck } from './journal.js';
+import type { JournalIndex } from './journal-index.js';
+import type { ImportedCheck } from './journal.js';
 
 const ALERTS_ARTIFACT = /^alerts\/(\d+)-(\d+)\.jsonl$/;
 
@@ -32,38 +33,17 @@ export function mayHoldJournaledAlerts(inv: { metadata: { annotations?: Record<s
   return inv.metadata.annotations?.[POLICY_ANNOTATION] !== undefined;
 }
 
-/** Copies the not-yet-imported alerts of namespace/name (from journal files written since `writtenSince`, when given); returns the new artifact, or undefined if there were none. */
-export async function importJournaledAlerts(caseFile: CaseFile, evidenceDir: string, namespace: string, name: string, writtenSince?: string): Promise<ArtifactRecord | undefined> {
-  const dir = journalDir(evidenceDir);
-  const through = importedThrough(caseFile);
-  // The journal names cases by their derived name; where each one moved, if it did. Two passes, each
-  // parsing only the lines that can concern this case (a storm's journal holds every other case's
-  // alerts too), over the files written since `writtenSince` (the pod's creation: no alert about it is
-  // older). The first finds the moves and the range (the artifact's name), the second copies: nothing
-  // is held in memory. A moved name is its derived name's first characters and 9 more (movedName), so
-  // the derived name starts with `stem`.
-  const stem = name.replace(/-[0-9a-f]{8}$/, '');
-  const movedTo = new Map<string, string>();
-  const ranges = new Map<string, [number, number]>();
-  for await (const e of readJournal(dir, { only: ['"type":"moved"', `"name":${JSON.stringify(stem).slice(0, -1)}`], writtenSince })) {
-    if (e.investigation.namespace !== namespace) continue;
-    if (e.type === 'moved') movedTo.set(e.investigation.name, e.to);
-    if (e.type !== 'alert' || e.seq <= through) continue;
-    const range = ranges.get(e.investigation.name);
-    ranges.set(e.investigation.name, range ? [Math.min(range[0], e.seq), Math.max(range[1], e.seq)] : [e.seq, e.seq]);
-  }
-  const journaledAs = [...(movedTo.has(name) ? [] : [name]), ...[...movedTo].filter(([, to]) => to === name).map(([from]) => from)];
-  const found = journaledAs.map((n) => ranges.get(n)).filter((r): r is [number, number] => r !== undefined);
-  if (found.length === 0) return undefined; // none, or its derived name moved elsewhere: the holder takes none
-  const first = Math.min(...found.map(([a]) => a));
-  const last = Math.max(...found.map(([, b]) => b));
-  const only = journaledAs.map((n) => `"name":${JSON.stringify(n)}`);
-  const wanted = (e: { type: string; seq: number; investigation: { namespace: string; name: string } }): boolean =>
-    e.type === 'alert' && e.seq > through && e.seq <= last && e.investigation.namespace === namespace && (movedTo.get(e.investigation.name) ?? e.investigation.name) === name;
+/** Copies the not-yet-imported alerts of namespace/name; returns the new artifact, or undefined if there were none. */
+export async function importJournaledAlerts(caseFile: CaseFile, journal: JournalIndex, namespace: string, name: string): Promise<ArtifactRecord | undefined> {
+  await journal.refresh();
+  // The journal names cases by their derived name; where each one moved, if it did.
+  const movedTo = new Map(journal.moves(namespace).map((m) => [m.investigation.name, m.to]));
+  const journaledAs = [...(movedTo.has(name) ? [] : [name]), ...[...movedTo].filter(([, to]) => to === name).map(([from]) => from)].map((n) => ({ namespace, name: n }));
+  const range = journal.range(journaledAs, importedThrough(caseFile));
+  if (!range) return undefined; // none new, or its derived name moved elsewhere: the holder takes none
+  const { first, last } = range;
   async function* lines(): AsyncGenerator<string> {
-    for await (const e of readJournal(dir, { only, writtenSince })) {
-      if (wanted(e)) yield `${JSON.stringify(e as AlertEntry)}\n`;
-    }
+    for await (const e of journal.alerts(journaledAs, first, last)) yield `${JSON.stringify(e)}\n`;
   }
   return caseFile.captureOnce(`alerts/${first}-${last}.jsonl`, () => lines(), { phase: 'EvidenceSealed', detail: { firstSeq: first, lastSeq: last, source: 'alert journal' } });
 }

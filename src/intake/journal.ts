@@ -15,7 +15,7 @@
 import { createReadStream } from 'node:fs';
 import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { CLOCK_SLACK_MS, errnoCode, fileStamp, fsyncDir, mkdirDurable, writeFully } from '../evidence/io.js';
+import { errnoCode, fileStamp, fsyncDir, mkdirDurable, writeFully } from '../evidence/io.js';
 import { bufferLines, needles, SCAN_CHUNK } from '../evidence/lines.js';
 import type { Logger } from '../log.js';
 import type { ParsedAlert } from './alert-schema.js';
@@ -54,7 +54,7 @@ export interface AlertEntry {
 }
 
 /** Fills in `raw` for entries that refer to it, reading entries in journal order. */
-class RawResolver {
+export class RawResolver {
   private last: { seq: number; raw: string } | undefined;
 
   has(seq: number): boolean {
@@ -333,7 +333,8 @@ async function journalFiles(dir: string): Promise<{ live: string[]; replaced: st
   };
 }
 
-async function journalSegments(dir: string): Promise<string[]> {
+/** The files a reader reads, in order: the newest checkpoint and the segments begun after it. */
+export async function journalSegments(dir: string): Promise<string[]> {
   return (await journalFiles(dir)).live;
 }
 
@@ -395,48 +396,23 @@ export async function compactJournal(dir: string, through: number, isImported: I
 /**
  * Every committed entry, in sequence order, streamed, each alert with its `raw`. A line that does not
  * parse (the torn tail of a segment whose writer crashed mid-write, never acknowledged) is skipped
- * with a warning. With `only`, just the lines that contain one of those strings are read (a case
- * importing its alerts must not parse every other case's): a prefilter, so callers still check what
- * they get. An alert kept whose `raw` is on a line the filter skipped gets it all the same. With
- * `writtenSince`, a file last written before it (less CLOCK_SLACK_MS) is not read: the caller wants
- * nothing older (a case's alerts come after its pod was created).
+ * with a warning.
  */
-export async function* readJournal(dir: string, opts: { log?: Logger; only?: readonly string[]; writtenSince?: string } = {}): AsyncGenerator<JournalEntry> {
+export async function* readJournal(dir: string, opts: { log?: Logger } = {}): AsyncGenerator<JournalEntry> {
   const raws = new RawResolver();
-  const only = opts.only && needles(opts.only);
-  const notBefore = opts.writtenSince === undefined ? -Infinity : Date.parse(opts.writtenSince) - CLOCK_SLACK_MS;
   for (const file of await journalSegments(dir)) {
-    if (notBefore > -Infinity && (await lastWritten(file)) < notBefore) continue;
     const counts = { lines: 0 };
-    for await (const line of bufferLines(createReadStream(file, { highWaterMark: SCAN_CHUNK }), { only, counts: only ? undefined : counts })) {
+    for await (const line of bufferLines(createReadStream(file, { highWaterMark: SCAN_CHUNK }), { counts })) {
       if (!line?.length) continue;
       const entry = parseEntry(line.toString('utf8'));
-      if (!entry) {
-        opts.log?.warn({ file, line: only ? undefined : counts.lines }, 'skipping an unreadable alert journal line (torn by a crash?)');
-        continue;
-      }
-      if (only && entry.type === 'alert' && entry.rawSeq !== undefined && !raws.has(entry.rawSeq)) {
-        // Its body is on the line of the alert it came with (another policy's case): read for it.
-        const carrier = await entryAt(file, entry.rawSeq);
-        if (carrier) raws.resolve(carrier);
-      }
-      yield raws.resolve(entry);
+      if (entry) yield raws.resolve(entry);
+      else opts.log?.warn({ file, line: counts.lines }, 'skipping an unreadable alert journal line (torn by a crash?)');
     }
   }
 }
 
-/** When a journal file was last written (a file gone meanwhile: never, so it is skipped). */
-async function lastWritten(file: string): Promise<number> {
-  try {
-    return (await stat(file)).mtimeMs;
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return -Infinity;
-    throw err;
-  }
-}
-
 /** The entry numbered `seq` in one segment, if it is there. */
-async function entryAt(file: string, seq: number): Promise<JournalEntry | undefined> {
+export async function entryAt(file: string, seq: number): Promise<JournalEntry | undefined> {
   for await (const line of bufferLines(createReadStream(file, { highWaterMark: SCAN_CHUNK }), { only: needles([`"seq":${seq},`, `"seq":${seq}}`]) })) {
     const entry = line && parseEntry(line.toString('utf8'));
     if (entry?.seq === seq) return entry;
@@ -444,7 +420,7 @@ async function entryAt(file: string, seq: number): Promise<JournalEntry | undefi
   return undefined;
 }
 
-function parseEntry(line: string): JournalEntry | undefined {
+export function parseEntry(line: string): JournalEntry | undefined {
   try {
     const e = JSON.parse(line) as JournalEntry;
     if (typeof e.seq !== 'number' || !['alert', 'ack', 'moved', 'case'].includes(e.type) || typeof e.investigation?.name !== 'string') return undefined;
