@@ -3,13 +3,17 @@
 // reported, not fatal: the open handle keeps its bytes readable anyway on Linux.
 import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { CLOCK_SLACK_MS } from '../evidence/io.js';
 import { bufferLines, needles, OVERSIZED, SCAN_CHUNK } from '../evidence/lines.js';
 import type { AuditRecord } from './record.js';
 import { auditStoreDir, listSegments, PARTITIONS, type Partition } from './store.js';
 
 /** Lines longer than this are not records the writer wrote (it bounds every field): skipped unparsed. */
 const MAX_LINE = 64 * 1024;
+/**
+ * How far the API server's clock may be ahead of the operator's for a scan from `since` (a time the
+ * API server stamped) to skip a segment last written before it: nothing in the segment can be later.
+ */
+const CLOCK_SLACK_MS = 5 * 60_000;
 
 export interface ScanStats {
   lines: number;

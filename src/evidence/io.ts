@@ -25,12 +25,6 @@ export async function readIfExists(file: string): Promise<Buffer | undefined> {
   }
 }
 
-/**
- * How far the API server's clock may be ahead of the operator's when a reader skips a file last
- * written before a time the API server stamped (a pod's creation): nothing in the file can be later.
- */
-export const CLOCK_SLACK_MS = 5 * 60_000;
-
 /** UTC time using only [0-9TZ], safe inside a sanitised file name. */
 export function fileStamp(date = new Date()): string {
   return date.toISOString().replace(/[-:.]/g, '');
