@@ -75,9 +75,13 @@ class PartitionWriter {
     private readonly maxAgeMs: number,
   ) {}
 
-  /** A segment is an eighth of the budget: pruning drops at most an eighth of the kept trail at once. */
+  /**
+   * A segment is a 64th of the budget: pruning drops at most that much of the kept trail at once, and
+   * a case's copy skips every segment last written before its window (a 48 MiB segment, an eighth,
+   * held the last hour of a busy cluster, so every case read it whole).
+   */
   get segmentBytes(): number {
-    return Math.max(4096, Math.floor(this.budget / 8));
+    return Math.max(4096, Math.floor(this.budget / 64));
   }
 
   async load(): Promise<void> {
