@@ -2,7 +2,7 @@
 // A case reads the whole journal and the whole audit store; through node:readline (a regex split and
 // a string for every line) and a JSON.parse of every line, that was the operator's largest CPU cost
 // in an alert storm, and it grew with every case. Here lines are split with Buffer.indexOf, and a
-// caller decodes only the lines that contain what it looks for (`containsAny`).
+// caller decodes only the lines that contain what it looks for (`only`).
 
 /** The read size for a whole-file scan (four times a stream's default: fewer reads, each searched whole). */
 export const SCAN_CHUNK = 256 * 1024;
@@ -102,12 +102,12 @@ export async function* bufferLines(input: AsyncIterable<Buffer | string>, opts: 
   }
 }
 
-/** Needles for containsAny, encoded once. */
+/** Needles for `only`, encoded once. */
 export function needles(terms: readonly string[]): Buffer[] {
   return terms.map((t) => Buffer.from(t));
 }
 
 /** Whether `line` contains any of `terms` (a byte search: the line is not decoded). */
-export function containsAny(line: Buffer, terms: readonly Buffer[]): boolean {
+function containsAny(line: Buffer, terms: readonly Buffer[]): boolean {
   return terms.some((t) => line.indexOf(t) !== -1);
 }
