@@ -1,8 +1,7 @@
 // Reading JSON-lines files (the alert journal, the audit store, a case's copied records) on Buffers.
-// A case reads the whole journal and the whole audit store; through node:readline (a regex split and
-// a string for every line) and a JSON.parse of every line, that was the operator's largest CPU cost
-// in an alert storm, and it grew with every case. Here lines are split with Buffer.indexOf, and a
-// caller decodes only the lines that contain what it looks for (`only`).
+// Through node:readline (a regex split and a string for every line) and a JSON.parse of every line,
+// scanning them was the operator's largest CPU cost in an alert storm. Here lines are split with
+// Buffer.indexOf, and a caller decodes only the lines that contain what it looks for (`only`).
 
 /** The read size for a whole-file scan (four times a stream's default: fewer reads, each searched whole). */
 export const SCAN_CHUNK = 256 * 1024;
