@@ -1,8 +1,8 @@
 // The store's reading side (the phase that copies a case's audit trail): lists the segments when it
 // scans, so it needs no state shared with the writer's thread. A segment pruned while it is read is
 // reported, not fatal: the open handle keeps its bytes readable anyway on Linux.
-import { open } from 'node:fs/promises';
 import path from 'node:path';
+import { openIfExists } from '../evidence/io.js';
 import { bufferLines, needles, OVERSIZED, SCAN_CHUNK } from '../evidence/lines.js';
 import type { AuditRecord } from './record.js';
 import { auditStoreDir, listSegments, PARTITIONS, type Partition } from './store.js';
@@ -49,15 +49,10 @@ export class AuditStoreReader {
       const segments = await listSegments(dir);
       if (segments[0]) stats.oldest[partition] ??= await firstTimeOf(path.join(dir, segments[0].name));
       for (const { name } of segments) {
-        let handle;
-        try {
-          handle = await open(path.join(dir, name), 'r');
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-            stats.vanished++;
-            continue;
-          }
-          throw err;
+        const handle = await openIfExists(path.join(dir, name));
+        if (!handle) {
+          stats.vanished++;
+          continue;
         }
         if ((await handle.stat()).mtimeMs < notBefore) {
           stats.skippedSegments++;
@@ -105,13 +100,8 @@ function firstTime(line: string): string | undefined {
 
 /** The time of a segment's first record (reads only its head). */
 async function firstTimeOf(file: string): Promise<string | undefined> {
-  let handle;
-  try {
-    handle = await open(file, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  const handle = await openIfExists(file);
+  if (!handle) return undefined;
   try {
     const buf = Buffer.alloc(128);
     const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
@@ -123,13 +113,8 @@ async function firstTimeOf(file: string): Promise<string | undefined> {
 
 /** The time of the last complete record of a segment (reads only its tail). */
 async function lastTime(file: string): Promise<string | undefined> {
-  let handle;
-  try {
-    handle = await open(file, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  const handle = await openIfExists(file);
+  if (!handle) return undefined;
   try {
     const { size } = await handle.stat();
     const length = Math.min(size, MAX_LINE);

@@ -25,6 +25,16 @@ export async function readIfExists(file: string): Promise<Buffer | undefined> {
   }
 }
 
+/** The file opened for reading, or undefined when it does not exist (pruned or compacted meanwhile). */
+export async function openIfExists(file: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(file, 'r');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
 /** UTC time using only [0-9TZ], safe inside a sanitised file name. */
 export function fileStamp(date = new Date()): string {
   return date.toISOString().replace(/[-:.]/g, '');

@@ -9,6 +9,7 @@
 // is indexed when it appears. A torn last line (a writer that crashed mid-write) is never indexed: only
 // lines up to a file's last newline are.
 import { open, type FileHandle } from 'node:fs/promises';
+import { openIfExists } from '../evidence/io.js';
 import { SCAN_CHUNK } from '../evidence/lines.js';
 import { entryAt, journalSegments, parseEntry, RawResolver, type AlertEntry, type InvestigationRef, type MovedEntry } from './journal.js';
 
@@ -99,13 +100,8 @@ export class JournalIndex {
 
 /** Reads `f` from where its index stops to its last complete line. */
 async function indexNewLines(f: IndexedFile): Promise<void> {
-  let fh: FileHandle;
-  try {
-    fh = await open(f.path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // compacted away meanwhile: gone from the next catch-up's list
-    throw err;
-  }
+  const fh = await openIfExists(f.path);
+  if (!fh) return; // compacted away meanwhile: gone from the next catch-up's list
   try {
     let buf = Buffer.alloc(SCAN_CHUNK);
     for (;;) {

@@ -67,10 +67,9 @@ export class RawResolver {
       this.last = { seq: e.seq, raw: e.raw };
       return e;
     }
-    const last = this.last;
-    if (e.rawSeq === undefined || last?.seq !== e.rawSeq) return e;
+    if (e.rawSeq === undefined || this.last?.seq !== e.rawSeq) return e;
     const { rawSeq: _, ...rest } = e;
-    return { ...rest, raw: last.raw } as T;
+    return { ...rest, raw: this.last.raw } as T;
   }
 }
 
@@ -175,7 +174,7 @@ export class AlertJournal {
   static async open(dir: string, opts: JournalOptions, onEntry: (entry: JournalEntry) => void): Promise<AlertJournal> {
     await mkdirDurable(dir);
     let lastSeq = 0;
-    for await (const entry of readJournal(dir, { log: opts.log })) {
+    for await (const entry of readJournal(dir, opts.log)) {
       lastSeq = Math.max(lastSeq, entry.seq);
       onEntry(entry);
     }
@@ -398,7 +397,7 @@ export async function compactJournal(dir: string, through: number, isImported: I
  * parse (the torn tail of a segment whose writer crashed mid-write, never acknowledged) is skipped
  * with a warning.
  */
-export async function* readJournal(dir: string, opts: { log?: Logger } = {}): AsyncGenerator<JournalEntry> {
+export async function* readJournal(dir: string, log?: Logger): AsyncGenerator<JournalEntry> {
   const raws = new RawResolver();
   for (const file of await journalSegments(dir)) {
     const counts = { lines: 0 };
@@ -406,7 +405,7 @@ export async function* readJournal(dir: string, opts: { log?: Logger } = {}): As
       if (!line?.length) continue;
       const entry = parseEntry(line.toString('utf8'));
       if (entry) yield raws.resolve(entry);
-      else opts.log?.warn({ file, line: counts.lines }, 'skipping an unreadable alert journal line (torn by a crash?)');
+      else log?.warn({ file, line: counts.lines }, 'skipping an unreadable alert journal line (torn by a crash?)');
     }
   }
 }

@@ -1,12 +1,11 @@
 // ManifestCaptured: the pod as the API server serves it, its owners up to the top controller, its
 // ServiceAccount, the node, and every NetworkPolicy that selects it (what governs its traffic now).
 import type { V1NetworkPolicy } from '@kubernetes/client-node';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { isNotFound } from '../kube/errors.js';
 import { errorMessage, RetryableError } from '../errors.js';
 import { selectorMatches } from '../kube/selectors.js';
 import { sanitizeSegment } from '../evidence/paths.js';
-import type { CaseFile } from '../evidence/store.js';
 import { type Phase, type PhaseOutcome } from './phase.js';
 
 const ownerResources: Record<string, string> = {
@@ -34,7 +33,7 @@ export const manifestCaptured: Phase = {
     const pod = await ctx.livePod();
     if (!pod) return podGone(ctx.spec.target.pod);
     const podPath = `/api/v1/namespaces/${namespace}/pods/${encodeURIComponent(pod.metadata!.name!)}`;
-    await ctx.caseFile.captureOnce(POD_MANIFEST, async () => yamlOf(await ctx.kube.getJSON(podPath)), { phase });
+    await ctx.caseFile.captureOnce('k8s/pod.yaml', async () => yamlOf(await ctx.kube.getJSON(podPath)), { phase });
 
     const missing: string[] = [];
     for (const owner of ctx.status.target?.owners ?? []) {
@@ -105,16 +104,6 @@ export const manifestCaptured: Phase = {
     };
   },
 };
-
-export const POD_MANIFEST = 'k8s/pod.yaml';
-
-/** The pod's creation as the case captured it (casefile's own hashed copy of the manifest); none captured: undefined. */
-export async function capturedPodCreation(caseFile: CaseFile): Promise<string | undefined> {
-  if (!caseFile.has(POD_MANIFEST)) return undefined;
-  const manifest = parse(await caseFile.readText(POD_MANIFEST)) as { metadata?: { creationTimestamp?: string } } | null;
-  const created = manifest?.metadata?.creationTimestamp;
-  return created && !Number.isNaN(Date.parse(created)) ? new Date(created).toISOString() : undefined;
-}
 
 export function podGone(name: string): PhaseOutcome {
   return {

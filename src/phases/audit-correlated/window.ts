@@ -1,8 +1,8 @@
 // The audit window of a case, closed once and recorded in custody: a rerun (a restart, a wait for the
 // API server's next batch) copies the same window, whatever time it is then.
+import { parse } from 'yaml';
 import type { SuspectIdentity } from '../../audit/correlate.js';
 import { TerminalError } from '../../errors.js';
-import { capturedPodCreation } from '../manifest-captured.js';
 import type { PhaseContext } from '../phase.js';
 
 const WINDOW_ACTION = 'audit-window';
@@ -51,5 +51,8 @@ async function podStart(ctx: PhaseContext): Promise<string | undefined> {
   const live = await ctx.livePod();
   const fromLive = live?.metadata?.creationTimestamp;
   if (fromLive) return new Date(fromLive).toISOString();
-  return capturedPodCreation(ctx.caseFile);
+  if (!ctx.caseFile.has('k8s/pod.yaml')) return undefined;
+  const manifest = parse(await ctx.caseFile.readText('k8s/pod.yaml')) as { metadata?: { creationTimestamp?: string } } | null;
+  const created = manifest?.metadata?.creationTimestamp;
+  return created && !Number.isNaN(Date.parse(created)) ? new Date(created).toISOString() : undefined;
 }

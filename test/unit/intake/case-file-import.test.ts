@@ -83,12 +83,16 @@ test('only a case intake opened (its ResponsePolicy annotation) may hold journal
 describe('JournalIndex', () => {
   const line = (e: object) => `${JSON.stringify(e)}\n`;
   const alert = (name: string, seq: number, extra: object = {}) => ({ ...alertEntry(name, seq), seq, ...extra });
+  /** A journal segment written by hand with these lines; its path. */
+  async function segmentWith(text: string): Promise<string> {
+    await mkdir(journalDir(root), { recursive: true });
+    const segment = path.join(journalDir(root), '0000000000000001-20261204T090000Z.jsonl');
+    await writeFile(segment, text);
+    return segment;
+  }
 
   it('finds what was appended since the last import, and never a torn last line until it is whole', async () => {
-    const dir = journalDir(root);
-    await mkdir(dir, { recursive: true });
-    const segment = path.join(dir, '0000000000000001-20261204T090000Z.jsonl');
-    await writeFile(segment, line(alert('case-i', 1)) + line(alert('other', 2)));
+    const segment = await segmentWith(line(alert('case-i', 1)) + line(alert('other', 2)));
     const cf = await CaseFile.open({ root, namespace: 'production', name: 'case-i', uid: 'a9b2c3d4-0000', actor: 'test' });
     expect((await importJournaledAlerts(cf, journalIndex, 'production', 'case-i'))?.artifact).toBe('alerts/1-1.jsonl');
     const torn = line(alert('case-i', 3));
@@ -102,14 +106,11 @@ describe('JournalIndex', () => {
   });
 
   it('follows a compaction: the checkpoint replaces the segments it folded, and what it kept is found there', async () => {
-    const dir = journalDir(root);
-    await mkdir(dir, { recursive: true });
-    const segment = path.join(dir, '0000000000000001-20261204T090000Z.jsonl');
-    await writeFile(segment, line(alert('case-c', 1)) + line(alert('case-c', 2)));
+    const segment = await segmentWith(line(alert('case-c', 1)) + line(alert('case-c', 2)));
     const cf = await CaseFile.open({ root, namespace: 'production', name: 'case-c', uid: 'b9b2c3d4-0000', actor: 'test' });
     await journalIndex.refresh();
     // Compacted: alert 1 folded away, alert 2 kept in the checkpoint at another offset; the segment deleted.
-    await writeFile(path.join(dir, '0000000000000002-checkpoint.jsonl'), line({ type: 'case', seq: 2, investigation: { namespace: 'production', name: 'x' } }) + line(alert('case-c', 2)));
+    await writeFile(path.join(journalDir(root), '0000000000000002-checkpoint.jsonl'), line({ type: 'case', seq: 2, investigation: { namespace: 'production', name: 'x' } }) + line(alert('case-c', 2)));
     await rm(segment);
     expect((await importJournaledAlerts(cf, journalIndex, 'production', 'case-c'))?.artifact).toBe('alerts/2-2.jsonl');
     await cf.close();

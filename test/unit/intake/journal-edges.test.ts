@@ -25,7 +25,7 @@ async function diskBytes(): Promise<number> {
 
 async function readAll(log?: typeof silent): Promise<JournalEntry[]> {
   const read: JournalEntry[] = [];
-  for await (const e of readJournal(dir, { log })) read.push(e);
+  for await (const e of readJournal(dir, log)) read.push(e);
   return read;
 }
 

@@ -238,7 +238,7 @@ describe('AlertJournal failures and edges', () => {
     const warnings: unknown[] = [];
     const log = { ...silent, warn: (o: unknown) => warnings.push(o) } as unknown as typeof silent;
     const read: JournalEntry[] = [];
-    for await (const e of readJournal(dir, { log })) read.push(e);
+    for await (const e of readJournal(dir, log)) read.push(e);
     expect(read.map((e) => [e.type, e.seq])).toEqual([
       ['alert', 1],
       ['ack', 6],
