@@ -9,7 +9,7 @@ import {
   createInvestigation, custom, deleteInvestigation, G, kubectl, machine, pct, rawIsolation, RATIO_HEADER, ratioRow, readyPods, Seen, sleep, publish,
 } from './support.js';
 
-const ROUNDS = Number(process.env.BENCH_CONTAIN_ROUNDS ?? 12);
+const ROUNDS = Number(process.env.BENCH_CONTAIN_ROUNDS ?? 30);
 const LOADED_ROUNDS = Number(process.env.BENCH_CONTAIN_LOADED_ROUNDS ?? 8);
 const CAPTURING = 20;
 const ns = `bench-contain-${Date.now().toString(36)}`;

@@ -14,6 +14,8 @@ import { phases } from '../phases/index.js';
 import type { Phase } from '../phases/phase.js';
 import { containNowPhases } from './case-status.js';
 
+const MADE_LIMIT = 4096;
+
 export interface ContainmentLaneDeps {
   kube: Kube;
   config: OperatorConfig;
@@ -28,6 +30,12 @@ export class ContainmentLane {
   private readonly inFlight = new Map<string, Promise<unknown>>();
   /** Investigations as intake's create returned them, until the lane has run them (the watch may not have delivered them yet). */
   private readonly handedOver = new Map<string, Investigation>();
+  /**
+   * UIDs whose first writes this process has made: the watch's ADDED and intake's handover (or the
+   * lane's own finalizer patch, seen before the reconcile's first condition) each queue a case, and a
+   * copy without the finalizer yet would otherwise send every write a second time.
+   */
+  private readonly made = new Set<string>();
 
   constructor(private readonly deps: ContainmentLaneDeps) {}
 
@@ -62,7 +70,8 @@ export class ContainmentLane {
     const parsed = parseSpec(inv.spec);
     if (!parsed.ok) return; // reconcile() refuses it, with what to fix
     const todo = containNowPhases(inv, parsed.spec, this.deps.phases ?? phases);
-    if (todo.length === 0) return;
+    if (todo.length === 0 || this.made.has(inv.metadata.uid)) return;
+    this.remember(inv.metadata.uid);
     const log = this.deps.log.child({ investigation: key });
     // The finalizer goes out with the first writes, not after them: a case deleted right after must
     // still be released, label included (the policy alone would go with its ownerReference).
@@ -82,6 +91,12 @@ export class ContainmentLane {
       log.warn('fault injection: exiting after the first containment writes (CASEFILE_EXIT_AFTER_PHASE=ContainNow)');
       process.exit(137);
     }
+  }
+
+  private remember(uid: string): void {
+    this.made.add(uid);
+    // Bounded: a case long past its first writes has its finalizer or a condition, which stop the lane anyway.
+    if (this.made.size > MADE_LIMIT) this.made.delete(this.made.values().next().value!);
   }
 
   private async read(key: string): Promise<Investigation | undefined> {

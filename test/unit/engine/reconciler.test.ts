@@ -369,6 +369,19 @@ describe('the containment lane (ContainFirst first writes)', () => {
     expect(api.inv.metadata.finalizers).toEqual([]);
   });
 
+  test('queued twice (the watch\'s ADDED, then intake\'s handover) with a copy from before the finalizer: the first writes go out once', async () => {
+    const api = new FakeApi(contain);
+    const beforeFinalizer = structuredClone(api.inv);
+    let calls = 0;
+    const isolated = fakePhase('NetworkIsolated', () => undefined, { containment: true, containNow: async () => void calls++ });
+    const l = lane(api, [fakePhase('TargetResolved'), isolated], () => structuredClone(beforeFinalizer));
+    await l.run(KEY);
+    l.handOver(structuredClone(beforeFinalizer));
+    await l.run(KEY);
+    expect(calls).toBe(1);
+    expect(api.inv.metadata.finalizers).toEqual(['casefile.dev/release']);
+  });
+
   test('an EvidenceFirst case, or one being released, gets no first writes', async () => {
     for (const spec of [{ ...contain, containment: { order: 'EvidenceFirst', network: { isolate: true } } }, { ...contain, release: true }]) {
       const api = new FakeApi(spec);
