@@ -14,7 +14,7 @@ import { writeBundle } from './evidence/bundle.js';
 import { errorMessage } from './errors.js';
 import { importJournaledAlerts, mayHoldJournaledAlerts } from './intake/case-file-import.js';
 import { JournalIndex } from './intake/journal-index.js';
-import { journalDir } from './intake/journal.js';
+import { journalDir } from './intake/journal-format.js';
 import { metricsObserver } from './intake/metrics-batch.js';
 import { IntakeThread } from './intake/thread.js';
 import { logger, type Logger } from './log.js';

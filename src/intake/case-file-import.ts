@@ -10,7 +10,7 @@ import path from 'node:path';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { POLICY_ANNOTATION } from './investigation-factory.js';
 import type { JournalIndex } from './journal-index.js';
-import type { ImportedCheck } from './journal.js';
+import type { ImportedCheck } from './journal-format.js';
 
 const ALERTS_ARTIFACT = /^alerts\/(\d+)-(\d+)\.jsonl$/;
 

@@ -2,7 +2,7 @@
 // in from the journaled alert, labelled with the policy so `kubectl get inv -l casefile.dev/policy=...`
 // finds every case a policy opened.
 import { alertSchema, API_VERSION } from '../api/investigation.js';
-import type { AlertEntry, InvestigationRef } from './journal.js';
+import type { AlertEntry, InvestigationRef } from './journal-format.js';
 import { policyLabelValue } from './naming.js';
 
 const POLICY_LABEL = 'casefile.dev/policy';

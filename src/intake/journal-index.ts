@@ -11,7 +11,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { openIfExists } from '../evidence/io.js';
 import { SCAN_CHUNK } from '../evidence/lines.js';
-import { entryAt, journalSegments, parseEntry, RawResolver, type AlertEntry, type InvestigationRef, type MovedEntry } from './journal.js';
+import { entryAt, journalSegments, parseEntry, RawResolver, type AlertEntry, type InvestigationRef, type MovedEntry } from './journal-format.js';
 
 interface IndexedFile {
   path: string;

@@ -4,7 +4,8 @@
 // alert, or (ContainFirst) while the alert is being journaled, so containment does not wait for the fsync.
 import type { Logger } from '../log.js';
 import { outputField, type FalcoAlert, type ParsedAlert } from './alert-schema.js';
-import { JournalFullError, type AlertEntry, type AlertJournal, type JournalEntry } from './journal.js';
+import { JournalFullError, type AlertJournal } from './journal.js';
+import type { AlertEntry, JournalEntry } from './journal-format.js';
 import { investigationName } from './naming.js';
 import type { ActivePolicy } from './policy-cache.js';
 import type { ResolvedPod } from './pod-resolver.js';

@@ -21,7 +21,8 @@ import { isConflict, isNamespaceNotFound, isNotFound } from '../kube/errors.js';
 import { WorkQueue } from '../engine/queue.js';
 import type { Logger } from '../log.js';
 import { buildInvestigation, isCasefileCase, type InvestigationBody } from './investigation-factory.js';
-import type { AlertEntry, AlertJournal, InvestigationRef, JournalEntry } from './journal.js';
+import type { AlertJournal } from './journal.js';
+import type { AlertEntry, InvestigationRef, JournalEntry } from './journal-format.js';
 import { KeyedRateLimiter } from './rate-limit.js';
 
 export interface AlertsStatus {

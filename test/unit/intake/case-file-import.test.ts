@@ -5,7 +5,8 @@ import path from 'node:path';
 import { CaseFile } from '../../../src/evidence/store.js';
 import { importJournaledAlerts, mayHoldJournaledAlerts, sealedImports } from '../../../src/intake/case-file-import.js';
 import { JournalIndex } from '../../../src/intake/journal-index.js';
-import { AlertJournal, journalDir } from '../../../src/intake/journal.js';
+import { AlertJournal } from '../../../src/intake/journal.js';
+import { journalDir } from '../../../src/intake/journal-format.js';
 import { alertEntry, silent } from './helpers.js';
 
 let root: string;

@@ -4,7 +4,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import type { NewJournalEntry } from '../../../src/intake/journal.js';
+import type { NewJournalEntry } from '../../../src/intake/journal-format.js';
 
 export const silent = pino({ level: 'silent' });
 export const FIXTURES = fileURLToPath(new URL('../../fixtures/falco/', import.meta.url));

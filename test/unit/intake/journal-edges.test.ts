@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { appendFile, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { AlertJournal, compactJournal, journalDir, JournalFullError, readJournal, type AlertEntry, type JournalEntry } from '../../../src/intake/journal.js';
+import { AlertJournal, compactJournal, JournalFullError } from '../../../src/intake/journal.js';
+import { journalDir, readJournal, type AlertEntry, type JournalEntry } from '../../../src/intake/journal-format.js';
 import { alertEntry, silent } from './helpers.js';
 
 let dir: string;

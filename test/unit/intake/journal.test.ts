@@ -2,7 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { AlertJournal, compactJournal, JournalFullError, readJournal, type AlertEntry, type JournalEntry } from '../../../src/intake/journal.js';
+import { AlertJournal, compactJournal, JournalFullError } from '../../../src/intake/journal.js';
+import { readJournal, type AlertEntry, type JournalEntry } from '../../../src/intake/journal-format.js';
 import { alertEntry, silent } from './helpers.js';
 
 let dir: string;
