@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import { phases } from '../phases/index.js';
 import type { Phase } from '../phases/phase.js';
 import { containNowPhases } from './case-status.js';
+import { patchFinalizers } from './release.js';
 
 const MADE_LIMIT = 4096;
 
@@ -75,17 +76,9 @@ export class ContainmentLane {
     const log = this.deps.log.child({ investigation: key });
     // The finalizer goes out with the first writes, not after them: a case deleted right after must
     // still be released, label included (the policy alone would go with its ownerReference).
-    const finalizer = this.deps.kube.custom
-      .patchNamespacedCustomObject(
-        {
-          group: GROUP, version: VERSION, namespace: inv.metadata.namespace, plural: INVESTIGATION_PLURAL, name: inv.metadata.name,
-          body: { metadata: { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER], resourceVersion: inv.metadata.resourceVersion } },
-        },
-        this.deps.kube.mergePatch,
-      )
-      .catch((err: unknown) => {
-        if (!isConflict(err)) throw err; // changed meanwhile: reconcile() adds it from the latest object
-      });
+    const finalizer = patchFinalizers(this.deps.kube, inv, [...(inv.metadata.finalizers ?? []), FINALIZER]).catch((err: unknown) => {
+      if (!isConflict(err)) throw err; // changed meanwhile: reconcile() adds it from the latest object
+    });
     await Promise.all([...todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log, config: this.deps.config })), finalizer]);
     if (this.deps.config.exitAfterPhase === 'ContainNow') {
       log.warn('fault injection: exiting after the first containment writes (CASEFILE_EXIT_AFTER_PHASE=ContainNow)');

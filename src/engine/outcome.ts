@@ -34,3 +34,8 @@ export function classify(err: unknown): Verdict {
       return { kind: 'retry', reason: 'Retrying', message };
   }
 }
+
+/** A worker's verdict that stops this reconcile: wait, or retry with backoff (the queue's). */
+export class Stop {
+  constructor(readonly verdict: Verdict & { kind: 'wait' | 'retry' }, readonly cause: unknown) {}
+}

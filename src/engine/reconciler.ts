@@ -2,7 +2,7 @@
 // server (never the event), and the phases that are not yet done run in order. Everything a phase
 // learns is persisted in status (conditions, target) or the case file, so a restart resumes where it
 // stopped. Status is written only when it changed, with the resourceVersion it was computed from.
-import type { V1Pod } from '@kubernetes/client-node';
+// Lifting containment (spec.release, deletion) is ./release.ts.
 import { getCondition, isTrue, setCondition } from '../api/conditions.js';
 import {
   FINALIZER,
@@ -10,7 +10,6 @@ import {
   INVESTIGATION_PLURAL,
   parseSpec,
   VERSION,
-  type ConditionType,
   type Investigation,
   type InvestigationSpec,
   type InvestigationStatus,
@@ -19,15 +18,16 @@ import type { OperatorConfig } from '../config.js';
 import type { SigningKey } from '../evidence/signing.js';
 import { CaseFile, evidenceErrorReason } from '../evidence/store.js';
 import type { Logger } from '../log.js';
-import { phases, phasesInOrder } from '../phases/index.js';
-import { errorMessage, RetryableError } from '../errors.js';
-import type { AlertImporter, AuditTrailSource, Phase, PhaseContext, PhaseOutcome, ReleaseContext } from '../phases/phase.js';
-import { containmentApplied, containmentDrift, isSettled, overallPhase, readiness } from './case-status.js';
+import { phasesInOrder } from '../phases/index.js';
+import { errorMessage } from '../errors.js';
+import type { AlertImporter, AuditTrailSource, Phase, PhaseContext, PhaseOutcome } from '../phases/phase.js';
+import { containmentDrift, isSettled, overallPhase, readiness } from './case-status.js';
 import { EventRecorder } from './events.js';
 import { type Kube } from '../kube/client.js';
 import { isConflict, isNotFound } from '../kube/errors.js';
 import type { Metrics } from './metrics.js';
-import { classify, type Verdict } from './outcome.js';
+import { classify, Stop } from './outcome.js';
+import { CaseRelease, patchFinalizers, type SetCondition } from './release.js';
 import { RepeatFilter } from './repeat-filter.js';
 import type { ReconcileResult } from './queue.js';
 import { StaleObjectError, StatusWriter } from './status-writer.js';
@@ -47,13 +47,6 @@ export interface ReconcilerDeps {
   audit?: AuditTrailSource;
 }
 
-/** A worker's verdict that stops this reconcile: wait, or retry with backoff (the queue's). */
-class Stop {
-  constructor(readonly verdict: Verdict & { kind: 'wait' | 'retry' }, readonly cause: unknown) {}
-}
-
-type SetCondition = (type: ConditionType, o: PhaseOutcome | { status: 'Unknown'; reason: string; message: string }) => void;
-
 /** Containment phases whose recorded outcome the spec must not contradict (release works from that record). */
 const CONTAINMENT_DRIFT_HINT =
   'spec.containment cannot change once containment has acted: casefile undoes what it applied, not what the spec says now. ' +
@@ -63,7 +56,11 @@ export class InvestigationReconciler {
   /** The same failure of the same case is logged once a minute, not on every retry. */
   private readonly repeats = new RepeatFilter();
 
-  constructor(private readonly deps: ReconcilerDeps) {}
+  private readonly releases: CaseRelease;
+
+  constructor(private readonly deps: ReconcilerDeps) {
+    this.releases = new CaseRelease({ ...deps, openCaseFile: (inv) => this.openCaseFile(inv) });
+  }
 
   private async read(key: string): Promise<Investigation | undefined> {
     const [namespace, name] = key.split('/') as [string, string];
@@ -82,9 +79,9 @@ export class InvestigationReconciler {
     if (!inv) return;
     const log = this.deps.log.child({ investigation: key });
     try {
-      if (inv.metadata.deletionTimestamp) return await this.finalize(inv, log);
+      if (inv.metadata.deletionTimestamp) return await this.releases.finalize(inv, log);
       if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) {
-        inv = await this.patchMetadata(inv, { finalizers: [...(inv.metadata.finalizers ?? []), FINALIZER] });
+        inv = await patchFinalizers(this.deps.kube, inv, [...(inv.metadata.finalizers ?? []), FINALIZER]);
       }
       const result = await this.run(inv, log);
       this.repeats.forget(key);
@@ -178,7 +175,7 @@ export class InvestigationReconciler {
           process.exit(137);
         }
       }
-      if (spec.release) await this.release(ctx, set, writer, log);
+      if (spec.release) await this.releases.lift(ctx, set, writer, log);
       const ready = readiness(status.conditions ?? [], ordered, spec.release);
       set('Ready', ready);
       status.phase = overallPhase(status.conditions ?? [], spec);
@@ -252,89 +249,15 @@ export class InvestigationReconciler {
     return outcome;
   }
 
-  /**
-   * Lifts containment from the record: every phase that can release undoes what status and the case
-   * file say it applied, last in the runbook first, whatever the spec says now (it may have been edited,
-   * or no longer parse). Released turns True only when every release re-read its objects and found
-   * them undone, or listed them as kept with the reason.
-   */
-  private async release(ctx: ReleaseContext, set: SetCondition, writer: StatusWriter, log: Logger): Promise<void> {
-    const status = ctx.status;
-    if (isTrue(status.conditions, 'Released')) return;
-    // Written once: a retried release must not flip the condition (and wake the informer) every attempt.
-    if (getCondition(status.conditions, 'Released')?.status !== 'Unknown') {
-      set('Released', { status: 'Unknown', reason: 'InProgress', message: 'lifting containment' });
-      await writer.write(status);
-    }
-    const messages: string[] = [];
-    const differences: string[] = [];
-    for (const phase of [...(this.deps.phases ?? phases)].reverse()) {
-      if (!phase.release) continue;
-      try {
-        const outcome = await phase.release(ctx);
-        messages.push(`${phase.condition}: ${outcome.message}`);
-        differences.push(...(outcome.differences ?? []));
-      } catch (err) {
-        const verdict = classify(err);
-        // A terminal failure of release is still not "released": containment may be in force.
-        set('Released', { status: verdict.kind === 'terminal' ? 'False' : 'Unknown', reason: verdict.reason, message: `${phase.condition}: ${verdict.message}` });
-        await writer.write(status).catch(() => undefined);
-        if (verdict.kind === 'terminal') return;
-        throw new Stop(verdict, err);
-      }
-    }
-    status.containment = { ...status.containment, released: { at: new Date().toISOString(), ...(differences.length ? { differences } : {}) } };
-    let message = (messages.length ? messages.join('; ') : 'nothing was contained') +
-      (differences.length ? `; not restored (kept, with the reason): ${differences.join('; ')}` : '');
-    // The cluster is given back whether or not the volume can take the note: a full evidence volume
-    // must not keep a pod contained (or an Investigation undeletable). The condition says what is missing.
-    await ctx.caseFile.record('released', { messages, differences }, 'Released').catch((err) => {
-      message += `; the custody log could not record the release (${errorMessage(err)})`;
-      log.warn({ err: errorMessage(err) }, 'release not recorded in the custody log');
-    });
-    set('Released', { status: 'True', reason: 'Released', message });
-    await writer.write(status);
-    this.deps.events.emit(ctx.investigation, 'Normal', 'Released', message);
-    log.info({ differences }, 'containment lifted');
-  }
-
   private context(inv: Investigation, spec: InvestigationSpec, status: InvestigationStatus, caseFile: CaseFile, log: Logger): PhaseContext {
     return {
-      ...this.releaseContext(inv, status, caseFile, log, spec.target.pod),
+      ...this.releases.context(inv, status, caseFile, log, spec.target.pod),
       spec,
       importJournaledAlerts: async () => {
         await this.deps.importAlerts?.(caseFile, inv);
       },
       signingKey: () => this.deps.signingKey?.() ?? Promise.reject(new Error('the operator was started without a signing key')),
       audit: this.deps.audit,
-    };
-  }
-
-  /** No spec: release works from the record. The pod is found by name and must still have the recorded UID. */
-  private releaseContext(inv: Investigation, status: InvestigationStatus, caseFile: CaseFile, log: Logger, podName: string | undefined): ReleaseContext {
-    const kube = this.deps.kube;
-    let cached: V1Pod | undefined;
-    return {
-      investigation: inv,
-      kube,
-      caseFile,
-      config: this.deps.config,
-      log,
-      status,
-      async livePod(opts) {
-        if (cached && !opts?.fresh) return cached;
-        const uid = status.target?.podUID;
-        if (!uid || !podName) return undefined;
-        try {
-          const pod = await kube.core.readNamespacedPod({ name: podName, namespace: inv.metadata.namespace });
-          if (pod.metadata?.uid !== uid) return undefined; // replaced: not our evidence
-          cached = pod;
-          return pod;
-        } catch (err) {
-          if (isNotFound(err)) return undefined;
-          throw new RetryableError(`reading pod ${podName}: ${errorMessage(err)}`);
-        }
-      },
     };
   }
 
@@ -349,57 +272,6 @@ export class InvestigationReconciler {
     });
   }
 
-  /** Deletion (e.g. removed from git): lift containment, keep every byte of evidence, drop the finalizer. */
-  private async finalize(inv: Investigation, log: Logger): Promise<void> {
-    if (!(inv.metadata.finalizers ?? []).includes(FINALIZER)) return;
-    // Containment must be lifted before the Investigation may go: until then the finalizer stays and
-    // the key is retried. The case file records it; evidence is never removed.
-    let caseFile: CaseFile;
-    try {
-      caseFile = await this.openCaseFile(inv);
-    } catch (err) {
-      // Restoring what containment changed needs the originals saved in the case file: wait for the
-      // volume. With nothing contained, a broken volume must not block the deletion forever.
-      if (containmentApplied(inv.status)) throw err;
-      log.warn({ err: errorMessage(err) }, 'evidence store unavailable; nothing was contained, so the deletion proceeds unrecorded');
-      await this.patchMetadata(inv, { finalizers: (inv.metadata.finalizers ?? []).filter((f) => f !== FINALIZER) });
-      return;
-    }
-    try {
-      // From the record alone: a spec that no longer parses (older CRD, hand edit) must not skip release.
-      const status: InvestigationStatus = structuredClone(inv.status ?? {});
-      const generation = inv.metadata.generation ?? 1;
-      const set: SetCondition = (type, o) => {
-        status.conditions = setCondition(status.conditions, { type, ...o }, generation);
-      };
-      const podName = (inv.spec as { target?: { pod?: unknown } } | undefined)?.target?.pod;
-      const ctx = this.releaseContext(inv, status, caseFile, log, typeof podName === 'string' ? podName : undefined);
-      const writer = new StatusWriter(this.deps.kube, inv);
-      await this.release(ctx, set, writer, log);
-      // A release that failed for good keeps the finalizer: containment is still in force, and status says why.
-      if (!isTrue(status.conditions, 'Released')) return;
-      // A note, not evidence: containment is lifted, so a full or broken volume must not hold the deletion.
-      await caseFile
-        .record('investigation-deleted', { note: 'the Investigation was deleted; the case file is retained' })
-        .catch((err) => log.warn({ err: errorMessage(err) }, 'could not record the deletion in the custody log; the deletion proceeds'));
-      // The status write above moved resourceVersion on: patch against the version it left.
-      inv = { ...inv, metadata: { ...inv.metadata, resourceVersion: writer.resourceVersion } };
-    } finally {
-      await caseFile.close();
-    }
-    await this.patchMetadata(inv, { finalizers: (inv.metadata.finalizers ?? []).filter((f) => f !== FINALIZER) });
-    log.info('finalized: evidence retained');
-  }
-
-  private async patchMetadata(inv: Investigation, metadata: { finalizers: string[] }): Promise<Investigation> {
-    return (await this.deps.kube.custom.patchNamespacedCustomObject(
-      {
-        group: GROUP, version: VERSION, namespace: inv.metadata.namespace, plural: INVESTIGATION_PLURAL, name: inv.metadata.name,
-        body: { metadata: { ...metadata, resourceVersion: inv.metadata.resourceVersion } },
-      },
-      this.deps.kube.mergePatch,
-    )) as Investigation;
-  }
 }
 
 /** First reconcile of a case: the opening custody record and the raw signal, before anything else. */
