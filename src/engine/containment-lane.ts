@@ -32,9 +32,10 @@ export class ContainmentLane {
   /** Investigations as intake's create returned them, until the lane has run them (the watch may not have delivered them yet). */
   private readonly handedOver = new Map<string, Investigation>();
   /**
-   * UIDs whose first writes this process has made: the watch's ADDED and intake's handover (or the
-   * lane's own finalizer patch, seen before the reconcile's first condition) each queue a case, and a
-   * copy without the finalizer yet would otherwise send every write a second time.
+   * UIDs whose first writes this process has made (or is making): the watch's ADDED and intake's
+   * handover (or the lane's own finalizer patch, seen before the reconcile's first condition) each queue
+   * a case, and a copy without the finalizer yet would otherwise send every write a second time. A
+   * failed attempt is forgotten, so the queue's retry is not skipped.
    */
   private readonly made = new Set<string>();
 
@@ -79,7 +80,12 @@ export class ContainmentLane {
     const finalizer = patchFinalizers(this.deps.kube, inv, [...(inv.metadata.finalizers ?? []), FINALIZER]).catch((err: unknown) => {
       if (!isConflict(err)) throw err; // changed meanwhile: reconcile() adds it from the latest object
     });
-    await Promise.all([...todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log, config: this.deps.config })), finalizer]);
+    try {
+      await Promise.all([...todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log, config: this.deps.config })), finalizer]);
+    } catch (err) {
+      this.made.delete(inv.metadata.uid); // the queue's retry makes them again
+      throw err;
+    }
     if (this.deps.config.exitAfterPhase === 'ContainNow') {
       log.warn('fault injection: exiting after the first containment writes (CASEFILE_EXIT_AFTER_PHASE=ContainNow)');
       process.exit(137);

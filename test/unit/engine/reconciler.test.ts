@@ -382,6 +382,22 @@ describe('the containment lane (ContainFirst first writes)', () => {
     expect(api.inv.metadata.finalizers).toEqual(['casefile.dev/release']);
   });
 
+  test('first writes that failed are made again by the queue\'s retry', async () => {
+    const api = new FakeApi(contain);
+    const beforeFinalizer = structuredClone(api.inv);
+    let calls = 0;
+    const isolated = fakePhase('NetworkIsolated', () => undefined, {
+      containment: true,
+      containNow: async () => {
+        if (++calls === 1) throw Object.assign(new Error('etcdserver: request timed out'), { code: 500, body: {} });
+      },
+    });
+    const l = lane(api, [fakePhase('TargetResolved'), isolated], () => structuredClone(beforeFinalizer));
+    await expect(l.run(KEY)).rejects.toThrow(/timed out/);
+    await l.run(KEY);
+    expect(calls).toBe(2);
+  });
+
   test('an EvidenceFirst case, or one being released, gets no first writes', async () => {
     for (const spec of [{ ...contain, containment: { order: 'EvidenceFirst', network: { isolate: true } } }, { ...contain, release: true }]) {
       const api = new FakeApi(spec);
