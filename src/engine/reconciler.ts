@@ -3,7 +3,7 @@
 // learns is persisted in status (conditions, target) or the case file, so a restart resumes where it
 // stopped. Status is written only when it changed, with the resourceVersion it was computed from.
 // Lifting containment (spec.release, deletion) is ./release.ts.
-import { getCondition, isTrue, setCondition } from '../api/conditions.js';
+import { getCondition, isTrue } from '../api/conditions.js';
 import {
   FINALIZER,
   GROUP,
@@ -27,7 +27,7 @@ import { type Kube } from '../kube/client.js';
 import { isConflict, isNotFound } from '../kube/errors.js';
 import type { Metrics } from './metrics.js';
 import { classify, Stop } from './outcome.js';
-import { CaseRelease, patchFinalizers, type SetCondition } from './release.js';
+import { CaseRelease, conditionSetter, patchFinalizers, type SetCondition } from './release.js';
 import { RepeatFilter } from './repeat-filter.js';
 import type { ReconcileResult } from './queue.js';
 import { StaleObjectError, StatusWriter } from './status-writer.js';
@@ -105,9 +105,7 @@ export class InvestigationReconciler {
     const generation = inv.metadata.generation ?? 1;
     const writer = new StatusWriter(this.deps.kube, inv);
     const status: InvestigationStatus = structuredClone(inv.status ?? {});
-    const set: SetCondition = (type, outcome) => {
-      status.conditions = setCondition(status.conditions, { type, ...outcome }, generation);
-    };
+    const set = conditionSetter(status, generation);
 
     const parsed = parseSpec(inv.spec);
     if (!parsed.ok) {
@@ -271,7 +269,6 @@ export class InvestigationReconciler {
       onBytesWritten: (n) => this.deps.metrics.evidenceBytes.inc(n),
     });
   }
-
 }
 
 /** First reconcile of a case: the opening custody record and the raw signal, before anything else. */

@@ -19,6 +19,13 @@ import { StatusWriter } from './status-writer.js';
 
 export type SetCondition = (type: ConditionType, o: PhaseOutcome | { status: 'Unknown'; reason: string; message: string }) => void;
 
+/** Sets a condition on `status`, stamped with the generation it was decided at. */
+export function conditionSetter(status: InvestigationStatus, generation: number): SetCondition {
+  return (type, o) => {
+    status.conditions = setCondition(status.conditions, { type, ...o }, generation);
+  };
+}
+
 export interface ReleaseDeps {
   kube: Kube;
   config: OperatorConfig;
@@ -123,10 +130,7 @@ export class CaseRelease {
     try {
       // From the record alone: a spec that no longer parses (older CRD, hand edit) must not skip release.
       const status: InvestigationStatus = structuredClone(inv.status ?? {});
-      const generation = inv.metadata.generation ?? 1;
-      const set: SetCondition = (type, o) => {
-        status.conditions = setCondition(status.conditions, { type, ...o }, generation);
-      };
+      const set = conditionSetter(status, inv.metadata.generation ?? 1);
       const podName = (inv.spec as { target?: { pod?: unknown } } | undefined)?.target?.pod;
       const ctx = this.context(inv, status, caseFile, log, typeof podName === 'string' ? podName : undefined);
       const writer = new StatusWriter(this.deps.kube, inv);
