@@ -10,7 +10,7 @@ import {
 } from './support.js';
 
 const ROUNDS = Number(process.env.BENCH_CONTAIN_ROUNDS ?? 30);
-const LOADED_ROUNDS = Number(process.env.BENCH_CONTAIN_LOADED_ROUNDS ?? 8);
+const LOADED_ROUNDS = Number(process.env.BENCH_CONTAIN_LOADED_ROUNDS ?? 20);
 const CAPTURING = 20;
 const ns = `bench-contain-${Date.now().toString(36)}`;
 const RULE = 'bench contain first';
@@ -38,10 +38,11 @@ async function viaAlert(seen: Seen, pod: string, settle: boolean): Promise<numbe
   const r = await postAlert(alert(ns, pod, RULE));
   if (r.status !== 202) throw new Error(`POST answered ${r.status}: ${JSON.stringify(r.body)}`);
   const name = String(r.body.investigations[0]).split('/')[1]!;
-  const inPlace = await seen.until('pod', started, (o) => o.metadata.name === pod && Object.keys(o.metadata.labels ?? {}).some((k) => k.startsWith('casefile.dev/incident-')));
-  const inv = (await custom.getNamespacedCustomObject({ ...G, namespace: ns, plural: 'investigations', name })) as { metadata: { uid: string } };
-  const uid8 = inv.metadata.uid.replace(/-/g, '').slice(0, 8);
-  const at = Math.max(inPlace, await seen.until('networkpolicy', started, (o, t) => t === 'ADDED' && o.metadata.name === `casefile-${uid8}`));
+  // Intake isolates ahead of the create, under an id of its own: the label names the policy.
+  let key = '';
+  const inPlace = await seen.until('pod', started, (o) => o.metadata.name === pod && Boolean((key = Object.keys(o.metadata.labels ?? {}).find((k) => k.startsWith('casefile.dev/incident-')) ?? '')));
+  const policy = `casefile-${key.slice('casefile.dev/incident-'.length)}`;
+  const at = Math.max(inPlace, await seen.until('networkpolicy', started, (o, t) => t === 'ADDED' && o.metadata.name === policy));
   if (!settle) return at - started;
   await seen.condition(started, name, 'NetworkIsolated', 'True');
   // Deleted only once intake has recorded the alert on it (and acknowledged it in its journal): an

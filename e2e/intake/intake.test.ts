@@ -20,14 +20,18 @@ import {
   deployOperator,
   deployOperatorWithEnv,
   deployOperatorWithout,
+  FINALIZER,
+  getInvestigation,
   GROUP,
   OPERATOR_NAMESPACE,
   PLURAL,
   REPO_ROOT,
   VERSION,
   type Investigation,
+  waitForCondition,
 } from '../operator/support.js';
 import { investigationName } from '../../src/intake/naming.js';
+import { incidentKey, networking, readPolicy, requestRelease, shortId } from '../containment/helpers.js';
 
 const kc = kubeFromEnv();
 const TIMEOUT = 240_000;
@@ -199,6 +203,72 @@ describe('alert intake', () => {
     expect(plain.body.message).toContain('json_output: true');
     expect((await investigations(ns)).map((i) => i.metadata.name).sort()).toEqual([...opened].sort());
   }, TIMEOUT + 120_000);
+
+  it('ContainFirst from an alert: isolated ahead of the create under an id claimed for the case; a look-alike carrying that id gets only its own; release lifts exactly what was applied', async () => {
+    const ns = await createTestNamespace('intake-ahead');
+    const contain = { order: 'ContainFirst', network: { isolate: true, verify: false } };
+    await createPolicy(ns, 'contain', { match: { namespaces: [ns] }, investigation: { containment: contain } });
+    await new Promise((r) => setTimeout(r, 2000));
+    const pod = await startPod(ns, 'suspect');
+    const r = await post(retarget('falcosidekick-webhook-drop-and-execute.json', pod), { token: TOKEN });
+    expect(r).toMatchObject({ status: 202, body: { status: 'accepted' } });
+    const name = String(r.body.investigations[0]).split('/')[1]!;
+    const real = await waitForCondition(ns, name, 'NetworkIsolated', 'True', 120_000);
+    const id = real.metadata.annotations?.['casefile.dev/isolated-ahead'];
+    expect(id).toMatch(/^[0-9a-f]{8}$/);
+    expect(id).not.toBe(shortId(real));
+    expect(real.metadata.finalizers).toContain(FINALIZER);
+    // Claimed for this Investigation by the operator: its UID and an ownerReference on the policy.
+    const policy = (await readPolicy(ns, `casefile-${id}`))!;
+    expect(policy.metadata!.annotations!['casefile.dev/investigation-uid']).toBe(real.metadata.uid);
+    expect(policy.metadata!.ownerReferences).toEqual([expect.objectContaining({ kind: 'Investigation', name, uid: real.metadata.uid })]);
+    expect(real.status?.containment).toMatchObject({ networkPolicy: `casefile-${id}`, label: `casefile.dev/incident-${id}=isolated` });
+    const labels = async () => Object.keys((await core.readNamespacedPod({ namespace: ns, name: 'suspect' })).metadata!.labels ?? {}).filter((k) => k.startsWith('casefile.dev/incident-')).sort();
+    expect(await labels()).toEqual([`casefile.dev/incident-${id}`]);
+    // Nothing else made ahead is left behind (no second policy under the case's UID).
+    expect(await readPolicy(ns, `casefile-${shortId(real)}`)).toBeUndefined();
+
+    // Someone who may create Investigations copies the id onto a case of their own about the same pod.
+    await custom.createNamespacedCustomObject({
+      group: GROUP, version: VERSION, namespace: ns, plural: PLURAL,
+      body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Investigation', metadata: { name: 'lookalike', annotations: { 'casefile.dev/isolated-ahead': id! } }, spec: { target: { pod: 'suspect' }, containment: contain } },
+    });
+    const look = await waitForCondition(ns, 'lookalike', 'NetworkIsolated', 'True', 120_000);
+    expect(look.status?.containment).toMatchObject({ networkPolicy: `casefile-${shortId(look)}`, label: `${incidentKey(look)}=isolated` });
+    await requestRelease(ns, 'lookalike');
+    await waitForCondition(ns, 'lookalike', 'Released', 'True', 120_000);
+    await custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name: 'lookalike' });
+    await waitFor('the look-alike gone', () => getInvestigation(ns, 'lookalike').then(() => false, () => true), { timeoutMs: 60_000, until: (gone) => gone });
+    // The real case's containment is untouched by the look-alike's whole life.
+    expect((await readPolicy(ns, `casefile-${id}`))?.metadata?.uid).toBe(policy.metadata!.uid);
+    expect(await labels()).toEqual([`casefile.dev/incident-${id}`]);
+
+    await requestRelease(ns, name);
+    await waitForCondition(ns, name, 'Released', 'True', 120_000);
+    expect(await readPolicy(ns, `casefile-${id}`)).toBeUndefined();
+    expect(await labels()).toEqual([]);
+  }, TIMEOUT + 120_000);
+
+  it('containment made ahead that nobody claimed (the process stopped between the writes and the claim) is lifted by the sweep, policy and label', async () => {
+    const ns = await createTestNamespace('intake-sweep');
+    await startPod(ns, 'suspect');
+    const id = randomBytes(4).toString('hex');
+    const key = `casefile.dev/incident-${id}`;
+    // What intake's first writes leave if the operator is killed before the create returns.
+    await networking.createNamespacedNetworkPolicy({
+      namespace: ns,
+      body: {
+        metadata: { name: `casefile-${id}`, labels: { 'app.kubernetes.io/managed-by': 'casefile', 'casefile.dev/isolated-ahead': id } },
+        spec: { podSelector: { matchLabels: { [key]: 'isolated' } }, policyTypes: ['Ingress', 'Egress'] },
+      },
+    });
+    await core.patchNamespacedPod({ namespace: ns, name: 'suspect', body: [{ op: 'add', path: `/metadata/labels/${key.replace('/', '~1')}`, value: 'isolated' }] });
+    // Kept through the claim's grace (30 s), lifted by the next sweep (one a minute).
+    await waitFor('the unclaimed policy and its label lifted', async () => ({
+      policy: (await readPolicy(ns, `casefile-${id}`)) !== undefined,
+      label: (await core.readNamespacedPod({ namespace: ns, name: 'suspect' })).metadata!.labels?.[key],
+    }), { timeoutMs: 150_000, intervalMs: 2000, until: (s) => !s.policy && s.label === undefined });
+  }, TIMEOUT);
 
   it('refuses missing or wrong credentials with 401 and creates nothing', async () => {
     const ns = await createTestNamespace('intake-auth');

@@ -13,7 +13,7 @@ const RAW_LIMIT = alertSchema.shape.raw.unwrap().maxLength ?? 262144;
 export interface InvestigationBody {
   apiVersion: string;
   kind: 'Investigation';
-  metadata: { name: string; namespace: string; labels: Record<string, string>; annotations: Record<string, string> };
+  metadata: { name: string; namespace: string; labels: Record<string, string>; annotations: Record<string, string>; finalizers?: string[] };
   spec: Record<string, unknown>;
 }
 

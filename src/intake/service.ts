@@ -27,10 +27,13 @@ import { PolicyCache } from './policy-cache.js';
 import { podIndexSource, PodResolver } from './pod-resolver.js';
 import { alertProcessor } from './processor.js';
 import { KeyedRateLimiter } from './rate-limit.js';
+import { AheadIsolation, restAheadApi } from './isolate-ahead.js';
 import { createIntakeServer, type AcceptResult } from './server.js';
 import { AlertWorker, type InvestigationApi } from './worker.js';
 
 const RETRY_MS = 5000;
+/** How often the leader looks for containment made ahead that nobody claimed (./isolate-ahead.ts). */
+const SWEEP_MS = 60_000;
 
 export interface IntakeServiceDeps {
   /** The thread's own small API client (no client-node: ../kube/rest.ts). */
@@ -73,6 +76,8 @@ export class IntakeService {
   private readonly clusterPolicies: Informer<ResponsePolicy>;
   private readonly pods: Informer<V1Pod>;
   private readonly worker: AlertWorker;
+  private readonly ahead: AheadIsolation;
+  private sweeper: NodeJS.Timeout | undefined;
   private ready = false;
   private readonly accept: (alert: ParsedAlert, raw: string) => Promise<AcceptResult>;
   private stopped = false;
@@ -101,8 +106,10 @@ export class IntakeService {
     const limiter = new KeyedRateLimiter((key) =>
       key.startsWith('namespace:') ? { rate: config.namespaceRate, burst: config.namespaceBurst } : { rate: config.policyRate, burst: config.policyBurst },
     );
+    this.ahead = new AheadIsolation({ api: restAheadApi(api), log: this.log });
     this.worker = new AlertWorker({
       api: investigationApi(api),
+      isolateAhead: (body) => this.ahead.begin(body),
       journal: () => this.journal,
       limiter,
       log: this.log,
@@ -178,6 +185,8 @@ export class IntakeService {
     await Promise.all([this.policies.start(), this.clusterPolicies.start()]);
     if (this.stopped) return;
     this.worker.start();
+    this.sweeper = setInterval(() => void this.sweep(), SWEEP_MS).unref();
+    void this.sweep();
     this.ready = true;
     this.log.info({ journal: this.journal!.dir, sequence: this.journal!.sequence }, 'alert intake ready: journal replayed, policies synced');
   }
@@ -201,7 +210,17 @@ export class IntakeService {
     }
   }
 
+  /** After a stop between isolating ahead and the claim: what nobody claimed is lifted (logged inside). */
+  private async sweep(): Promise<void> {
+    try {
+      await this.ahead.sweep();
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err), retryInMs: SWEEP_MS }, 'could not look for containment made ahead that nobody claimed');
+    }
+  }
+
   async stop(): Promise<void> {
+    clearInterval(this.sweeper);
     this.stopped = true;
     this.ready = false;
     this.server.close();

@@ -21,6 +21,7 @@ import { isConflict, isNamespaceNotFound, isNotFound } from '../kube/errors.js';
 import { WorkQueue } from '../engine/queue.js';
 import type { Logger } from '../log.js';
 import { buildInvestigation, isCasefileCase, type InvestigationBody } from './investigation-factory.js';
+import type { Ahead } from './isolate-ahead.js';
 import type { AlertJournal } from './journal.js';
 import type { AlertEntry, InvestigationRef, JournalEntry } from './journal-format.js';
 import { KeyedRateLimiter } from './rate-limit.js';
@@ -56,6 +57,8 @@ export interface AlertWorkerOptions {
   onNameTaken?: () => void;
   /** An Investigation was created (as the API server returned it): ContainFirst's lane need not wait for the watch. */
   onOpened?: (inv: Investigation) => void;
+  /** ContainFirst: isolates the pod at once with openAhead's create (./isolate-ahead.ts); undefined for a case that does not isolate. */
+  isolateAhead?: (body: InvestigationBody) => Ahead | undefined;
   /** The case's namespace was deleted before its Investigation could be created: its alerts are acknowledged, nothing opened. */
   onNamespaceGone?: () => void;
   now?: () => number;
@@ -185,7 +188,8 @@ export class AlertWorker {
 
   /**
    * ContainFirst: creates the Investigation while its alert is still being journaled, not after, so
-   * containment does not also wait for the fsync. Only a case not known to exist, under its derived
+   * containment does not also wait for the fsync; a case that isolates its pod has it isolated at once
+   * with the create (isolateAhead), not after it. Only a case not known to exist, under its derived
    * name, within the rate limit; anything else (a conflict, a moved name, a limit, a failure) is left to
    * process(), which creates or attaches from the journaled alert as for any other case. Nothing is lost
    * if the journal write then fails: the sender is told to retry, and the retry attaches to this case.
@@ -196,12 +200,19 @@ export class AlertWorker {
       const key = keyOf(entry.investigation);
       if (this.cases.get(key)?.exists || this.ahead.has(key)) continue;
       if (this.opts.limiter.take([`namespace:${entry.investigation.namespace}`, `policy:${entry.policy.namespace}/${entry.policy.name}`]) > 0) continue;
-      const made = this.opts.api.create(buildInvestigation(entry)).then(
+      const body = buildInvestigation(entry);
+      // Only a case the journal has never seen: one seen before may exist, released, and its pod is not re-isolated even briefly.
+      const ahead = this.cases.has(key) ? undefined : this.opts.isolateAhead?.(body);
+      const made = this.opts.api.create(ahead?.body ?? body).then(
         (inv) => {
+          void ahead?.settle(inv);
           this.opts.onOpened?.(inv);
           return inv;
         },
-        () => undefined,
+        () => {
+          void ahead?.settle(undefined);
+          return undefined;
+        },
       );
       this.ahead.set(key, made);
     }

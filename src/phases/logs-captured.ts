@@ -7,7 +7,7 @@ import { errorMessage, RetryableError } from '../errors.js';
 import { sanitizeSegment } from '../evidence/paths.js';
 import { podGone } from './manifest-captured.js';
 import { type Phase, type PhaseContext, type PhaseOutcome } from './phase.js';
-import { allStatuses } from './target-resolved.js';
+import { allStatuses } from './shared/container-choice.js';
 
 interface LogEntry {
   container: string;

@@ -32,6 +32,24 @@ function folderGraph(): Map<string, Set<string>> {
   return graph;
 }
 
+/** Every package a file loads at run time, through its relative imports (`import type` is erased, so it is not followed). */
+function runtimeImportsOf(entry: string): string[] {
+  const packages = new Set<string>();
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/^import (?!type )[^;]*?from '([^']+)';/gms)) {
+      const spec = m[1]!;
+      if (spec.startsWith('.')) visit(`${path.resolve(path.dirname(file), spec.replace(/\.js$/, ''))}.ts`);
+      else if (!spec.startsWith('node:')) packages.add(spec);
+    }
+  };
+  visit(entry);
+  return [...packages].sort();
+}
+
 function cycles(graph: Map<string, Set<string>>): string[] {
   const found: string[] = [];
   const walk = (node: string, trail: string[]) => {
@@ -59,6 +77,12 @@ describe('src/ folder dependencies', () => {
       'kube → engine': reaches('kube', 'engine'),
       'evidence → engine': reaches('evidence', 'engine'),
     }).toEqual({ 'phases → engine': false, 'phases → intake': false, 'engine → intake': false, 'kube → engine': false, 'evidence → engine': false });
+  });
+
+  it('keep client-node out of the intake thread (it cost about 70 MB of RSS there): no runtime import reaches it', () => {
+    expect(runtimeImportsOf(path.join(SRC, 'intake/service-thread.ts')).filter((m) => m.startsWith('@kubernetes/'))).toEqual([]);
+    // The check itself works: the main thread's client layer does reach it.
+    expect(runtimeImportsOf(path.join(SRC, 'kube/client.ts'))).toContain('@kubernetes/client-node');
   });
 
   it('sees a cycle when there is one (the check itself works)', () => {

@@ -4,7 +4,8 @@
 // selector). Every other policy that selects the pod and allows traffic is patched to exclude the label;
 // originals are saved before anything changes, and the generation each patch produced is recorded so
 // release can tell casefile's change from anyone else's. A ContainFirst case has usually made the policy
-// and the label already (contain-now.ts): they are found here and recorded with the time they were applied.
+// and the label already (contain-now.ts, or intake ahead of the create: isolation-id.ts): they are found
+// here and recorded with the time they were applied.
 import type { V1Pod } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { isConflict } from '../../kube/errors.js';
@@ -13,6 +14,7 @@ import { podGone } from '../manifest-captured.js';
 import type { PhaseContext, PhaseOutcome } from '../phase.js';
 import { originalArtifact } from '../shared/originals.js';
 import { detachFromWorkload } from './detach.js';
+import { resolveIsolationId } from './isolation-id.js';
 import { verifyIsolation } from './isolation-probe.js';
 import { prepareVerification } from './probe-container.js';
 import { APPLIED_AT, describeAllowances, excludesLabel, incidentLabel, incidentLabelPatch, INVESTIGATION_UID, isolationPolicy, needsExclusion, PHASE } from './policy.js';
@@ -31,14 +33,15 @@ export async function isolate(ctx: PhaseContext): Promise<PhaseOutcome> {
   if (ctx.spec.containment.network.verify) prepareVerification(ctx, pod, ctx.status.target?.container);
   const inv = ctx.investigation;
   const { namespace } = inv.metadata;
-  const { key, value } = incidentLabel(inv);
+  const id = await resolveIsolationId(ctx.kube, inv, ctx.status);
+  const { key, value } = incidentLabel(id);
   // The labels as they were before casefile: its own incident label (unique to this case) may already be
   // there, put on by the first writes (contain-now.ts).
   const { [key]: _ours, ...before } = pod.metadata?.labels ?? {};
   await ctx.caseFile.writeJSON('containment/pod-labels-before.json', before, { phase: PHASE });
 
   // 1. The policy, selecting a label no pod carries yet (unless the first writes already made both).
-  const desired = isolationPolicy(inv, ctx.spec, new Date());
+  const desired = isolationPolicy({ apiVersion: inv.apiVersion, ...inv.metadata }, id, ctx.spec, new Date());
   const name = desired.metadata!.name!;
   const policyPath = `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies`;
   try {

@@ -1,6 +1,6 @@
 // What isolation looks like, as pure functions: the incident label, the deny-all policy selecting it,
 // and which other policies would still let traffic through (policies are additive).
-import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1Pod } from '@kubernetes/client-node';
+import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
 import type { Investigation, InvestigationSpec } from '../../api/investigation.js';
 import { selectorMatches } from '../../kube/selectors.js';
 import { uidPrefix } from '../../evidence/paths.js';
@@ -9,19 +9,42 @@ import { jsonPointer } from '../shared/json-pointer.js';
 export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'casefile' };
 export const PHASE = 'NetworkIsolated';
 
-/** `casefile.dev/incident-<uid8>`: one key per Investigation, so two cases on one pod never fight. */
-export function incidentLabel(inv: Investigation): { key: string; value: string } {
-  return { key: `casefile.dev/incident-${uidPrefix(inv.metadata.uid)}`, value: 'isolated' };
+/**
+ * The 8 hex digits that name a case's deny-all policy and incident label: its UID's prefix, or the id
+ * intake drew when it isolated the pod ahead of the Investigation's create (isolation-id.ts says which).
+ */
+export const caseIsolationId = (inv: Investigation): string => uidPrefix(inv.metadata.uid);
+
+/** `casefile.dev/incident-<id>`: one key per case, so two cases on one pod never fight. */
+export function incidentLabel(id: string): { key: string; value: string } {
+  return { key: `casefile.dev/incident-${id}`, value: 'isolated' };
 }
 
-export const policyName = (inv: Investigation): string => `casefile-${uidPrefix(inv.metadata.uid)}`;
+export const policyName = (id: string): string => `casefile-${id}`;
 
 /** Annotations on casefile's policy: whose it is, and when it was applied (to the millisecond, for custody). */
 export const INVESTIGATION_UID = 'casefile.dev/investigation-uid';
 export const APPLIED_AT = 'casefile.dev/applied-at';
+/**
+ * The id intake drew for isolating ahead of the create: a label on the policy it made (so the sweep
+ * finds one never claimed) and an annotation on the Investigation (so its reconcile waits for the claim).
+ */
+export const ISOLATED_AHEAD = 'casefile.dev/isolated-ahead';
 
-export function isolationPolicy(inv: Investigation, spec: InvestigationSpec, appliedAt: Date): V1NetworkPolicy {
-  const { key, value } = incidentLabel(inv);
+/** Whose policy it is: the Investigation, or (uid unknown yet) the one intake is creating under that name. */
+export interface PolicyOwner {
+  apiVersion: string;
+  name: string;
+  namespace: string;
+  uid?: string;
+}
+
+/**
+ * The deny-all policy. With the owner's UID it carries the UID annotation and an ownerReference; without
+ * (made ahead of the create) it carries ISOLATED_AHEAD, and intake stamps both once the create returns.
+ */
+export function isolationPolicy(owner: PolicyOwner, id: string, spec: InvestigationSpec, appliedAt: Date): V1NetworkPolicy {
+  const { key, value } = incidentLabel(id);
   const net = spec.containment.network;
   const peers: V1NetworkPolicyPeer[] = [
     ...net.allowCIDRs.map((cidr) => ({ ipBlock: { cidr } })),
@@ -40,12 +63,12 @@ export function isolationPolicy(inv: Investigation, spec: InvestigationSpec, app
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',
     metadata: {
-      name: policyName(inv),
-      namespace: inv.metadata.namespace,
-      labels: { ...MANAGED_BY, 'casefile.dev/investigation': inv.metadata.name.slice(0, 63) },
-      annotations: { [INVESTIGATION_UID]: inv.metadata.uid, [APPLIED_AT]: appliedAt.toISOString() },
+      name: policyName(id),
+      namespace: owner.namespace,
+      labels: { ...MANAGED_BY, 'casefile.dev/investigation': owner.name.slice(0, 63), ...(owner.uid ? {} : { [ISOLATED_AHEAD]: id }) },
+      annotations: { ...(owner.uid ? { [INVESTIGATION_UID]: owner.uid } : {}), [APPLIED_AT]: appliedAt.toISOString() },
       // Garbage-collected with the Investigation should the finalizer ever be removed by hand.
-      ownerReferences: [{ apiVersion: inv.apiVersion, kind: 'Investigation', name: inv.metadata.name, uid: inv.metadata.uid }],
+      ...(owner.uid ? { ownerReferences: [investigationOwnerRef(owner as Required<PolicyOwner>)] } : {}),
     },
     spec: {
       podSelector: { matchLabels: { [key]: value } },
@@ -54,6 +77,10 @@ export function isolationPolicy(inv: Investigation, spec: InvestigationSpec, app
       egress,
     },
   };
+}
+
+export function investigationOwnerRef(owner: Required<PolicyOwner>): V1OwnerReference {
+  return { apiVersion: owner.apiVersion, kind: 'Investigation', name: owner.name, uid: owner.uid };
 }
 
 /**

@@ -8,6 +8,7 @@ import { jsonPointer } from '../shared/json-pointer.js';
 import { savedOriginals } from '../shared/originals.js';
 import type { PatchedPolicy } from './apply.js';
 import { reattachToWorkload } from './detach.js';
+import { resolveIsolationId } from './isolation-id.js';
 import { incidentLabel, INVESTIGATION_UID, PHASE, policyName } from './policy.js';
 
 /** What isolation applied, from status first and the custody log second (a status write may have been lost). */
@@ -26,15 +27,18 @@ export function appliedIsolation(ctx: ReleaseContext): { policy?: string; labelK
 }
 
 /**
- * What the first writes (contain-now.ts) may have applied before anything recorded it: the policy named
- * for this case and carrying its UID, and the incident label, whose key is this case's alone. Resolves
- * with the pods carrying the label (recorded or not), listed once for the release to unlabel.
+ * What the first writes (contain-now.ts, or intake's ahead of the create) may have applied before
+ * anything recorded it: the policy named for this case and carrying its UID, and the incident label,
+ * whose key is this case's alone. Resolves with the pods carrying the label (recorded or not), listed
+ * once for the release to unlabel.
  */
 async function appliedAhead(ctx: ReleaseContext, applied: ReturnType<typeof appliedIsolation>): Promise<V1Pod[]> {
   const inv = ctx.investigation;
   const { namespace } = inv.metadata;
+  // A case released (or deleted: intake creates it with the finalizer) before intake's claim waits for it.
+  const id = await resolveIsolationId(ctx.kube, inv, ctx.status);
   if (!applied.policy) {
-    const name = policyName(inv);
+    const name = policyName(id);
     try {
       const found = await ctx.kube.networking.readNamespacedNetworkPolicy({ name, namespace });
       if (found.metadata?.annotations?.[INVESTIGATION_UID] === inv.metadata.uid) applied.policy = name;
@@ -42,7 +46,7 @@ async function appliedAhead(ctx: ReleaseContext, applied: ReturnType<typeof appl
       if (!isNotFound(err)) throw during(`reading NetworkPolicy ${name}`, err);
     }
   }
-  const key = applied.labelKey ?? incidentLabel(inv).key;
+  const key = applied.labelKey ?? incidentLabel(id).key;
   const labelled = await labelledPods(ctx, key);
   if (labelled.length > 0) applied.labelKey ??= key;
   return labelled;

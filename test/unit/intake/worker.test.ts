@@ -192,6 +192,37 @@ describe('AlertWorker', () => {
       await journal.close();
     });
 
+    it('isolates ahead with the create: the body it returns is created, and it settles with what the create returned (or nothing, on failure); never for a case the journal has seen', async () => {
+      const api = new FakeApi();
+      await api.create(casefileCase('exists'));
+      const begun: string[] = [];
+      const settled: (string | undefined)[] = [];
+      const isolateAhead = (body: InvestigationBody) => {
+        begun.push(body.metadata.name);
+        return {
+          body: { ...body, metadata: { ...body.metadata, annotations: { ...body.metadata.annotations, 'casefile.dev/isolated-ahead': 'feedc0de' } } },
+          settle: async (inv: Investigation | undefined) => void settled.push(inv?.metadata.uid),
+        };
+      };
+      const { worker, journal } = await setup(api, undefined, { isolateAhead });
+      worker.openAhead([containFirst('fresh', 0)]);
+      await until('settled', () => settled.length === 1);
+      expect(api.objects.get('production/fresh')!.metadata.annotations).toMatchObject({ 'casefile.dev/isolated-ahead': 'feedc0de' });
+      expect(settled).toEqual([api.objects.get('production/fresh')!.metadata.uid]);
+      // The create fails (AlreadyExists): settled with nothing, so the writes are taken back.
+      worker.openAhead([containFirst('exists', 0)]);
+      await until('settled again', () => settled.length === 2);
+      expect(settled[1]).toBeUndefined();
+      // A case the journal has seen (it may exist, released): created ahead, but its pod is not isolated ahead.
+      worker.committed(await journal.append([containFirst('seen', 0)]));
+      await until('seen created', () => api.objects.has('production/seen'));
+      worker.openAhead([containFirst('seen', 1)]);
+      await sleep(20);
+      expect(begun).toEqual(['fresh', 'exists']);
+      await worker.stop();
+      await journal.close();
+    });
+
     it('a create ahead that failed (a name taken by a lookalike) is left to process(), which moves the case', async () => {
       const api = new FakeApi();
       await api.create({ ...casefileCase('taken'), metadata: { ...casefileCase('taken').metadata, labels: {} } });

@@ -1,7 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { selectorMatches } from '../../../src/kube/selectors.js';
 import { subjectReachesServiceAccount } from '../../../src/phases/scope-mapped.js';
-import { alertContainerHints, chooseContainer } from '../../../src/phases/target-resolved.js';
+import { alertContainerHints, chooseContainer } from '../../../src/phases/shared/container-choice.js';
 
 const pod: V1Pod = {
   metadata: { name: 'web-1' },

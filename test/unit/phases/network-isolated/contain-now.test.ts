@@ -7,7 +7,8 @@ import type { OperatorConfig } from '../../../../src/config.js';
 import type { Kube } from '../../../../src/kube/client.js';
 import { logger } from '../../../../src/log.js';
 import { phases } from '../../../../src/phases/index.js';
-import { containNowTarget, isolateNow } from '../../../../src/phases/network-isolated/contain-now.js';
+import { isolateNow } from '../../../../src/phases/network-isolated/contain-now.js';
+import { containNowTarget } from '../../../../src/phases/network-isolated/first-writes.js';
 
 const UID = '0a1b2c3d-0000-1111-2222-333344445555';
 const KEY = 'casefile.dev/incident-0a1b2c3d';

@@ -4,10 +4,12 @@
 import { describe, expect, test } from '@jest/globals';
 import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import { parseSpec, type Investigation, type InvestigationSpec } from '../../../../src/api/investigation.js';
-import { describeAllowances, excludesLabel, incidentLabel, isolationPolicy, needsExclusion, policyName } from '../../../../src/phases/network-isolated/policy.js';
+import { caseIsolationId, describeAllowances, excludesLabel, incidentLabel, isolationPolicy, needsExclusion, policyName, type PolicyOwner } from '../../../../src/phases/network-isolated/policy.js';
 
 const UID = '0A1B2C3D-0000-1111-2222-333344445555';
 const inv: Investigation = { apiVersion: 'casefile.dev/v1alpha1', kind: 'Investigation', metadata: { name: 'case-1', namespace: 'shop', uid: UID }, spec: {} };
+const owner: PolicyOwner = { apiVersion: inv.apiVersion, name: 'case-1', namespace: 'shop', uid: UID };
+const ID = caseIsolationId(inv);
 
 function spec(network: Record<string, unknown>): InvestigationSpec {
   const r = parseSpec({ target: { pod: 'web-1' }, containment: { network: { isolate: true, ...network } } });
@@ -25,8 +27,9 @@ const DNS_RULE = {
 
 describe('incident label and policy name', () => {
   test('one key per Investigation, from the first 8 hex digits of its UID', () => {
-    expect(incidentLabel(inv)).toEqual({ key: 'casefile.dev/incident-0a1b2c3d', value: 'isolated' });
-    expect(policyName(inv)).toBe('casefile-0a1b2c3d');
+    expect(ID).toBe('0a1b2c3d');
+    expect(incidentLabel(ID)).toEqual({ key: 'casefile.dev/incident-0a1b2c3d', value: 'isolated' });
+    expect(policyName(ID)).toBe('casefile-0a1b2c3d');
   });
 });
 
@@ -34,7 +37,7 @@ const AT = new Date('2026-12-03T17:00:00.123Z');
 
 describe('isolationPolicy', () => {
   test('with no allowance: selects the label, denies all ingress and egress, owned by the Investigation', () => {
-    expect(isolationPolicy(inv, spec({}), AT)).toEqual({
+    expect(isolationPolicy(owner, ID, spec({}), AT)).toEqual({
       apiVersion: 'networking.k8s.io/v1',
       kind: 'NetworkPolicy',
       metadata: {
@@ -53,8 +56,19 @@ describe('isolationPolicy', () => {
     });
   });
 
+  test('made ahead of the Investigation (no UID yet): no UID annotation, no owner, the id as a label for the sweep', () => {
+    const p = isolationPolicy({ apiVersion: inv.apiVersion, name: 'case-1', namespace: 'shop' }, 'feedc0de', spec({}), AT);
+    expect(p.metadata).toEqual({
+      name: 'casefile-feedc0de',
+      namespace: 'shop',
+      labels: { 'app.kubernetes.io/managed-by': 'casefile', 'casefile.dev/investigation': 'case-1', 'casefile.dev/isolated-ahead': 'feedc0de' },
+      annotations: { 'casefile.dev/applied-at': '2026-12-03T17:00:00.123Z' },
+    });
+    expect(p.spec!.podSelector).toEqual({ matchLabels: { 'casefile.dev/incident-feedc0de': 'isolated' } });
+  });
+
   test('allowed CIDRs and namespaces are peers both ways; DNS is egress to kube-dns only', () => {
-    const p = isolationPolicy(inv, spec({ allowCIDRs: ['10.0.0.0/8', '192.168.1.0/24'], allowNamespaces: ['monitoring', 'forensics'], allowDNS: true }), AT);
+    const p = isolationPolicy(owner, ID, spec({ allowCIDRs: ['10.0.0.0/8', '192.168.1.0/24'], allowNamespaces: ['monitoring', 'forensics'], allowDNS: true }), AT);
     const peers = [
       { ipBlock: { cidr: '10.0.0.0/8' } },
       { ipBlock: { cidr: '192.168.1.0/24' } },
@@ -65,13 +79,12 @@ describe('isolationPolicy', () => {
   });
 
   test('CIDRs alone add no namespace peer; DNS alone opens no ingress', () => {
-    expect(isolationPolicy(inv, spec({ allowCIDRs: ['10.0.0.0/8'] }), AT).spec).toMatchObject({ ingress: [{ _from: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }] });
-    expect(isolationPolicy(inv, spec({ allowDNS: true }), AT).spec).toMatchObject({ ingress: [], egress: [DNS_RULE] });
+    expect(isolationPolicy(owner, ID, spec({ allowCIDRs: ['10.0.0.0/8'] }), AT).spec).toMatchObject({ ingress: [{ _from: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }] });
+    expect(isolationPolicy(owner, ID, spec({ allowDNS: true }), AT).spec).toMatchObject({ ingress: [], egress: [DNS_RULE] });
   });
 
   test('a long Investigation name is cut to a valid 63-character label value', () => {
-    const long = { ...inv, metadata: { ...inv.metadata, name: 'n'.repeat(80) } };
-    expect(isolationPolicy(long, spec({}), AT).metadata!.labels!['casefile.dev/investigation']).toBe('n'.repeat(63));
+    expect(isolationPolicy({ ...owner, name: 'n'.repeat(80) }, ID, spec({}), AT).metadata!.labels!['casefile.dev/investigation']).toBe('n'.repeat(63));
   });
 });
 
