@@ -43,6 +43,9 @@ async function viaAlert(seen: Seen, pod: string, settle: boolean): Promise<numbe
   const inPlace = await seen.until('pod', started, (o) => o.metadata.name === pod && Boolean((key = Object.keys(o.metadata.labels ?? {}).find((k) => k.startsWith('casefile.dev/incident-')) ?? '')));
   const policy = `casefile-${key.slice('casefile.dev/incident-'.length)}`;
   const at = Math.max(inPlace, await seen.until('networkpolicy', started, (o, t) => t === 'ADDED' && o.metadata.name === policy));
+  // Isolation can be in place before the Investigation exists: the round ends once it does (untimed),
+  // so the cleanup after the last round finds every case.
+  await seen.until('investigation', started, (o, t) => t === 'ADDED' && o.metadata.name === name);
   if (!settle) return at - started;
   await seen.condition(started, name, 'NetworkIsolated', 'True');
   // Deleted only once intake has recorded the alert on it (and acknowledged it in its journal): an

@@ -28,8 +28,9 @@ export function containmentDrift(conditions: readonly Condition[], ordered: read
  */
 export function containNowPhases(inv: { metadata: { deletionTimestamp?: unknown; finalizers?: string[] }; status?: InvestigationStatus }, spec: InvestigationSpec, phases: readonly Phase[]): Phase[] {
   if (spec.containment.order !== 'ContainFirst' || spec.release || inv.metadata.deletionTimestamp) return [];
-  // The finalizer goes out with the first writes: once it is there, they were made (or the reconcile
-  // has begun), and the phases own the rest, a restarted operator included.
+  // The finalizer follows the first writes: once it is there, they were made (or the reconcile has
+  // begun, or intake isolated the case ahead of its create), and the phases own the rest, a restarted
+  // operator included.
   if ((inv.metadata.finalizers ?? []).includes(FINALIZER)) return [];
   const conditions = inv.status?.conditions ?? [];
   if (getCondition(conditions, 'TargetResolved')) return [];

@@ -1,5 +1,5 @@
 // The containment lane (ContainFirst): the containment phases' first cluster writes (Phase.containNow),
-// before the main reconcile adds the finalizer, opens the case file or writes status; those follow on
+// then the finalizer, before the main reconcile opens the case file or writes status; those follow on
 // the main queue and record what was done. It runs on its own queue, so a case waiting for isolation
 // never waits behind others that are capturing, and it reads the object from the informer's cache (or
 // as intake's create returned it) like a controller-runtime client: no API round trip before the writes.
@@ -75,16 +75,31 @@ export class ContainmentLane {
     if (todo.length === 0 || this.made.has(inv.metadata.uid)) return;
     this.remember(inv.metadata.uid);
     const log = this.deps.log.child({ investigation: key });
-    // The finalizer goes out with the first writes, not after them: a case deleted right after must
-    // still be released, label included (the policy alone would go with its ownerReference).
-    const finalizer = patchFinalizers(this.deps.kube, inv, [...(inv.metadata.finalizers ?? []), FINALIZER]).catch((err: unknown) => {
-      if (!isConflict(err)) throw err; // changed meanwhile: reconcile() adds it from the latest object
-    });
+    const ctx = { investigation: inv, spec: parsed.spec, kube: this.deps.kube, log, config: this.deps.config };
+    // The writes alone, at once: the API server commits one write at a time, so a third one sent with
+    // them (the finalizer) would hold isolation back by a commit.
+    const writes = await Promise.allSettled(todo.map((p) => p.containNow!(ctx)));
+    // Then the finalizer, guarded by the copy's resourceVersion: added in every case, since a failed write
+    // may still have made part of the isolation that release must find.
     try {
-      await Promise.all([...todo.map((p) => p.containNow!({ investigation: inv, spec: parsed.spec, kube: this.deps.kube, log, config: this.deps.config })), finalizer]);
+      await patchFinalizers(this.deps.kube, inv, [...(inv.metadata.finalizers ?? []), FINALIZER]);
     } catch (err) {
+      if (isNotFound(err)) {
+        // Deleted before its finalizer landed: nothing would release it, so the lane gives back what it made.
+        await Promise.all(writes.map((w) => (w.status === 'fulfilled' ? w.value?.() : undefined)));
+        log.info('the Investigation was deleted before its finalizer landed: its first containment writes were taken back');
+        return;
+      }
+      // Changed meanwhile (409): reconcile() adds it from the latest object. Anything else: the queue retries.
+      if (!isConflict(err)) {
+        this.made.delete(inv.metadata.uid);
+        throw err;
+      }
+    }
+    const failed = writes.find((w) => w.status === 'rejected');
+    if (failed) {
       this.made.delete(inv.metadata.uid); // the queue's retry makes them again
-      throw err;
+      throw failed.reason;
     }
     if (this.deps.config.exitAfterPhase === 'ContainNow') {
       log.warn('fault injection: exiting after the first containment writes (CASEFILE_EXIT_AFTER_PHASE=ContainNow)');

@@ -24,6 +24,7 @@ import { buildInvestigation, isCasefileCase, type InvestigationBody } from './in
 import type { Ahead } from './isolate-ahead.js';
 import type { AlertJournal } from './journal.js';
 import type { AlertEntry, InvestigationRef, JournalEntry } from './journal-format.js';
+import { acknowledge, keyOf, observeEntry, type CaseState } from './case-aggregate.js';
 import { KeyedRateLimiter } from './rate-limit.js';
 
 export interface AlertsStatus {
@@ -64,32 +65,6 @@ export interface AlertWorkerOptions {
   now?: () => number;
 }
 
-interface CaseState {
-  /** The deterministic name: what alerts and acknowledgements are journaled under. */
-  origin: InvestigationRef;
-  /** The Investigation's actual name: origin, or the name the case moved to. */
-  ref: InvestigationRef;
-  policy: string;
-  podUID: string;
-  count: number;
-  first: string;
-  last: string;
-  lastSeq: number;
-  ackedThrough: number;
-  /** The first alert not yet acknowledged: what a missing Investigation is created from. */
-  creator?: AlertEntry;
-  latest?: AlertEntry;
-  exists: boolean;
-  resourceVersion?: string;
-  notBefore: number;
-  held: boolean;
-  releasedLogged: boolean;
-  /** Its namespace was found deleted (logged and counted once). */
-  gone: boolean;
-}
-
-const keyOf = (ref: InvestigationRef) => `${ref.namespace}/${ref.name}`;
-
 /** `<name>-<8 hex>`, still a DNS-1123 label of at most 63 characters. */
 function movedName(name: string): string {
   return `${name.slice(0, 54).replace(/-+$/, '')}-${randomBytes(4).toString('hex')}`;
@@ -125,59 +100,7 @@ export class AlertWorker {
 
   /** Feeds one journal entry (replayed or just committed) into the per-Investigation aggregates. */
   observe(entry: JournalEntry): void {
-    const key = keyOf(entry.investigation);
-    if (entry.type === 'moved') {
-      const s = this.cases.get(key);
-      if (s) s.ref = { namespace: s.origin.namespace, name: entry.to };
-      return;
-    }
-    if (entry.type === 'ack') {
-      const s = this.cases.get(key);
-      if (!s) return;
-      s.ackedThrough = Math.max(s.ackedThrough, entry.throughSeq);
-      if (s.creator && s.creator.seq <= s.ackedThrough) s.creator = undefined;
-      if (s.latest && s.latest.seq <= s.ackedThrough) s.latest = undefined;
-      return;
-    }
-    let s = this.cases.get(key);
-    if (!s) {
-      s = {
-        origin: entry.investigation,
-        ref: entry.investigation,
-        policy: `${entry.policy.namespace}/${entry.policy.name}`,
-        podUID: entry.type === 'case' ? entry.podUID : entry.pod.uid,
-        count: 0,
-        first: entry.type === 'case' ? entry.first : entry.receivedAt,
-        last: entry.type === 'case' ? entry.last : entry.receivedAt,
-        lastSeq: 0,
-        ackedThrough: 0,
-        exists: false,
-        notBefore: 0,
-        held: false,
-        releasedLogged: false,
-        gone: false,
-      };
-      this.cases.set(key, s);
-    }
-    if (entry.type === 'case') {
-      // A checkpoint's summary of alerts it no longer holds one by one.
-      s.count += entry.count;
-      if (entry.first < s.first) s.first = entry.first;
-      if (entry.last > s.last) s.last = entry.last;
-      s.lastSeq = Math.max(s.lastSeq, entry.lastSeq);
-      s.ackedThrough = Math.max(s.ackedThrough, entry.ackedThrough);
-      if (s.creator && s.creator.seq <= s.ackedThrough) s.creator = undefined;
-      if (s.latest && s.latest.seq <= s.ackedThrough) s.latest = undefined;
-      return;
-    }
-    s.count++;
-    if (entry.receivedAt < s.first) s.first = entry.receivedAt;
-    if (entry.receivedAt > s.last) s.last = entry.receivedAt;
-    s.lastSeq = Math.max(s.lastSeq, entry.seq);
-    if (entry.seq > s.ackedThrough) {
-      s.creator ??= entry;
-      s.latest = entry;
-    }
+    observeEntry(this.cases, entry);
   }
 
   /** Starts processing every Investigation with unacknowledged alerts. */
@@ -367,9 +290,7 @@ export class AlertWorker {
   }
 
   private async ack(s: CaseState, through: number, count: number, log: Logger): Promise<void> {
-    s.ackedThrough = Math.max(s.ackedThrough, through);
-    if (s.creator && s.creator.seq <= s.ackedThrough) s.creator = undefined;
-    if (s.latest && s.latest.seq <= s.ackedThrough) s.latest = undefined;
+    acknowledge(s, through);
     try {
       await this.opts.journal()?.append([{ type: 'ack', at: new Date().toISOString(), investigation: s.origin, throughSeq: through, count }]);
     } catch (err) {

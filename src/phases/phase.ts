@@ -56,6 +56,9 @@ export interface AuditTrailSource {
 export type AlertImporter = (caseFile: CaseFile, investigation: Investigation) => Promise<unknown>;
 
 /** What a containment phase's first writes may use: the latest Investigation read, and the cluster. */
+/** Gives back what first writes made, each pinned to what they made; resolves whether or not it could. */
+export type TakeBack = () => Promise<unknown>;
+
 export type ContainNowContext = Pick<PhaseContext, 'investigation' | 'spec' | 'kube' | 'log' | 'config'>;
 
 /** What release may use: the record, never the current spec. */
@@ -73,9 +76,11 @@ export interface Phase {
   /**
    * ContainFirst: the cluster writes this phase makes before any bookkeeping (no finalizer, case file or
    * status write ahead of them), on the operator's containment lane. Idempotent, and leaves nothing that
-   * run() cannot find again in the cluster and record, or release() cannot find and undo.
+   * run() cannot find again in the cluster and record, or release() cannot find and undo. Resolves with
+   * how to take back what it made, for a case deleted before the lane's finalizer landed (nothing would
+   * release it then).
    */
-  containNow?(ctx: ContainNowContext): Promise<void>;
+  containNow?(ctx: ContainNowContext): Promise<TakeBack | undefined>;
   /**
    * Containment phases undo what they applied when the case is released (spec.release or deletion).
    * Must be idempotent and restart-safe: what to undo is read back from the cluster, from

@@ -26,6 +26,8 @@ class FakeApi {
   inv: Investigation;
   statusWrites = 0;
   reads = 0;
+  /** Deleted (it had no finalizer, so it is gone at once): every call on it answers 404. */
+  deleted = false;
   onWrite: () => void = () => undefined;
 
   constructor(spec: object) {
@@ -43,6 +45,7 @@ class FakeApi {
         return structuredClone(this.inv);
       },
       patchNamespacedCustomObject: async (p: { body: { metadata: { finalizers: string[]; resourceVersion?: string } } }) => {
+        if (this.deleted) throw Object.assign(new Error('not found'), { code: 404, body: {} });
         if (p.body.metadata.resourceVersion !== undefined && p.body.metadata.resourceVersion !== this.inv.metadata.resourceVersion) {
           throw Object.assign(new Error('conflict'), { code: 409, body: {} });
         }
@@ -308,7 +311,7 @@ describe('the containment lane (ContainFirst first writes)', () => {
   const lane = (api: FakeApi, phases: Phase[], cached?: (key: string) => Investigation | undefined) =>
     new ContainmentLane({ kube: api.kube(), config: { evidenceDir: root, identity: 'test' } as OperatorConfig, log: lineCounter().log, phases, cached });
 
-  test('the lane makes the containment phase\'s first writes before any status write, with the finalizer; a reconcile waiting on it runs after', async () => {
+  test('the lane makes the containment phase\'s first writes before any status write, then the finalizer; a reconcile waiting on it runs after', async () => {
     const api = new FakeApi(contain);
     const order: string[] = [];
     let finish: () => void = () => undefined;
@@ -319,6 +322,7 @@ describe('the containment lane (ContainFirst first writes)', () => {
         order.push(`containNow (status writes so far: ${api.statusWrites})`);
         await new Promise<void>((r) => (finish = r));
         order.push('containNow done');
+        return undefined;
       },
     });
     const phases = [fakePhase('TargetResolved'), isolated];
@@ -333,9 +337,11 @@ describe('the containment lane (ContainFirst first writes)', () => {
     })();
     await new Promise((r) => setTimeout(r, 20));
     expect(api.statusWrites).toBe(0); // the reconcile is held until the first writes are done
-    expect(api.inv.metadata.finalizers).toEqual(['casefile.dev/release']); // but the finalizer went out with them
+    // Nor the finalizer: the API server commits one write at a time, and isolation goes first.
+    expect(api.inv.metadata.finalizers).toEqual([]);
     finish();
     await first;
+    expect(api.inv.metadata.finalizers).toEqual(['casefile.dev/release']);
     await main;
     expect(order).toEqual(['containNow (status writes so far: 0)', 'containNow done', 'run']);
     expect(cond(api, 'NetworkIsolated')).toMatchObject({ status: 'True' });
@@ -390,12 +396,39 @@ describe('the containment lane (ContainFirst first writes)', () => {
       containment: true,
       containNow: async () => {
         if (++calls === 1) throw Object.assign(new Error('etcdserver: request timed out'), { code: 500, body: {} });
+        return undefined;
       },
     });
     const l = lane(api, [fakePhase('TargetResolved'), isolated], () => structuredClone(beforeFinalizer));
     await expect(l.run(KEY)).rejects.toThrow(/timed out/);
     await l.run(KEY);
     expect(calls).toBe(2);
+  });
+
+  test('deleted before its finalizer landed: the lane takes back what the writes made (nothing else would release it)', async () => {
+    const api = new FakeApi(contain);
+    const takenBack: string[] = [];
+    const isolated = fakePhase('NetworkIsolated', () => undefined, {
+      containment: true,
+      containNow: async () => {
+        api.deleted = true; // kubectl delete, while the writes were in flight
+        return async () => void takenBack.push('policy and label');
+      },
+    });
+    await lane(api, [fakePhase('TargetResolved'), isolated], () => structuredClone(api.inv)).run(KEY);
+    expect(takenBack).toEqual(['policy and label']);
+  });
+
+  test('a write that failed still gets the finalizer (part of it may be in place for release to find), and the queue retries', async () => {
+    const api = new FakeApi(contain);
+    const isolated = fakePhase('NetworkIsolated', () => undefined, {
+      containment: true,
+      containNow: async () => {
+        throw Object.assign(new Error('etcdserver: request timed out'), { code: 500, body: {} });
+      },
+    });
+    await expect(lane(api, [fakePhase('TargetResolved'), isolated], () => structuredClone(api.inv)).run(KEY)).rejects.toThrow(/timed out/);
+    expect(api.inv.metadata.finalizers).toEqual(['casefile.dev/release']);
   });
 
   test('an EvidenceFirst case, or one being released, gets no first writes', async () => {

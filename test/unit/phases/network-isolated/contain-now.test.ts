@@ -87,6 +87,14 @@ describe('isolateNow', () => {
     expect(cluster.reads).toBe(0);
   });
 
+  test('resolves with how to take back exactly what it made (for a case deleted before its finalizer)', async () => {
+    const cluster = new Cluster();
+    const takeBack = await isolateNow(ctx(cluster));
+    await takeBack!();
+    expect(cluster.policies).toEqual([]);
+    expect(cluster.pod!.metadata!.labels).toEqual({ app: 'web' });
+  });
+
   test('a spec naming the pod UID: the label patch is tested against it', async () => {
     const cluster = new Cluster();
     await isolateNow(ctx(cluster, spec({ target: { pod: 'web-1', uid: 'pod-uid' } })));
