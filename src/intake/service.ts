@@ -21,13 +21,13 @@ import { parseAlert, type ParsedAlert } from './alert-schema.js';
 import type { IntakeObserver } from './metrics-batch.js';
 import { TokenFile } from './auth.js';
 import { sealedImports } from './case-file-import.js';
+import { AheadIsolation, restAheadApi } from './isolate-ahead.js';
 import { AlertJournal } from './journal.js';
 import { journalDir } from './journal-format.js';
 import { PolicyCache } from './policy-cache.js';
 import { podIndexSource, PodResolver } from './pod-resolver.js';
 import { alertProcessor } from './processor.js';
 import { KeyedRateLimiter } from './rate-limit.js';
-import { AheadIsolation, restAheadApi } from './isolate-ahead.js';
 import { createIntakeServer, type AcceptResult } from './server.js';
 import { AlertWorker, type InvestigationApi } from './worker.js';
 

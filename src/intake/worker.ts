@@ -125,15 +125,15 @@ export class AlertWorker {
       if (this.opts.limiter.take([`namespace:${entry.investigation.namespace}`, `policy:${entry.policy.namespace}/${entry.policy.name}`]) > 0) continue;
       const body = buildInvestigation(entry);
       // Only a case the journal has never seen: one seen before may exist, released, and its pod is not re-isolated even briefly.
-      const ahead = this.cases.has(key) ? undefined : this.opts.isolateAhead?.(body);
-      const made = this.opts.api.create(ahead?.body ?? body).then(
+      const isolation = this.cases.has(key) ? undefined : this.opts.isolateAhead?.(body);
+      const made = this.opts.api.create(isolation?.body ?? body).then(
         (inv) => {
-          void ahead?.settle(inv);
+          void isolation?.settle(inv);
           this.opts.onOpened?.(inv);
           return inv;
         },
         () => {
-          void ahead?.settle(undefined);
+          void isolation?.settle(undefined);
           return undefined;
         },
       );

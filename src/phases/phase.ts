@@ -55,10 +55,10 @@ export interface AuditTrailSource {
 /** How the operator brings journaled alerts into a case file (intake/case-file-import.ts). */
 export type AlertImporter = (caseFile: CaseFile, investigation: Investigation) => Promise<unknown>;
 
-/** What a containment phase's first writes may use: the latest Investigation read, and the cluster. */
 /** Gives back what first writes made, each pinned to what they made; resolves whether or not it could. */
 export type TakeBack = () => Promise<unknown>;
 
+/** What a containment phase's first writes may use: the latest Investigation read, and the cluster. */
 export type ContainNowContext = Pick<PhaseContext, 'investigation' | 'spec' | 'kube' | 'log' | 'config'>;
 
 /** What release may use: the record, never the current spec. */
