@@ -24,8 +24,7 @@ import type { RestClient } from '../kube/rest.js';
 import type { Logger } from '../log.js';
 import { restIsolationApi, takeBackIsolation, writeIsolation, type IsolationApi, type Written } from '../phases/network-isolated/first-writes.js';
 import { AHEAD_CLAIM_MS } from '../phases/network-isolated/isolation-id.js';
-import { caseIsolationId, incidentLabel, investigationOwnerRef, INVESTIGATION_UID, ISOLATED_AHEAD, isolationPolicy, policyName } from '../phases/network-isolated/policy.js';
-import { uidPrefix } from '../evidence/paths.js';
+import { caseIsolationId, incidentLabel, investigationOwnerRef, INVESTIGATION_UID, ISOLATED_AHEAD, isolationPolicy, ownerOf, policyName } from '../phases/network-isolated/policy.js';
 import type { InvestigationBody } from './investigation-factory.js';
 
 /** A policy made ahead and not claimed this long after its creation is an orphan (no live intake can claim it any more). */
@@ -52,7 +51,7 @@ export function restAheadApi(rest: RestClient): AheadApi {
     ...restIsolationApi(rest),
     claimPolicy: (namespace, name, resourceVersion, owner) =>
       rest.json('PATCH', `/apis/networking.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/networkpolicies/${encodeURIComponent(name)}`, {
-        body: { metadata: { resourceVersion, annotations: { [INVESTIGATION_UID]: owner.metadata.uid }, ownerReferences: [investigationOwnerRef({ apiVersion: owner.apiVersion, ...owner.metadata })] } },
+        body: { metadata: { resourceVersion, annotations: { [INVESTIGATION_UID]: owner.metadata.uid }, ownerReferences: [investigationOwnerRef(ownerOf(owner))] } },
         contentType: merge,
       }),
     // metadata.uid in a patch is a precondition: a namesake created since is left alone.
@@ -65,7 +64,7 @@ export function restAheadApi(rest: RestClient): AheadApi {
     labelledPods: async (namespace, key) => (await rest.getJSON<{ items: V1Pod[] }>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`, { labelSelector: key })).items,
     caseIds: async (namespace) => {
       const list = await rest.getJSON<{ items: Investigation[] }>(investigations(namespace));
-      return new Set(list.items.map((i) => uidPrefix(i.metadata.uid)));
+      return new Set(list.items.map(caseIsolationId));
     },
   };
 }
@@ -147,7 +146,7 @@ export class AheadIsolation {
   private async ownWrites(inv: Investigation, spec: InvestigationSpec, log: Logger): Promise<void> {
     const id = caseIsolationId(inv);
     const { key, value } = incidentLabel(id);
-    const policy = isolationPolicy({ apiVersion: inv.apiVersion, ...inv.metadata }, id, spec, new Date());
+    const policy = isolationPolicy(ownerOf(inv), id, spec, new Date());
     const written = await writeIsolation(this.deps.api, { namespace: inv.metadata.namespace, spec, policy, key, value }, log);
     if (written.error) log.warn({ err: errorMessage(written.error) }, "the case's own first writes failed too; its reconcile makes them");
   }

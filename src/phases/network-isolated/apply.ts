@@ -17,7 +17,7 @@ import { detachFromWorkload } from './detach.js';
 import { resolveIsolationId } from './isolation-id.js';
 import { verifyIsolation } from './isolation-probe.js';
 import { prepareVerification } from './probe-container.js';
-import { APPLIED_AT, describeAllowances, excludesLabel, incidentLabel, incidentLabelPatch, INVESTIGATION_UID, isolationPolicy, needsExclusion, PHASE } from './policy.js';
+import { APPLIED_AT, describeAllowances, excludesLabel, incidentLabel, incidentLabelPatch, INVESTIGATION_UID, isolationPolicy, needsExclusion, ownerOf, PHASE } from './policy.js';
 
 export interface PatchedPolicy {
   name: string;
@@ -33,7 +33,10 @@ export async function isolate(ctx: PhaseContext): Promise<PhaseOutcome> {
   if (ctx.spec.containment.network.verify) prepareVerification(ctx, pod, ctx.status.target?.container);
   const inv = ctx.investigation;
   const { namespace } = inv.metadata;
-  const id = await resolveIsolationId(ctx.kube, inv, ctx.status);
+  // One list serves both: the claim that names the case's id, and step 2 (casefile's own policy, found
+  // there or made below, is never one to exclude the label from).
+  const policies = (await ctx.kube.networking.listNamespacedNetworkPolicy({ namespace })).items;
+  const id = await resolveIsolationId(ctx.kube, inv, ctx.status, policies);
   const { key, value } = incidentLabel(id);
   // The labels as they were before casefile: its own incident label (unique to this case) may already be
   // there, put on by the first writes (contain-now.ts).
@@ -41,7 +44,7 @@ export async function isolate(ctx: PhaseContext): Promise<PhaseOutcome> {
   await ctx.caseFile.writeJSON('containment/pod-labels-before.json', before, { phase: PHASE });
 
   // 1. The policy, selecting a label no pod carries yet (unless the first writes already made both).
-  const desired = isolationPolicy({ apiVersion: inv.apiVersion, ...inv.metadata }, id, ctx.spec, new Date());
+  const desired = isolationPolicy(ownerOf(inv), id, ctx.spec, new Date());
   const name = desired.metadata!.name!;
   const policyPath = `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies`;
   try {
@@ -66,7 +69,7 @@ export async function isolate(ctx: PhaseContext): Promise<PhaseOutcome> {
   const labelled = { ...(pod.metadata?.labels ?? {}), [key]: value };
   const recorded = new Map((ctx.status.containment.patchedPolicies ?? []).map((p) => [p.original, p]));
   const patched: PatchedPolicy[] = [];
-  for (const p of (await ctx.kube.networking.listNamespacedNetworkPolicy({ namespace })).items) {
+  for (const p of policies) {
     const policy = p.metadata!.name!;
     const original = originalArtifact('NetworkPolicy', namespace, policy, p.metadata!.uid!);
     if (excludesLabel(p, key) && ctx.caseFile.has(original)) {

@@ -7,14 +7,14 @@
 import type { ContainNowContext, TakeBack } from '../phase.js';
 import { kubeIsolationApi, takeBackIsolation, writeIsolation } from './first-writes.js';
 import { prepareVerification } from './probe-container.js';
-import { caseIsolationId, incidentLabel, isolationPolicy } from './policy.js';
+import { caseIsolationId, incidentLabel, isolationPolicy, ownerOf } from './policy.js';
 
 export async function isolateNow(ctx: ContainNowContext): Promise<TakeBack | undefined> {
   const inv = ctx.investigation;
   const { namespace } = inv.metadata;
   const id = caseIsolationId(inv);
   const { key, value } = incidentLabel(id);
-  const policy = isolationPolicy({ apiVersion: inv.apiVersion, ...inv.metadata }, id, ctx.spec, new Date());
+  const policy = isolationPolicy(ownerOf(inv), id, ctx.spec, new Date());
   const api = kubeIsolationApi(ctx.kube);
   const written = await writeIsolation(api, { namespace, spec: ctx.spec, policy, key, value }, ctx.log);
   if (written.target && ctx.spec.containment.network.verify) prepareVerification(ctx, written.pod!, written.target);

@@ -3,6 +3,7 @@
 // returned, intake claimed that policy for the Investigation's UID (src/intake/isolate-ahead.ts). Only
 // the operator writes that claim, so it is what adoption trusts: the Investigation's own annotation is a
 // hint to wait for the claim, never a claim. A look-alike carrying someone else's id gets only its own.
+import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import type { Investigation, InvestigationStatus } from '../../api/investigation.js';
 import { RequeueAfter } from '../../errors.js';
 import type { Kube } from '../../kube/client.js';
@@ -29,15 +30,22 @@ function recordedId(status: InvestigationStatus | undefined): string | undefined
 /**
  * The case's id: the recorded one; else the id of a casefile policy claimed for this UID (one made ahead
  * first); else, while intake may still claim the one it made ahead, a RequeueAfter; else the UID's prefix.
+ * `policies`: the namespace's, when the caller has listed them already (else casefile's are listed here).
  */
-export async function resolveIsolationId(kube: Kube, inv: Investigation, status: InvestigationStatus | undefined, now = Date.now()): Promise<string> {
+export async function resolveIsolationId(
+  kube: Kube,
+  inv: Investigation,
+  status: InvestigationStatus | undefined,
+  policies?: readonly V1NetworkPolicy[],
+  now = Date.now(),
+): Promise<string> {
   const recorded = recordedId(status);
   if (recorded) return recorded;
   const selector = Object.entries(MANAGED_BY).map(([k, v]) => `${k}=${v}`).join(',');
-  const ours = (await kube.networking.listNamespacedNetworkPolicy({ namespace: inv.metadata.namespace, labelSelector: selector })).items
-    .filter((p) => p.metadata?.annotations?.[INVESTIGATION_UID] === inv.metadata.uid)
-    .sort((a, b) => Number(Boolean(b.metadata?.labels?.[ISOLATED_AHEAD])) - Number(Boolean(a.metadata?.labels?.[ISOLATED_AHEAD])));
-  const claimed = /^casefile-([0-9a-f]{8})$/.exec(ours[0]?.metadata?.name ?? '')?.[1];
+  const listed = policies ?? (await kube.networking.listNamespacedNetworkPolicy({ namespace: inv.metadata.namespace, labelSelector: selector })).items;
+  const ours = listed.filter((p) => Object.entries(MANAGED_BY).every(([k, v]) => p.metadata?.labels?.[k] === v) && p.metadata?.annotations?.[INVESTIGATION_UID] === inv.metadata.uid);
+  const policy = ours.find((p) => p.metadata?.labels?.[ISOLATED_AHEAD]) ?? ours[0];
+  const claimed = /^casefile-([0-9a-f]{8})$/.exec(policy?.metadata?.name ?? '')?.[1];
   if (claimed) return claimed;
   const created = new Date(inv.metadata.creationTimestamp ?? 0).getTime();
   if (aheadIdOf(inv) && now - created < AHEAD_WAIT_MS) {

@@ -79,6 +79,12 @@ export function isolationPolicy(owner: PolicyOwner, id: string, spec: Investigat
   };
 }
 
+/** An Investigation as the owner of its policy. */
+export function ownerOf(inv: Investigation): Required<PolicyOwner> {
+  const { name, namespace, uid } = inv.metadata;
+  return { apiVersion: inv.apiVersion, name, namespace, uid };
+}
+
 export function investigationOwnerRef(owner: Required<PolicyOwner>): V1OwnerReference {
   return { apiVersion: owner.apiVersion, kind: 'Investigation', name: owner.name, uid: owner.uid };
 }

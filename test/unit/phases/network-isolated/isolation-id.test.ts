@@ -41,37 +41,37 @@ function kube(items: V1NetworkPolicy[]): Kube & { selectors: string[] } {
 describe('resolveIsolationId', () => {
   test('a case nobody isolated ahead goes by its UID prefix', async () => {
     const k = kube([]);
-    expect(await resolveIsolationId(k, investigation(), undefined, T0)).toBe('0a1b2c3d');
+    expect(await resolveIsolationId(k, investigation(), undefined, undefined, T0)).toBe('0a1b2c3d');
     expect(k.selectors).toEqual(['shop:app.kubernetes.io/managed-by=casefile']);
   });
 
   test('what status recorded wins, without a read', async () => {
     const k = kube([]);
     const status = { containment: { label: 'casefile.dev/incident-feedc0de=isolated' } } as InvestigationStatus;
-    expect(await resolveIsolationId(k, investigation(), status, T0)).toBe('feedc0de');
+    expect(await resolveIsolationId(k, investigation(), status, undefined, T0)).toBe('feedc0de');
     expect(k.selectors).toEqual([]);
   });
 
   test('the policy intake made ahead and claimed for this UID', async () => {
     const k = kube([policy('casefile-aaaa0000', 'another-uid', 'aaaa0000'), policy('casefile-feedc0de', UID, 'feedc0de')]);
-    expect(await resolveIsolationId(k, investigation({ 'casefile.dev/isolated-ahead': 'feedc0de' }), undefined, T0)).toBe('feedc0de');
+    expect(await resolveIsolationId(k, investigation({ 'casefile.dev/isolated-ahead': 'feedc0de' }), undefined, undefined, T0)).toBe('feedc0de');
   });
 
   test('while the claim may still come, the case waits for it; after the wait, or with no annotation, it goes by its UID', async () => {
     const k = kube([policy('casefile-feedc0de', undefined, 'feedc0de')]);
     const inv = investigation({ 'casefile.dev/isolated-ahead': 'feedc0de' });
-    await expect(resolveIsolationId(k, inv, undefined, T0 + 1000)).rejects.toBeInstanceOf(RequeueAfter);
-    expect(await resolveIsolationId(k, inv, undefined, T0 + 60_000)).toBe('0a1b2c3d');
-    expect(await resolveIsolationId(k, investigation(), undefined, T0 + 1000)).toBe('0a1b2c3d');
+    await expect(resolveIsolationId(k, inv, undefined, undefined, T0 + 1000)).rejects.toBeInstanceOf(RequeueAfter);
+    expect(await resolveIsolationId(k, inv, undefined, undefined, T0 + 60_000)).toBe('0a1b2c3d');
+    expect(await resolveIsolationId(k, investigation(), undefined, undefined, T0 + 1000)).toBe('0a1b2c3d');
   });
 
   test("a look-alike annotated with another case's id gets only its own: that policy is claimed for another UID", async () => {
     const k = kube([policy('casefile-feedc0de', 'the-real-case', 'feedc0de')]);
-    expect(await resolveIsolationId(k, investigation({ 'casefile.dev/isolated-ahead': 'feedc0de' }), undefined, T0 + 60_000)).toBe('0a1b2c3d');
+    expect(await resolveIsolationId(k, investigation({ 'casefile.dev/isolated-ahead': 'feedc0de' }), undefined, undefined, T0 + 60_000)).toBe('0a1b2c3d');
   });
 
   test('the case\'s own policy (made by the lane after intake declined) is found by its claim', async () => {
     const k = kube([policy('casefile-0a1b2c3d', UID)]);
-    expect(await resolveIsolationId(k, investigation({ 'casefile.dev/isolated-ahead': 'feedc0de' }), undefined, T0 + 1000)).toBe('0a1b2c3d');
+    expect(await resolveIsolationId(k, investigation({ 'casefile.dev/isolated-ahead': 'feedc0de' }), undefined, undefined, T0 + 1000)).toBe('0a1b2c3d');
   });
 });
